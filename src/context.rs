@@ -1,0 +1,736 @@
+//! [`Context`]: what a handler can do to sockets, servers and timers (Node's methods).
+//!
+//! Calls here act at once where Node does (`write` tries the kernel immediately, like libuv's
+//! `uv_try_write`; `destroy` closes the fd now) but never call back into the handler: events
+//! they cause (`'drain'`, `'error'`, `'close'`) are queued and delivered by the loop. That keeps
+//! handlers free of re-entrancy and makes "close exactly once, always last" easy to hold.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+use slab::Slab;
+
+use crate::addr::SocketAddress;
+use crate::error;
+use crate::handler::{ServerId, SocketId};
+use crate::idle::IdleTimers;
+use crate::listener::{Listener, Server};
+use crate::options::{ServerOptions, SocketOptions};
+use crate::socket::{flag, interest_of, Socket, Stream, NO_SERVER};
+use crate::timers::{TimerId, TimerKind, Timers};
+use crate::write_queue::{SharedBytes, WriteQueue};
+
+/// Token of the signal pipe. Listener tokens count down from just below it; socket tokens are
+/// slab keys counting up from 0.
+pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+const LISTENER_TOKEN_BASE: usize = usize::MAX - 2;
+
+pub(crate) fn listener_token(key: usize) -> Token {
+    Token(LISTENER_TOKEN_BASE - key)
+}
+
+/// Slab key of the listener behind `token`, if it is a listener token.
+pub(crate) fn listener_key(token: Token) -> Option<usize> {
+    // Slab keys stay far below 2^32, so anything in the top 2^32 tokens is a listener.
+    let k = LISTENER_TOKEN_BASE.checked_sub(token.0)?;
+    (k < u32::MAX as usize).then_some(k)
+}
+
+/// Recycled write queues kept for reuse, so sockets that block and drain repeatedly do not
+/// allocate each time. Bounded so a burst does not pin memory.
+const SPARE_QUEUES: usize = 256;
+
+/// Counters an operator wants (Redis's `INFO stats` spirit). Cheap: plain integers.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections refused by `max_connections`.
+    pub rejected: u64,
+    /// Connections refused because no file descriptor was free.
+    pub rejected_no_fd: u64,
+    /// Sockets destroyed for passing their output hard limit.
+    pub output_limit_disconnects: u64,
+    /// Bytes read from all sockets.
+    pub bytes_in: u64,
+    /// Bytes written to all sockets.
+    pub bytes_out: u64,
+}
+
+/// Everything a [`crate::Handler`] may touch: sockets, servers, timers, signals.
+pub struct Context {
+    pub(crate) registry: Registry,
+    pub(crate) sockets: Slab<Socket>,
+    pub(crate) servers: Slab<Server>,
+    pub(crate) timers: Timers,
+    pub(crate) idle: IdleTimers,
+    /// Sockets to service again without waiting for an edge: their read or write budget ran
+    /// out, or they were resumed. Edge-triggered readiness would never report them again.
+    pub(crate) ready: Vec<SocketId>,
+    /// Destroyed sockets whose `'error'`/`'close'` the loop still owes, in order.
+    pub(crate) closing: Vec<(usize, Option<io::Error>)>,
+    /// Closed servers whose last connection is gone; `'close'` is owed.
+    pub(crate) servers_closing: Vec<usize>,
+    /// Servers whose `'listening'` is owed.
+    pub(crate) listening: Vec<ServerId>,
+    /// Sockets that keep the loop alive (not `unref`-ed, not yet removed).
+    referenced_sockets: usize,
+    next_gen: u32,
+    start: Instant,
+    /// Loop time in ms, read once per wake: every timer and idle stamp uses it.
+    pub(crate) now_ms: u64,
+    // Boxed because that is how a socket holds its queue: reuse moves the box, no copy.
+    #[allow(clippy::vec_box)]
+    spare_queues: Vec<Box<WriteQueue>>,
+    pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// An fd held in reserve so that, when accept fails with EMFILE, we can free one, accept
+    /// and close the pending connections (libuv's trick) instead of leaving them to rot.
+    pub(crate) reserve_fd: Option<File>,
+    pub(crate) stopped: bool,
+    client_options: SocketOptions,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("sockets", &self.sockets.len())
+            .field("servers", &self.servers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(registry: Registry) -> Self {
+        Context {
+            registry,
+            sockets: Slab::new(),
+            servers: Slab::new(),
+            timers: Timers::default(),
+            idle: IdleTimers::default(),
+            ready: Vec::new(),
+            closing: Vec::new(),
+            servers_closing: Vec::new(),
+            listening: Vec::new(),
+            referenced_sockets: 0,
+            next_gen: 0,
+            start: Instant::now(),
+            now_ms: 0,
+            spare_queues: Vec::new(),
+            signals: None,
+            reserve_fd: File::open("/dev/null").ok(),
+            stopped: false,
+            client_options: SocketOptions::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- loop bookkeeping ---------------------------------------------------------------
+
+    pub(crate) fn update_clock(&mut self) {
+        self.now_ms = self.start.elapsed().as_millis() as u64;
+    }
+
+    #[inline]
+    pub(crate) fn now32(&self) -> u32 {
+        self.now_ms as u32
+    }
+
+    /// The instant that loop time `ms` stands for.
+    pub(crate) fn instant_of(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// True while anything referenced could still produce an event (Node's loop liveness).
+    pub(crate) fn alive(&self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let servers = self.servers.iter().any(|(_, s)| s.listener.is_some() && !s.unref);
+        self.referenced_sockets > 0
+            || servers
+            || self.timers.referenced() > 0
+            || !self.closing.is_empty()
+            || !self.servers_closing.is_empty()
+            || !self.listening.is_empty()
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        self.next_gen
+    }
+
+    /// Slab key of a live (not yet removed) socket, if `id` still names it.
+    #[inline]
+    pub(crate) fn key_of(&self, id: SocketId) -> Option<usize> {
+        match self.sockets.get(id.key as usize) {
+            Some(s) if s.gen == id.gen => Some(id.key as usize),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn id_of(&self, key: usize) -> SocketId {
+        SocketId { key: key as u32, gen: self.sockets[key].gen }
+    }
+
+    pub(crate) fn server_key(&self, id: ServerId) -> Option<usize> {
+        match self.servers.get(id.key as usize) {
+            Some(s) if s.gen == id.gen => Some(id.key as usize),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn server_id(&self, key: usize) -> ServerId {
+        ServerId { key: key as u32, gen: self.servers[key].gen }
+    }
+
+    fn options_of(&self, server: u32) -> &SocketOptions {
+        match self.servers.get(server as usize) {
+            Some(s) if server != NO_SERVER => &s.options.socket,
+            _ => &self.client_options,
+        }
+    }
+
+    /// Brings the socket's registration in line with what it wants (read while not paused or
+    /// ended; write while output is queued). Costs an `epoll_ctl` only on a change.
+    pub(crate) fn sync_interest(&mut self, key: usize) {
+        let sock = &mut self.sockets[key];
+        let have = sock.flags & (flag::REG_READ | flag::REG_WRITE);
+        let want = sock.wanted_interest();
+        if have == want {
+            return;
+        }
+        let Some(source) = sock.io.source() else { return };
+        let result = match (interest_of(have), interest_of(want)) {
+            (None, Some(i)) => self.registry.register(source, Token(key), i),
+            (Some(_), Some(i)) => self.registry.reregister(source, Token(key), i),
+            (Some(_), None) => self.registry.deregister(source),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => sock.flags = (sock.flags & !(flag::REG_READ | flag::REG_WRITE)) | want,
+            Err(e) => self.destroy_key(key, Some(e)),
+        }
+    }
+
+    /// Adds a freshly accepted or connecting stream to the slab.
+    pub(crate) fn adopt(&mut self, io: Stream, server: u32, extra_flags: u32) -> SocketId {
+        let opts = self.options_of(server).clone();
+        if let Some(s) = io.sock_ref() {
+            // Best effort: a failure here (e.g. the peer already reset) surfaces on first I/O.
+            if opts.no_delay {
+                let _ = io.set_nodelay(true);
+            }
+            if let Some(delay) = opts.keep_alive {
+                let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(delay));
+            }
+        }
+        let mut flags = extra_flags;
+        if opts.allow_half_open {
+            flags |= flag::ALLOW_HALF_OPEN;
+        }
+        let gen = self.next_gen();
+        let key = self.sockets.insert(Socket::new(io, gen, server, flags));
+        self.referenced_sockets += 1;
+        if let Some(t) = opts.idle_timeout {
+            self.idle.set(key, clamp_ms(t), self.now32());
+        }
+        self.sync_interest(key);
+        SocketId { key: key as u32, gen }
+    }
+
+    /// Closes a socket now and queues its `'error'` (if any) and `'close'`. Idempotent.
+    pub(crate) fn destroy_key(&mut self, key: usize, err: Option<io::Error>) {
+        let sock = &mut self.sockets[key];
+        if sock.has(flag::DESTROYED) {
+            return;
+        }
+        sock.flags |= flag::DESTROYED;
+        if let Some(mut q) = sock.queue.take() {
+            q.clear();
+            if self.spare_queues.len() < SPARE_QUEUES {
+                self.spare_queues.push(q);
+            }
+        }
+        if sock.has(flag::REG_READ | flag::REG_WRITE) {
+            if let Some(source) = sock.io.source() {
+                let _ = self.registry.deregister(source);
+            }
+        }
+        sock.io = Stream::Closed;
+        let server = sock.server;
+        self.idle.remove(key);
+        if let Some(s) = self.servers.get_mut(server as usize).filter(|_| server != NO_SERVER) {
+            // Counted down now, as Node's `_destroy` does, so getConnections() is exact.
+            s.connections -= 1;
+            if s.listener.is_none() && s.connections == 0 {
+                self.servers_closing.push(server as usize);
+            }
+        }
+        self.closing.push((key, err));
+    }
+
+    /// Removes a socket whose `'close'` has been delivered; its key may now be reused.
+    pub(crate) fn remove(&mut self, key: usize) {
+        let sock = self.sockets.remove(key);
+        if !sock.has(flag::UNREF) {
+            self.referenced_sockets -= 1;
+        }
+        if self.reserve_fd.is_none() {
+            // An fd was just freed: take it back as the EMFILE reserve.
+            self.reserve_fd = File::open("/dev/null").ok();
+        }
+    }
+
+    /// Gives a drained queue back for reuse.
+    pub(crate) fn recycle_queue(&mut self, key: usize) {
+        if let Some(q) = self.sockets[key].queue.take() {
+            if self.spare_queues.len() < SPARE_QUEUES {
+                self.spare_queues.push(q);
+            }
+        }
+    }
+
+    /// After the queue empties: if `end()` was called, send FIN; if the peer had ended too,
+    /// the socket is done.
+    pub(crate) fn maybe_finish(&mut self, key: usize) {
+        let sock = &mut self.sockets[key];
+        if !sock.has(flag::ENDING)
+            || sock.has(flag::FINISHED | flag::DESTROYED | flag::CONNECTING)
+            || sock.queued() > 0
+        {
+            return;
+        }
+        if let Err(e) = sock.io.shutdown_write() {
+            self.destroy_key(key, Some(e));
+            return;
+        }
+        sock.flags |= flag::FINISHED;
+        if sock.has(flag::READ_ENDED) {
+            self.destroy_key(key, None);
+        } else {
+            self.sync_interest(key);
+        }
+    }
+
+    pub(crate) fn add_read(&mut self, n: usize) {
+        self.stats.bytes_in += n as u64;
+    }
+
+    pub(crate) fn add_written(&mut self, n: usize) {
+        self.stats.bytes_out += n as u64;
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    // ----- servers ------------------------------------------------------------------------
+
+    /// `server.listen()`: binds `addr` (port 0 picks a free port) and starts accepting.
+    /// `on_listening` follows from the loop. Bind errors are returned at once and read like
+    /// Node's (`listen EADDRINUSE: Address in use 127.0.0.1:8080`).
+    pub fn listen(&mut self, addr: &SocketAddress, options: ServerOptions) -> io::Result<ServerId> {
+        let (mut listener, address) = Listener::bind(addr, options.backlog)?;
+        let gen = self.next_gen();
+        let entry = self.servers.vacant_entry();
+        let key = entry.key();
+        self.registry.register(listener.source(), listener_token(key), mio::Interest::READABLE)?;
+        let unlink_on_close = match &address {
+            SocketAddress::Unix(p) => Some(p.clone()),
+            _ => None,
+        };
+        entry.insert(Server {
+            listener: Some(listener),
+            address,
+            options,
+            connections: 0,
+            gen,
+            unref: false,
+            registered: true,
+            unlink_on_close,
+        });
+        let id = ServerId { key: key as u32, gen };
+        self.listening.push(id);
+        Ok(id)
+    }
+
+    /// `server.address()`: the bound address with the real port.
+    pub fn server_address(&self, server: ServerId) -> Option<&SocketAddress> {
+        self.server_key(server).map(|k| &self.servers[k].address)
+    }
+
+    /// `server.close()`: stops accepting now; `on_server_close` fires once its last
+    /// connection has closed. Existing connections are untouched.
+    pub fn close_server(&mut self, server: ServerId) {
+        let Some(key) = self.server_key(server) else { return };
+        let s = &mut self.servers[key];
+        let Some(mut listener) = s.listener.take() else { return };
+        if s.registered {
+            let _ = self.registry.deregister(listener.source());
+        }
+        drop(listener);
+        s.close_listener();
+        if s.connections == 0 {
+            self.servers_closing.push(key);
+        }
+    }
+
+    /// True until `close_server` was called.
+    pub fn is_listening(&self, server: ServerId) -> bool {
+        self.server_key(server).is_some_and(|k| self.servers[k].listener.is_some())
+    }
+
+    /// `server.getConnections()`: live connections accepted by this server.
+    pub fn connections(&self, server: ServerId) -> usize {
+        self.server_key(server).map_or(0, |k| self.servers[k].connections)
+    }
+
+    /// `server.maxConnections = n` (`None` for no limit).
+    pub fn set_max_connections(&mut self, server: ServerId, max: Option<usize>) {
+        if let Some(k) = self.server_key(server) {
+            self.servers[k].options.max_connections = max;
+        }
+    }
+
+    /// `server.unref()` / `server.ref()`.
+    pub fn set_server_ref(&mut self, server: ServerId, referenced: bool) {
+        if let Some(k) = self.server_key(server) {
+            self.servers[k].unref = !referenced;
+        }
+    }
+
+    /// Every server still listening.
+    pub fn servers(&self) -> Vec<ServerId> {
+        self.servers.iter().filter(|(_, s)| s.listener.is_some()).map(|(k, _)| self.server_id(k)).collect()
+    }
+
+    // ----- outbound sockets ---------------------------------------------------------------
+
+    /// Options for sockets made by [`Context::connect`].
+    pub fn set_client_options(&mut self, options: SocketOptions) {
+        self.client_options = options;
+    }
+
+    /// `net.connect()`: starts a non-blocking connect; `on_connect` or `on_error` +
+    /// `on_close(true)` follows. Writes made before the connection completes are queued.
+    pub fn connect(&mut self, addr: &SocketAddress) -> SocketId {
+        let stream = match addr {
+            SocketAddress::Inet(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+            SocketAddress::Unix(p) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+            SocketAddress::UnnamedUnix => Err(io::Error::new(io::ErrorKind::InvalidInput, "no path")),
+        };
+        match stream {
+            Ok(io) => self.adopt(io, NO_SERVER, flag::CONNECTING),
+            Err(e) => {
+                // Failures the OS reports at once (e.g. a Unix path with no listener) still
+                // arrive as events, as in Node.
+                let id = self.adopt(Stream::Closed, NO_SERVER, flag::CONNECTING);
+                self.destroy_key(id.key as usize, Some(error::context(e, &format!("connect {addr}"))));
+                id
+            }
+        }
+    }
+
+    // ----- socket operations --------------------------------------------------------------
+
+    /// `socket.write(data)`: tries the kernel at once if nothing is queued, queues the rest
+    /// (copied). Returns false once the queued bytes reach the high-water mark; `on_drain`
+    /// follows when the queue empties. A write the kernel takes whole returns true even when
+    /// it is larger than the mark (newer Node; Node 20 returned false).
+    pub fn write(&mut self, socket: SocketId, data: &[u8]) -> bool {
+        self.write_impl(socket, data, None)
+    }
+
+    /// `write()` of bytes shared with other sockets: whatever the kernel does not take at
+    /// once is queued by reference, not copied. Use for broadcasts.
+    pub fn write_shared(&mut self, socket: SocketId, data: &SharedBytes) -> bool {
+        self.write_impl(socket, data, Some(data))
+    }
+
+    fn write_impl(&mut self, socket: SocketId, data: &[u8], shared: Option<&SharedBytes>) -> bool {
+        let Some(key) = self.key_of(socket) else { return false };
+        let sock = &mut self.sockets[key];
+        if sock.has(flag::DESTROYED) {
+            return false;
+        }
+        if sock.has(flag::ENDING) {
+            self.destroy_key(key, Some(error::write_after_end()));
+            return false;
+        }
+        let mut offset = 0;
+        if sock.queue.is_none() && !sock.has(flag::CONNECTING) {
+            while offset < data.len() {
+                match sock.io.write(&data[offset..]) {
+                    Ok(n) => offset += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.destroy_key(key, Some(e));
+                        return false;
+                    }
+                }
+            }
+            if offset > 0 {
+                sock.bytes_written += offset as u64;
+                self.stats.bytes_out += offset as u64;
+                self.idle.touch(key, self.now_ms as u32);
+            }
+            if offset == data.len() {
+                return true;
+            }
+        }
+        let sock = &mut self.sockets[key];
+        let newly_queued = sock.queue.is_none();
+        let spares = &mut self.spare_queues;
+        let q = sock.queue.get_or_insert_with(|| spares.pop().unwrap_or_default());
+        match shared {
+            Some(s) => q.push_shared(s.clone(), offset),
+            None => q.push_copy(&data[offset..]),
+        }
+        let queued = q.len();
+        let (hwm, limit) = {
+            let o = self.options_of(self.sockets[key].server);
+            (o.high_water_mark, o.max_buffer)
+        };
+        if let Some(limit) = limit.filter(|&l| queued > l) {
+            self.stats.output_limit_disconnects += 1;
+            log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
+            self.destroy_key(key, Some(error::output_limit(queued, limit)));
+            return false;
+        }
+        if newly_queued {
+            self.sync_interest(key);
+        }
+        if queued < hwm {
+            true
+        } else {
+            self.sockets[key].flags |= flag::NEED_DRAIN;
+            false
+        }
+    }
+
+    fn peer_label(&self, key: usize) -> String {
+        self.sockets[key].io.peer_addr().map_or_else(|_| format!("socket {key}"), |a| a.to_string())
+    }
+
+    /// `socket.end()`: flush what is queued, then send FIN. A second call does nothing.
+    pub fn end(&mut self, socket: SocketId) {
+        let Some(key) = self.key_of(socket) else { return };
+        let sock = &mut self.sockets[key];
+        if sock.has(flag::ENDING | flag::DESTROYED) {
+            return;
+        }
+        sock.flags |= flag::ENDING;
+        self.maybe_finish(key);
+    }
+
+    /// `socket.end(data)`: `write(data)` then `end()`.
+    pub fn end_with(&mut self, socket: SocketId, data: &[u8]) {
+        self.write(socket, data);
+        self.end(socket);
+    }
+
+    /// `socket.destroy()`: drop queued output and close now; `on_close(false)` follows.
+    pub fn destroy(&mut self, socket: SocketId) {
+        if let Some(key) = self.key_of(socket) {
+            self.destroy_key(key, None);
+        }
+    }
+
+    /// `socket.destroy(err)`: like `destroy` but `on_error(err)` and `on_close(true)` follow.
+    pub fn destroy_with_error(&mut self, socket: SocketId, err: io::Error) {
+        if let Some(key) = self.key_of(socket) {
+            self.destroy_key(key, Some(err));
+        }
+    }
+
+    /// `socket.pause()`: stop reading. Read interest is dropped, so a paused socket with
+    /// unread data costs no wakeups; the kernel's receive window pushes back on the peer.
+    pub fn pause(&mut self, socket: SocketId) {
+        if let Some(key) = self.key_of(socket) {
+            self.sockets[key].flags |= flag::PAUSED;
+            self.sync_interest(key);
+        }
+    }
+
+    /// `socket.resume()`: start reading again. The socket is read on this loop turn even if
+    /// no new readiness edge arrives (data may have been left unread when it paused).
+    pub fn resume(&mut self, socket: SocketId) {
+        let Some(key) = self.key_of(socket) else { return };
+        let sock = &mut self.sockets[key];
+        if !sock.has(flag::PAUSED) {
+            return;
+        }
+        sock.flags &= !flag::PAUSED;
+        self.sync_interest(key);
+        self.ready.push(socket);
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self, socket: SocketId) -> bool {
+        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED))
+    }
+
+    /// Node's `socket.writable`: `write()` would be accepted (not ended, not destroyed).
+    pub fn is_writable(&self, socket: SocketId) -> bool {
+        self.key_of(socket).is_some_and(|k| !self.sockets[k].has(flag::ENDING | flag::DESTROYED))
+    }
+
+    /// False once the socket is destroyed (its `on_close` may still be pending).
+    pub fn is_open(&self, socket: SocketId) -> bool {
+        self.key_of(socket).is_some_and(|k| !self.sockets[k].has(flag::DESTROYED))
+    }
+
+    /// `socket.setTimeout(ms)`: `on_timeout` after this long without reads or writes;
+    /// `Duration::ZERO` disables. Durations clamp to 2^31-1 ms, as Node's do.
+    pub fn set_timeout(&mut self, socket: SocketId, idle: Duration) {
+        if let Some(key) = self.key_of(socket) {
+            let now = self.now32();
+            self.idle.set(key, clamp_ms(idle), now);
+        }
+    }
+
+    /// `socket.setNoDelay(on)`.
+    pub fn set_no_delay(&mut self, socket: SocketId, on: bool) -> io::Result<()> {
+        match self.key_of(socket) {
+            Some(k) => self.sockets[k].io.set_nodelay(on),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// `socket.setKeepAlive(on, initialDelay)`.
+    pub fn set_keep_alive(&mut self, socket: SocketId, on: bool, initial_delay: Duration) -> io::Result<()> {
+        let Some(k) = self.key_of(socket) else { return Err(io::ErrorKind::NotConnected.into()) };
+        let Some(s) = self.sockets[k].io.sock_ref() else { return Err(io::ErrorKind::NotConnected.into()) };
+        if on {
+            s.set_tcp_keepalive(
+                &socket2::TcpKeepalive::new().with_time(initial_delay.max(Duration::from_secs(1))),
+            )
+        } else {
+            s.set_keepalive(false)
+        }
+    }
+
+    /// `socket.ref()` / `socket.unref()`: whether this socket keeps the loop running.
+    pub fn set_socket_ref(&mut self, socket: SocketId, referenced: bool) {
+        let Some(k) = self.key_of(socket) else { return };
+        let sock = &mut self.sockets[k];
+        if sock.has(flag::UNREF) != referenced {
+            return;
+        }
+        if referenced {
+            sock.flags &= !flag::UNREF;
+            self.referenced_sockets += 1;
+        } else {
+            sock.flags |= flag::UNREF;
+            self.referenced_sockets -= 1;
+        }
+    }
+
+    /// Node's `bufferSize`: bytes queued and not yet taken by the kernel.
+    pub fn buffer_size(&self, socket: SocketId) -> usize {
+        self.key_of(socket).map_or(0, |k| self.sockets[k].queued())
+    }
+
+    /// Node's `bytesRead`.
+    pub fn bytes_read(&self, socket: SocketId) -> u64 {
+        self.key_of(socket).map_or(0, |k| self.sockets[k].bytes_read)
+    }
+
+    /// Node's `bytesWritten` (bytes the kernel accepted).
+    pub fn bytes_written(&self, socket: SocketId) -> u64 {
+        self.key_of(socket).map_or(0, |k| self.sockets[k].bytes_written)
+    }
+
+    /// Node's `remoteAddress`/`remotePort`/`remoteFamily`, asked of the kernel (not stored,
+    /// to keep idle sockets small). `None` once the socket is destroyed.
+    pub fn remote_address(&self, socket: SocketId) -> Option<SocketAddress> {
+        self.key_of(socket).and_then(|k| self.sockets[k].io.peer_addr().ok())
+    }
+
+    /// Node's `localAddress`/`localPort`.
+    pub fn local_address(&self, socket: SocketId) -> Option<SocketAddress> {
+        self.key_of(socket).and_then(|k| self.sockets[k].io.local_addr().ok())
+    }
+
+    /// The server that accepted `socket` (`None` for outbound sockets).
+    pub fn server_of(&self, socket: SocketId) -> Option<ServerId> {
+        let k = self.key_of(socket)?;
+        let s = self.sockets[k].server;
+        (s != NO_SERVER).then(|| self.server_id(s as usize))
+    }
+
+    /// Every socket not yet closed, in slot order (for shutdown; not for hot paths).
+    pub fn sockets(&self) -> Vec<SocketId> {
+        self.sockets
+            .iter()
+            .filter(|(_, s)| !s.has(flag::DESTROYED))
+            .map(|(k, s)| SocketId { key: k as u32, gen: s.gen })
+            .collect()
+    }
+
+    /// Live sockets (all servers and outbound).
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len() - self.closing.len()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    // ----- timers, signals, loop ----------------------------------------------------------
+
+    /// Node's `setTimeout(fn, delay)`: `on_timer(id)` once after `delay`.
+    pub fn set_timer(&mut self, delay: Duration) -> TimerId {
+        self.timers.insert(self.now_ms, delay.as_millis() as u64, None, TimerKind::App)
+    }
+
+    /// Node's `setInterval(fn, every)`: `on_timer(id)` every `every`.
+    pub fn set_interval(&mut self, every: Duration) -> TimerId {
+        let ms = (every.as_millis() as u64).max(1);
+        self.timers.insert(self.now_ms, ms, Some(ms), TimerKind::App)
+    }
+
+    /// `clearTimeout` / `clearInterval`.
+    pub fn clear_timer(&mut self, timer: TimerId) {
+        self.timers.remove(timer);
+    }
+
+    /// `timer.ref()` / `timer.unref()`.
+    pub fn set_timer_ref(&mut self, timer: TimerId, referenced: bool) {
+        self.timers.set_ref(timer, referenced);
+    }
+
+    pub(crate) fn set_internal_timer(&mut self, delay_ms: u64, kind: TimerKind) {
+        let id = self.timers.insert(self.now_ms, delay_ms, None, kind);
+        self.timers.set_ref(id, false);
+    }
+
+    /// Delivers these signals to `on_signal` through the poll loop (a self-pipe; the handler
+    /// runs on the loop thread, not in signal context). Signals do not keep the loop alive.
+    pub fn listen_signals(&mut self, signals: &[i32]) -> io::Result<()> {
+        let mut s = signal_hook_mio::v1_0::Signals::new(signals)?;
+        self.registry.register(&mut s, SIGNAL_TOKEN, mio::Interest::READABLE)?;
+        self.signals = Some(s);
+        Ok(())
+    }
+
+    /// Makes `run` return after this turn, whatever is still open.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Time since the loop started, as the loop sees it (read once per wake).
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.now_ms)
+    }
+}
+
+fn clamp_ms(d: Duration) -> u32 {
+    d.as_millis().min(i32::MAX as u128) as u32
+}

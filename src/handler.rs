@@ -1,0 +1,92 @@
+//! How applications plug into the loop: Node's socket and server events as trait methods.
+//!
+//! A Node program attaches listeners (`socket.on('data', ...)`); a netloop program implements
+//! [`Handler`] once and the loop calls it. Every method receives the [`Context`], through which
+//! the handler writes, ends, pauses, listens, connects and sets timers. Handlers never see
+//! `mio`. Events are always delivered from the loop, never from inside a `Context` call, so a
+//! handler is never re-entered (Node's "emit on the next tick" rule, e.g. `drain` never fires
+//! inside `write()`).
+
+use std::io;
+
+use crate::addr::SocketAddress;
+use crate::context::Context;
+use crate::timers::TimerId;
+
+/// Names one socket for its whole life. The loop stores sockets in a slab and reuses keys, so
+/// the id carries a generation: an id kept after `on_close` never reaches a newer socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId {
+    pub(crate) key: u32,
+    pub(crate) gen: u32,
+}
+
+impl SocketId {
+    /// The slab key: dense and small, handy for indexing per-socket tables in applications.
+    /// Unique among live sockets only.
+    pub fn index(self) -> usize {
+        self.key as usize
+    }
+}
+
+/// Names one listening server (Node's `net.Server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId {
+    pub(crate) key: u32,
+    pub(crate) gen: u32,
+}
+
+impl ServerId {
+    /// The server's slot number, for application tables.
+    pub fn index(self) -> usize {
+        self.key as usize
+    }
+}
+
+/// Node's `net` events. Every method has an empty default, like an event nobody listens to.
+#[allow(unused_variables)]
+pub trait Handler {
+    /// `server.on('listening')`: the server is bound and accepting.
+    fn on_listening(&mut self, cx: &mut Context, server: ServerId) {}
+
+    /// `server.on('connection')`: a socket was accepted.
+    fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {}
+
+    /// `server.on('drop')`: a connection was refused because of `max_connections`.
+    fn on_drop(&mut self, cx: &mut Context, server: ServerId, peer: &SocketAddress) {}
+
+    /// `server.on('error')` for errors after listening started (accept failures).
+    fn on_server_error(&mut self, cx: &mut Context, server: ServerId, err: &io::Error) {}
+
+    /// `server.on('close')`: the server was closed and its last connection has closed.
+    fn on_server_close(&mut self, cx: &mut Context, server: ServerId) {}
+
+    /// `socket.on('connect')`: an outbound connection is established.
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// `socket.on('data')`. `data` borrows the loop's shared read buffer: copy what you keep.
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {}
+
+    /// `socket.on('end')`: the peer sent FIN. Unless `allow_half_open`, the loop ends our side
+    /// right after this returns (writes made here are still delivered).
+    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// `socket.on('drain')`: the write queue emptied after a `write` returned false.
+    fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// `socket.on('timeout')`: idle for the `set_timeout` duration. Notification only; the
+    /// socket stays open unless the handler ends or destroys it.
+    fn on_timeout(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// `socket.on('error')`: always followed by `on_close(had_error = true)`.
+    fn on_error(&mut self, cx: &mut Context, socket: SocketId, err: &io::Error) {}
+
+    /// `socket.on('close')`: exactly once per socket, always its last event.
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {}
+
+    /// A timer set with `Context::set_timeout` / `set_interval` fired.
+    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {}
+
+    /// A signal registered with `Context::listen_signals` arrived (`process.on('SIGTERM')`).
+    fn on_signal(&mut self, cx: &mut Context, signal: i32) {}
+}

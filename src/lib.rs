@@ -1,0 +1,49 @@
+//! netloop: Node.js's `net` socket-server model on one `mio` poll loop.
+//!
+//! A Node program registers listeners on `net.Server` and `net.Socket` objects and lets the
+//! event loop drive them. A netloop program implements [`Handler`] (one method per Node event)
+//! and runs it on an [`EventLoop`]; through the [`Context`] it writes, ends, pauses, listens,
+//! connects and sets timers with Node's semantics: `write()` returns false at the high-water
+//! mark, `drain` follows when the queue empties, `end()` flushes then half-closes, `close`
+//! fires exactly once and last. Where Node buffers without bound, netloop adds an explicit,
+//! documented limit ([`SocketOptions::max_buffer`]).
+//!
+//! # Layout
+//! - [`event_loop`]: the poll loop (one screen) and event dispatch.
+//! - [`context`]: what handlers can do; never calls back into them.
+//! - `socket`: one connection's state; [`write_queue`]: its pending output.
+//! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
+//! - `listener`: listening sockets with a real backlog.
+//! - [`line`], [`frame`]: decoders for the chat and hub protocols.
+//! - [`services`]: echo (and the services built on it).
+//! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
+//!
+//! See `docs/architecture.md` and `docs/node-semantics.md` in the repository.
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod addr;
+pub mod context;
+pub mod error;
+pub mod event_loop;
+pub mod frame;
+pub mod handler;
+pub mod idle;
+pub mod limits;
+pub mod line;
+mod listener;
+pub mod options;
+pub mod serve;
+pub mod services;
+mod socket;
+pub mod timers;
+pub mod units;
+pub mod write_queue;
+
+pub use addr::{Address, SocketAddress};
+pub use context::{Context, Stats};
+pub use event_loop::EventLoop;
+pub use handler::{Handler, ServerId, SocketId};
+pub use options::{ServerOptions, SocketOptions};
+pub use timers::TimerId;
+pub use write_queue::SharedBytes;

@@ -1,0 +1,155 @@
+//! The `netloop` command: parse arguments, hand them to the library, report errors.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
+use netloop::units::{parse_duration, parse_size};
+use netloop::{Address, EventLoop, ServerOptions, SocketOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "netloop", version, about = "Node.js's net socket-server model on one mio poll loop")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run services. With no service flag: echo on 127.0.0.1:8080.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Echo service address: HOST:PORT, PORT (127.0.0.1), [V6]:PORT or unix:PATH. Repeatable.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    echo: Vec<Address>,
+
+    /// Text each echo connection gets first; \r \n \t \\ are unescaped ("Hello World!\r\n").
+    #[arg(long, value_name = "TEXT")]
+    echo_banner: Option<String>,
+
+    /// Queued bytes at which write() returns false and echo pauses reading (k/m suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "16k", value_parser = parse_size)]
+    high_water_mark: usize,
+
+    /// Hard limit of queued output per connection; a client past it is disconnected.
+    #[arg(long, value_name = "SIZE", default_value = "8m", value_parser = parse_size)]
+    max_buffer: usize,
+
+    /// Close connections idle this long (500ms, 30s, 2m; bare number = ms). 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Refuse connections beyond this many per listener [default: open file limit - 32].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// listen() backlog.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    backlog: u32,
+
+    /// Keep writing after the client half-closes (Node's allowHalfOpen).
+    #[arg(long)]
+    allow_half_open: bool,
+
+    /// TCP_NODELAY on accepted sockets (Node's default is off; on favours latency).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    no_delay: bool,
+
+    /// TCP keepalive with this initial delay (off by default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    keep_alive: Option<Duration>,
+
+    /// After SIGINT/SIGTERM, how long queued output may take to flush before exit.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+fn parse_addr(s: &str) -> Result<Address, String> {
+    s.parse::<Address>().map_err(|e| e.to_string())
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
+/// Turns the two-character escapes a shell leaves alone into bytes.
+fn unescape(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('\\') => out.push(b'\\'),
+            Some(other) => {
+                out.push(b'\\');
+                let mut buf = [0; 4];
+                out.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            }
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
+fn serve(args: ServeArgs) -> std::io::Result<()> {
+    let mut listeners: Vec<(ServiceKind, Address)> =
+        args.echo.into_iter().map(|a| (ServiceKind::Echo, a)).collect();
+    if listeners.is_empty() {
+        listeners.push((ServiceKind::Echo, Address::Tcp { host: "127.0.0.1".into(), port: 8080 }));
+    }
+    let max_connections = settle_connection_limit(args.max_connections);
+    let config = ServeConfig {
+        listeners,
+        server: ServerOptions {
+            backlog: args.backlog,
+            max_connections: Some(max_connections),
+            reject_message: None,
+            socket: SocketOptions {
+                high_water_mark: args.high_water_mark.max(1),
+                max_buffer: (args.max_buffer > 0).then_some(args.max_buffer),
+                allow_half_open: args.allow_half_open,
+                no_delay: args.no_delay,
+                keep_alive: args.keep_alive,
+                idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            },
+        },
+        echo_banner: args.echo_banner.as_deref().map(unescape),
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    let mut event_loop = EventLoop::new()?;
+    let mut app = Serve::start(event_loop.context(), &config)?;
+    event_loop.run(&mut app)?;
+    log::info!("all connections closed; exiting");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netloop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

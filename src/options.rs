@@ -1,0 +1,62 @@
+//! Per-server and per-socket settings, with Node's defaults unless noted.
+
+use std::time::Duration;
+
+/// Settings every socket of one server (or every outbound socket) shares.
+///
+/// Kept once per server rather than per socket so an idle connection stays small.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// `write()` returns false once this many bytes are queued (Node 20: 16 KiB).
+    pub high_water_mark: usize,
+    /// Hard cap on queued output; a socket that passes it is destroyed with an error.
+    /// `None` keeps Node's unbounded buffering. Compare Redis's `client-output-buffer-limit`.
+    pub max_buffer: Option<usize>,
+    /// Keep writing after the peer's FIN (Node's `allowHalfOpen`, default false).
+    pub allow_half_open: bool,
+    /// Disable Nagle's algorithm (Node's server default is false).
+    pub no_delay: bool,
+    /// TCP keepalive with this initial delay (Node's `keepAlive`/`keepAliveInitialDelay`).
+    pub keep_alive: Option<Duration>,
+    /// Idle timeout armed on accept (`socket.setTimeout`), or `None`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            high_water_mark: 16 * 1024,
+            max_buffer: None,
+            allow_half_open: false,
+            no_delay: false,
+            keep_alive: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Settings of one listening server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `listen()` backlog. Node uses 511 and mio 128; a burst of thousands of connects needs
+    /// more or clients wait for SYN retries, so we default to 1024.
+    pub backlog: u32,
+    /// Refuse connections beyond this many live ones (Node's `server.maxConnections`).
+    pub max_connections: Option<usize>,
+    /// Written (best effort) to a refused connection before it is closed. Node writes nothing;
+    /// a one-line reason is kinder to humans and is what Redis does.
+    pub reject_message: Option<Vec<u8>>,
+    /// Settings applied to every accepted socket.
+    pub socket: SocketOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            backlog: 1024,
+            max_connections: None,
+            reject_message: None,
+            socket: SocketOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The services `netloop serve` runs, each a [`crate::Handler`]-driven application.
+
+pub mod echo;
