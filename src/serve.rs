@@ -102,6 +102,9 @@ impl Serve {
         }
         for socket in cx.sockets() {
             cx.end(socket);
+            // Keep reading (services drop what arrives after end()) so the peer's FIN is
+            // seen and the socket closes cleanly instead of waiting out the timeout.
+            cx.resume(socket);
         }
         let timer = cx.set_timer(self.shutdown_timeout);
         // The timer must not keep the loop alive: once every socket is closed we exit at once.

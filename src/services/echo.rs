@@ -26,6 +26,10 @@ impl Echo {
 
     /// `pipe()`'s data handler: write back; pause reading when the queue is full.
     pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        if !cx.is_writable(socket) {
+            // Ended (shutdown in progress): nothing more will be echoed; drop it.
+            return;
+        }
         if !cx.write(socket, data) {
             cx.pause(socket);
         }

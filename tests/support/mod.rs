@@ -1,0 +1,222 @@
+//! Shared helpers for black-box tests: run `netloop serve` as a real process, talk to it over
+//! real sockets, run our Node client scripts against it. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything a test waits on; CI machines are shared and noisy.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `netloop serve` process, killed on drop.
+pub struct Netloop {
+    child: Child,
+    /// `(service, address)` in the order the listening lines were printed.
+    pub listeners: Vec<(String, String)>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Netloop {
+    /// Starts `netloop serve ARGS` and waits for `expected` listening lines.
+    pub fn serve(args: &[&str], expected: usize) -> Netloop {
+        Self::serve_env(args, expected, &[])
+    }
+
+    /// Like `serve`, with extra environment variables (e.g. `RUST_LOG`).
+    pub fn serve_env(args: &[&str], expected: usize, env: &[(&str, &str)]) -> Netloop {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
+        cmd.arg("serve").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn netloop");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while listeners.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    let mut err = String::new();
+                    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                    panic!("netloop did not print {expected} listening lines; stderr:\n{err}");
+                }
+            };
+            if let Some((svc, addr)) = line.split_once(" listening on ") {
+                listeners.push((svc.to_string(), addr.to_string()));
+            }
+        }
+        let stderr = child.stderr.take();
+        Netloop { child, listeners, stderr }
+    }
+
+    /// The address of the first listener of `service`.
+    pub fn addr(&self, service: &str) -> String {
+        self.listeners.iter().find(|(s, _)| s == service).map(|(_, a)| a.clone()).expect("no such listener")
+    }
+
+    /// `host:port` of the first TCP listener of `service`, as a `SocketAddr`.
+    pub fn tcp(&self, service: &str) -> std::net::SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(s, a)| s == service && !a.starts_with("unix:"))
+            .map(|(_, a)| a.parse().unwrap())
+            .expect("no tcp listener")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (SIGTERM = 15, SIGINT = 2).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the process wrote to stderr (call after it exited or was killed).
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            e.read_to_string(&mut s).ok();
+        }
+        s
+    }
+
+    /// Resident set size in bytes, from /proc.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Netloop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// VmRSS of a process in bytes.
+pub fn rss_of(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs `node tests/node/SCRIPT ARGS`, bounded by `WAIT`; returns its output.
+pub fn node(script: &str, args: &[&str]) -> Output {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node").join(script);
+    let mut child = Command::new("node")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is required for these tests");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a Node script succeeded, showing its output otherwise.
+pub fn assert_node_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "node script failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh path for a Unix socket in the temp dir.
+pub fn unix_path(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("netloop-test-{}-{tag}-{n}.sock", std::process::id()))
+}
+
+/// Connects with a bounded read timeout so a missing reply fails the test, not hangs it.
+pub fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads one `\n`-terminated line (without the terminator) from a buffered stream.
+pub fn read_line<R: BufRead>(r: &mut R) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).expect("read line");
+    assert!(s.ends_with('\n'), "connection ended mid-line or early: {s:?}");
+    s.pop();
+    s
+}
+
+/// Reads until EOF, returning everything received (panics on timeout or reset).
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read to end");
+    v
+}
+
+/// Writes all of `data`.
+pub fn send(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).expect("write");
+}
+
+/// A deterministic pseudo-random byte pattern (xorshift), so echoes can be checked exactly.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
