@@ -418,8 +418,18 @@ impl Context {
     /// `net.connect()`: starts a non-blocking connect; `on_connect` or `on_error` +
     /// `on_close(true)` follows. Writes made before the connection completes are queued.
     pub fn connect(&mut self, addr: &SocketAddress) -> SocketId {
+        self.connect_from(addr, None)
+    }
+
+    /// `net.connect({localAddress})`: like [`Context::connect`], bound first to `source`
+    /// (port chosen by the kernel). One source IP has ~28k ephemeral ports per destination;
+    /// load generators spread connections over 127.0.0.2, 127.0.0.3, ... to go past that.
+    pub fn connect_from(&mut self, addr: &SocketAddress, source: Option<std::net::IpAddr>) -> SocketId {
         let stream = match addr {
-            SocketAddress::Inet(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+            SocketAddress::Inet(a) => match source {
+                None => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+                Some(ip) => connect_bound(*a, ip).map(Stream::Tcp),
+            },
             SocketAddress::Unix(p) => mio::net::UnixStream::connect(p).map(Stream::Unix),
             SocketAddress::UnnamedUnix => Err(io::Error::new(io::ErrorKind::InvalidInput, "no path")),
         };
@@ -729,6 +739,21 @@ impl Context {
     pub fn elapsed(&self) -> Duration {
         Duration::from_millis(self.now_ms)
     }
+}
+
+/// A non-blocking connect from a chosen source address (mio's `connect` cannot bind first).
+fn connect_bound(addr: std::net::SocketAddr, source: std::net::IpAddr) -> io::Result<mio::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_cloexec(true)?;
+    sock.bind(&std::net::SocketAddr::new(source, 0).into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(sock.into()))
 }
 
 fn clamp_ms(d: Duration) -> u32 {
