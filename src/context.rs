@@ -89,6 +89,8 @@ pub struct Context {
     /// and close the pending connections (libuv's trick) instead of leaving them to rot.
     pub(crate) reserve_fd: Option<File>,
     pub(crate) stopped: bool,
+    /// Socket count below which the next slab shrink is attempted (see `remove`).
+    shrink_below: usize,
     client_options: SocketOptions,
     stats: Stats,
 }
@@ -122,6 +124,7 @@ impl Context {
             signals: None,
             reserve_fd: File::open("/dev/null").ok(),
             stopped: false,
+            shrink_below: 0,
             client_options: SocketOptions::default(),
             stats: Stats::default(),
         }
@@ -187,7 +190,7 @@ impl Context {
         ServerId { key: key as u32, gen: self.servers[key].gen }
     }
 
-    fn options_of(&self, server: u32) -> &SocketOptions {
+    pub(crate) fn options_of(&self, server: u32) -> &SocketOptions {
         match self.servers.get(server as usize) {
             Some(s) if server != NO_SERVER => &s.options.socket,
             _ => &self.client_options,
@@ -283,6 +286,21 @@ impl Context {
             // An fd was just freed: take it back as the EMFILE reserve.
             self.reserve_fd = File::open("/dev/null").ok();
         }
+        self.maybe_shrink();
+    }
+
+    /// After a burst, give the slab's memory back. Shrinking costs O(capacity) and can only
+    /// drop vacant slots after the last live one, so it is tried when the slab is at most a
+    /// quarter full and then not again until the count halves: amortised O(1) per close.
+    fn maybe_shrink(&mut self) {
+        let (len, cap) = (self.sockets.len(), self.sockets.capacity());
+        if cap < 1024 || len * 4 > cap || (len >= self.shrink_below && self.shrink_below != 0) {
+            return;
+        }
+        self.sockets.shrink_to_fit();
+        self.spare_queues.truncate(len.min(SPARE_QUEUES));
+        self.idle.truncate(self.sockets.capacity());
+        self.shrink_below = len / 2;
     }
 
     /// Gives a drained queue back for reuse.
@@ -512,6 +530,9 @@ impl Context {
             self.destroy_key(key, Some(error::output_limit(queued, limit)));
             return false;
         }
+        if self.over_soft_limit(key) {
+            return false;
+        }
         if newly_queued {
             self.sync_interest(key);
         }
@@ -521,6 +542,29 @@ impl Context {
             self.sockets[key].flags |= flag::NEED_DRAIN;
             false
         }
+    }
+
+    /// Redis's soft output limit: a socket whose queue stays above `soft_limit.0` bytes for
+    /// `soft_limit.1` is disconnected. Checked whenever output is queued or flushed; returns
+    /// whether the socket was destroyed.
+    pub(crate) fn over_soft_limit(&mut self, key: usize) -> bool {
+        let Some((soft, window)) = self.options_of(self.sockets[key].server).soft_limit else { return false };
+        let now = self.now_ms;
+        let Some(q) = self.sockets[key].queue.as_mut() else { return false };
+        if q.len() <= soft {
+            q.over_soft_since = None;
+            return false;
+        }
+        let since = *q.over_soft_since.get_or_insert(now);
+        if now.saturating_sub(since) < window.as_millis() as u64 {
+            return false;
+        }
+        let queued = q.len();
+        self.stats.output_limit_disconnects += 1;
+        let err = error::soft_output_limit(queued, soft, window);
+        log::warn!("{}: {err}", self.peer_label(key));
+        self.destroy_key(key, Some(err));
+        true
     }
 
     fn peer_label(&self, key: usize) -> String {
@@ -686,6 +730,12 @@ impl Context {
     /// Live sockets (all servers and outbound).
     pub fn socket_count(&self) -> usize {
         self.sockets.len() - self.closing.len()
+    }
+
+    /// Slots the socket slab holds (live or free). Shrinks back after a burst of connections
+    /// closes, so a spike does not pin its memory for the life of the process.
+    pub fn socket_slots(&self) -> usize {
+        self.sockets.capacity()
     }
 
     /// Counters since start.

@@ -297,6 +297,9 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
         let now = cx.now32();
         cx.idle.touch(key, now);
     }
+    if how != Flush::Drained && cx.over_soft_limit(key) {
+        return;
+    }
     match how {
         Flush::Blocked => {}
         Flush::Budget => {

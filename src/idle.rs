@@ -93,6 +93,15 @@ impl IdleTimers {
         self.links[key] = UNSET;
     }
 
+    /// Drops the side table beyond `len` keys (the slab shrank; those keys are all free).
+    pub fn truncate(&mut self, len: usize) {
+        for key in len..self.links.len() {
+            self.remove(key);
+        }
+        self.links.truncate(len);
+        self.links.shrink_to_fit();
+    }
+
     /// Loop time (ms) at which the earliest timer expires, if any is armed.
     pub fn next_deadline(&self) -> Option<u32> {
         self.lists

@@ -14,7 +14,7 @@
 //! - `socket`: one connection's state; [`write_queue`]: its pending output.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
 //! - `listener`: listening sockets with a real backlog.
-//! - [`line`], [`frame`]: decoders for the chat and hub protocols.
+//! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols.
 //! - [`services`]: echo (and the services built on it).
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
+use netloop::services::chat::ChatConfig;
+use netloop::services::hub::HubConfig;
 use netloop::units::{parse_duration, parse_size};
 use netloop::{Address, EventLoop, ServerOptions, SocketOptions};
 
@@ -18,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run services. With no service flag: echo on 127.0.0.1:8080.
+    /// Run services. With no service flag: echo on 127.0.0.1:8080, chat on 127.0.0.1:3000, hub on
+    /// 127.0.0.1:9000.
     Serve(ServeArgs),
 }
 
@@ -27,6 +30,30 @@ struct ServeArgs {
     /// Echo service address: HOST:PORT, PORT (127.0.0.1), [V6]:PORT or unix:PATH. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     echo: Vec<Address>,
+
+    /// Chat service address (line protocol, nc-friendly); same forms as --echo. Repeatable.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    chat: Vec<Address>,
+
+    /// JSON hub service address; same forms as --echo. Repeatable.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    hub: Vec<Address>,
+
+    /// Chat: also send a client's own lines back to it.
+    #[arg(long)]
+    chat_echo_self: bool,
+
+    /// Chat: longest line (without its terminator); longer gets an error and is disconnected.
+    #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_limit)]
+    max_line: usize,
+
+    /// Hub: longest JSON frame; longer gets frame_too_large and is disconnected.
+    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_limit)]
+    max_frame: usize,
+
+    /// Hub: require the first frame to be a sync carrying "token":SECRET.
+    #[arg(long, value_name = "SECRET")]
+    hub_token: Option<String>,
 
     /// Text each echo connection gets first; \r \n \t \\ are unescaped ("Hello World!\r\n").
     #[arg(long, value_name = "TEXT")]
@@ -73,6 +100,14 @@ fn parse_addr(s: &str) -> Result<Address, String> {
     s.parse::<Address>().map_err(|e| e.to_string())
 }
 
+/// A size limit for input: 0 would refuse every line or frame, so it is an error, not "off".
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        0 => Err(format!("{s:?}: must be at least 1 byte")),
+        n => Ok(n),
+    }
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "1" => Ok(true),
@@ -108,10 +143,15 @@ fn unescape(s: &str) -> Vec<u8> {
 }
 
 fn serve(args: ServeArgs) -> std::io::Result<()> {
-    let mut listeners: Vec<(ServiceKind, Address)> =
-        args.echo.into_iter().map(|a| (ServiceKind::Echo, a)).collect();
+    let mut listeners: Vec<(ServiceKind, Address)> = Vec::new();
+    listeners.extend(args.echo.into_iter().map(|a| (ServiceKind::Echo, a)));
+    listeners.extend(args.chat.into_iter().map(|a| (ServiceKind::Chat, a)));
+    listeners.extend(args.hub.into_iter().map(|a| (ServiceKind::Hub, a)));
     if listeners.is_empty() {
-        listeners.push((ServiceKind::Echo, Address::Tcp { host: "127.0.0.1".into(), port: 8080 }));
+        let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
+        listeners.push((ServiceKind::Echo, local(8080)));
+        listeners.push((ServiceKind::Chat, local(3000)));
+        listeners.push((ServiceKind::Hub, local(9000)));
     }
     let max_connections = settle_connection_limit(args.max_connections);
     let config = ServeConfig {
@@ -123,6 +163,7 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
             socket: SocketOptions {
                 high_water_mark: args.high_water_mark.max(1),
                 max_buffer: (args.max_buffer > 0).then_some(args.max_buffer),
+                soft_limit: None,
                 allow_half_open: args.allow_half_open,
                 no_delay: args.no_delay,
                 keep_alive: args.keep_alive,
@@ -130,6 +171,8 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
             },
         },
         echo_banner: args.echo_banner.as_deref().map(unescape),
+        chat: ChatConfig { max_line: args.max_line, echo_self: args.chat_echo_self },
+        hub: HubConfig { max_frame: args.max_frame, token: args.hub_token },
         shutdown_timeout: args.shutdown_timeout,
     };
     let mut event_loop = EventLoop::new()?;

@@ -12,6 +12,10 @@ pub struct SocketOptions {
     /// Hard cap on queued output; a socket that passes it is destroyed with an error.
     /// `None` keeps Node's unbounded buffering. Compare Redis's `client-output-buffer-limit`.
     pub max_buffer: Option<usize>,
+    /// Soft limit: a socket whose queue stays above this many bytes for this long is
+    /// disconnected (Redis's `client-output-buffer-limit ... soft seconds`), catching clients
+    /// that keep up too slowly without ever reaching the hard limit.
+    pub soft_limit: Option<(usize, Duration)>,
     /// Keep writing after the peer's FIN (Node's `allowHalfOpen`, default false).
     pub allow_half_open: bool,
     /// Disable Nagle's algorithm (Node's server default is false).
@@ -27,6 +31,7 @@ impl Default for SocketOptions {
         SocketOptions {
             high_water_mark: 16 * 1024,
             max_buffer: None,
+            soft_limit: None,
             allow_half_open: false,
             no_delay: false,
             keep_alive: None,

@@ -12,7 +12,9 @@ use crate::context::Context;
 use crate::handler::{Handler, ServerId, SocketId};
 use crate::limits;
 use crate::options::ServerOptions;
+use crate::services::chat::{Chat, ChatConfig};
 use crate::services::echo::Echo;
+use crate::services::hub::{Hub, HubConfig};
 use crate::timers::TimerId;
 
 /// Which protocol a listener speaks.
@@ -20,6 +22,10 @@ use crate::timers::TimerId;
 pub enum ServiceKind {
     /// Bytes back, with pipe backpressure.
     Echo,
+    /// Line chat (`nc`-friendly): broadcasts, nicks, `/who`.
+    Chat,
+    /// JSON hub: named clients, direct messages, broadcasts, rooms.
+    Hub,
 }
 
 impl ServiceKind {
@@ -27,6 +33,8 @@ impl ServiceKind {
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Echo => "echo",
+            ServiceKind::Chat => "chat",
+            ServiceKind::Hub => "hub",
         }
     }
 
@@ -34,6 +42,12 @@ impl ServiceKind {
     fn reject_message(self, max: usize) -> Vec<u8> {
         match self {
             ServiceKind::Echo => format!("error: server full (max connections {max})\n").into_bytes(),
+            // Each in its own protocol, so a client parses the refusal like any other error.
+            ServiceKind::Chat => format!("* error: server full (max connections {max})\n").into_bytes(),
+            ServiceKind::Hub => format!(
+                "{{\"type\":\"error\",\"code\":\"server_full\",\"reason\":\"max connections {max}\"}}\n"
+            )
+            .into_bytes(),
         }
     }
 }
@@ -47,6 +61,10 @@ pub struct ServeConfig {
     pub server: ServerOptions,
     /// Echo's greeting, if any.
     pub echo_banner: Option<Vec<u8>>,
+    /// Chat's settings (shared by every chat listener: one chat room across them).
+    pub chat: ChatConfig,
+    /// Hub's settings (shared by every hub listener: one hub across them).
+    pub hub: HubConfig,
     /// How long the first signal waits for queued output before closing what is left.
     pub shutdown_timeout: Duration,
 }
@@ -57,6 +75,8 @@ pub struct Serve {
     /// Service of each server, indexed by `ServerId::index()`.
     table: Vec<Option<ServiceKind>>,
     echo: Echo,
+    chat: Chat,
+    hub: Hub,
     shutdown_timeout: Duration,
     /// Set once the first signal arrived; the timer that force-closes stragglers.
     shutdown: Option<TimerId>,
@@ -69,6 +89,8 @@ impl Serve {
         let mut serve = Serve {
             table: Vec::new(),
             echo: Echo { banner: config.echo_banner.clone() },
+            chat: Chat::new(config.chat.clone()),
+            hub: Hub::new(config.hub.clone()),
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
         };
@@ -132,6 +154,8 @@ impl Handler for Serve {
         }
         match self.kind_of(cx, socket) {
             Some(ServiceKind::Echo) => self.echo.on_connection(cx, socket),
+            Some(ServiceKind::Chat) => self.chat.on_connection(cx, socket),
+            Some(ServiceKind::Hub) => self.hub.on_connection(cx, socket),
             None => {}
         }
     }
@@ -141,6 +165,8 @@ impl Handler for Serve {
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
         match self.kind_of(cx, socket) {
             Some(ServiceKind::Echo) => self.echo.on_data(cx, socket, data),
+            Some(ServiceKind::Chat) => self.chat.on_data(cx, socket, data),
+            Some(ServiceKind::Hub) => self.hub.on_data(cx, socket, data),
             None => {}
         }
     }
@@ -148,13 +174,17 @@ impl Handler for Serve {
     fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {
         match self.kind_of(cx, socket) {
             Some(ServiceKind::Echo) => self.echo.on_drain(cx, socket),
-            None => {}
+            // Chat and hub never pause a reader, so drain needs nothing from them: a client
+            // that does not read is bounded by the core's output limit instead.
+            Some(ServiceKind::Chat | ServiceKind::Hub) | None => {}
         }
     }
 
     fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
         match self.kind_of(cx, socket) {
             Some(ServiceKind::Echo) => self.echo.on_end(cx, socket),
+            Some(ServiceKind::Chat) => self.chat.on_end(cx, socket),
+            Some(ServiceKind::Hub) => self.hub.on_end(cx, socket),
             None => {}
         }
     }
@@ -174,8 +204,14 @@ impl Handler for Serve {
         log::debug!("socket {}: {}", socket.index(), crate::error::describe(err));
     }
 
-    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
         log::debug!("closed: socket {} (had_error={had_error})", socket.index());
+        // Members leave here whatever closed them (peer reset, output limit, idle timeout).
+        match self.kind_of(cx, socket) {
+            Some(ServiceKind::Chat) => self.chat.on_close(cx, socket),
+            Some(ServiceKind::Hub) => self.hub.on_close(cx, socket),
+            Some(ServiceKind::Echo) | None => {}
+        }
     }
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {

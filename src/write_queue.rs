@@ -61,6 +61,9 @@ pub struct WriteQueue {
     head_offset: usize,
     /// Total bytes still to write; Node's `bufferSize` / `writableLength`.
     len: usize,
+    /// Loop time (ms) since which `len` has been above the owner's soft limit. Kept here, not
+    /// in the socket, so only sockets with pending output pay for it.
+    pub over_soft_since: Option<u64>,
 }
 
 impl std::fmt::Debug for WriteQueue {
@@ -130,6 +133,7 @@ impl WriteQueue {
         self.chunks.clear();
         self.head_offset = 0;
         self.len = 0;
+        self.over_soft_since = None;
     }
 
     /// Writes queued bytes to `out` until the queue is empty, `out` would block, or `budget`

@@ -1,3 +1,28 @@
 //! The services `netloop serve` runs, each a [`crate::Handler`]-driven application.
 
+pub mod chat;
 pub mod echo;
+pub mod hub;
+mod roster;
+
+pub use roster::{Iter as RosterIter, Roster};
+
+use crate::addr::{display_socket_addr, SocketAddress};
+use crate::context::Context;
+use crate::handler::SocketId;
+
+/// How chat labels a connection and hub names its session: `127.0.0.1:54321` / `[::1]:54321`
+/// for TCP peers (Node's `remoteAddress:remotePort`), `unix:<n>` for Unix-socket peers, which
+/// have no address; `unix_peers` is the service's counter, so n starts at 1 per service.
+pub(crate) fn peer_label(cx: &Context, socket: SocketId, unix_peers: &mut u64) -> String {
+    match cx.remote_address(socket) {
+        Some(SocketAddress::Inet(a)) => display_socket_addr(&a),
+        Some(SocketAddress::Unix(_) | SocketAddress::UnnamedUnix) => {
+            *unix_peers += 1;
+            format!("unix:{unix_peers}")
+        }
+        // The peer reset before we asked; the socket is about to close. Any label will do, and
+        // this one can never collide with a chat nick (':' is not allowed in those).
+        None => "unknown:0".to_string(),
+    }
+}

@@ -1,0 +1,519 @@
+//! Black-box tests of `netloop serve --chat`: every rule of the chat contract over real TCP
+//! sockets, the Node client check over TCP and Unix sockets, hostile input, and slow consumers.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{assert_node_ok, connect, node, read_line, unix_path, Netloop, WAIT};
+
+/// One chat client: a buffered reader and a writer on the same TCP connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// How the server labels us: our own `ip:port`.
+    label: String,
+}
+
+impl Client {
+    /// Connects without reading anything.
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = connect(addr);
+        let label = stream.local_addr().expect("local addr").to_string();
+        let writer = stream.try_clone().expect("clone");
+        Client { reader: BufReader::new(stream), writer, label }
+    }
+
+    /// Connects and checks the welcome line.
+    fn join(addr: SocketAddr, online: usize) -> Client {
+        let mut c = Client::connect(addr);
+        let label = c.label.clone();
+        c.expect(&format!("* welcome {label}, online now: {online}"));
+        c
+    }
+
+    fn send(&mut self, data: impl AsRef<[u8]>) {
+        self.writer.write_all(data.as_ref()).expect("write");
+    }
+
+    fn line(&mut self) -> String {
+        read_line(&mut self.reader)
+    }
+
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want, "{}: unexpected line", self.label);
+    }
+
+    /// The server must close now: EOF with nothing more before it.
+    fn expect_eof(&mut self) {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).expect("clean EOF");
+        assert_eq!(String::from_utf8_lossy(&rest), "", "{}: bytes before EOF", self.label);
+    }
+
+    /// Sends `/who` and returns the reply: a round trip proving everything sent before it
+    /// was handled.
+    fn who(&mut self) -> String {
+        self.send("/who\n");
+        self.line()
+    }
+}
+
+fn chat(extra: &[&str]) -> (Netloop, SocketAddr) {
+    let mut args = vec!["--chat", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Netloop::serve(&args, 1);
+    let addr = server.tcp("chat");
+    (server, addr)
+}
+
+#[test]
+fn node_pair_over_tcp() {
+    let (server, _) = chat(&[]);
+    assert_node_ok(&node("chat_pair.js", &[&server.addr("chat")]));
+}
+
+#[test]
+fn node_pair_over_unix() {
+    let path = unix_path("chat");
+    let addr = format!("unix:{}", path.display());
+    let server = Netloop::serve(&["--chat", &addr], 1);
+    assert_eq!(server.addr("chat"), addr);
+    let out = node("chat_pair.js", &[&addr]);
+    assert_node_ok(&out);
+    // Unix peers are numbered per service, from 1.
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(r#""a":"unix:1","b":"unix:2""#), "{summary}");
+}
+
+#[test]
+fn welcome_joined_left_and_online_counts() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.expect(&format!("* {} joined, online now: 2", b.label));
+    let mut c = Client::join(addr, 3);
+    a.expect(&format!("* {} joined, online now: 3", c.label));
+    b.expect(&format!("* {} joined, online now: 3", c.label));
+    // An abrupt close (no /quit) still counts as leaving.
+    let b_label = b.label.clone();
+    drop(b);
+    a.expect(&format!("* {b_label} left, online now: 2"));
+    c.expect(&format!("* {b_label} left, online now: 2"));
+    assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.label, c.label));
+}
+
+#[test]
+fn text_goes_to_the_others_trimmed_however_it_is_split() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    let mut c = Client::join(addr, 3);
+    a.line();
+    a.line();
+    b.line();
+    let from = a.label.clone();
+
+    // Coalesced: several lines, blank and whitespace-only ones ignored, CRLF and LF mixed.
+    a.send("one\n\n  \t \r\n  two  \r\n\tthree\t\n");
+    for want in ["one", "two", "three"] {
+        b.expect(&format!("{from}: {want}"));
+        c.expect(&format!("{from}: {want}"));
+    }
+    // Split: one byte per write.
+    for byte in "  four five \r\n".bytes() {
+        a.send([byte]);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.expect(&format!("{from}: four five"));
+    c.expect(&format!("{from}: four five"));
+    // A '\r' not before the '\n' is text; Unicode whitespace is trimmed like str::trim.
+    a.send("x\ry\n\u{3000}wide\u{a0}\n");
+    b.expect(&format!("{from}: x\ry"));
+    b.expect(&format!("{from}: wide"));
+    // The sender got nothing back: its next line is the answer to its /who.
+    assert_eq!(a.who(), format!("* online now: 3: {}, {}, {}", a.label, b.label, c.label));
+}
+
+#[test]
+fn echo_self_sends_the_line_back_to_the_sender_too() {
+    let (_server, addr) = chat(&["--chat-echo-self"]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    a.send("hi all\n");
+    a.expect(&format!("{}: hi all", a.label));
+    b.expect(&format!("{}: hi all", a.label));
+    // Commands are not echoed.
+    a.send("/nick ann\n");
+    a.expect("* you are now ann");
+    a.send("again\n");
+    a.expect("ann: again");
+    b.expect(&format!("* {} is now ann", a.label));
+    b.expect("ann: again");
+}
+
+#[test]
+fn nick_rules() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    let a_label = a.label.clone();
+
+    a.send("/nick  Al_i.ce-9 \n");
+    a.expect("* you are now Al_i.ce-9");
+    b.expect(&format!("* {a_label} is now Al_i.ce-9"));
+    for bad in ["/nick\n", "/nick \n", "/nick two words\n", "/nick caf\u{e9}\n", "/nick a:b\n", "/nick a/b\n"]
+    {
+        a.send(bad);
+        a.expect("* error: invalid name");
+    }
+    let longest = "n".repeat(32);
+    a.send(format!("/nick {}n\n", longest));
+    a.expect("* error: invalid name");
+    a.send(format!("/nick {longest}\n"));
+    a.expect(&format!("* you are now {longest}"));
+    b.expect(&format!("* Al_i.ce-9 is now {longest}"));
+    // Taking one's own name again is allowed; taking another's is not.
+    a.send(format!("/nick {longest}\n"));
+    a.expect(&format!("* you are now {longest}"));
+    b.expect(&format!("* {longest} is now {longest}"));
+    b.send(format!("/nick {longest}\n"));
+    b.expect(&format!("* error: name {longest} is taken"));
+    // Names are case-sensitive, and an old nick is free once its holder moved on.
+    b.send("/nick Al_i.ce-9\n");
+    b.expect("* you are now Al_i.ce-9");
+    a.expect(&format!("* {} is now Al_i.ce-9", b.label));
+    a.send("hello\n");
+    b.expect(&format!("{longest}: hello"));
+    // A nick is freed when its holder leaves.
+    drop(a);
+    b.expect(&format!("* {longest} left, online now: 1"));
+    b.send(format!("/nick {longest}\n"));
+    b.expect(&format!("* you are now {longest}"));
+}
+
+#[test]
+fn who_lists_names_in_connection_order() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    let mut c = Client::join(addr, 3);
+    c.send("/nick carol\n");
+    c.expect("* you are now carol");
+    b.expect(&format!("* {} joined, online now: 3", c.label));
+    b.expect(&format!("* {} is now carol", c.label));
+    assert_eq!(b.who(), format!("* online now: 3: {}, {}, carol", a.label, b.label));
+    b.send("/quit\n");
+    b.expect("* bye");
+    b.expect_eof();
+    for _ in 0..3 {
+        a.line(); // b's and c's joins, c's rename
+    }
+    a.expect(&format!("* {} left, online now: 2", b.label));
+    assert_eq!(a.who(), format!("* online now: 2: {}, carol", a.label));
+}
+
+#[test]
+fn quit_says_bye_closes_and_ignores_the_rest_of_the_read() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    b.send("/quit\nafter quit\n/who\n");
+    b.expect("* bye");
+    b.expect_eof();
+    a.expect(&format!("* {} left, online now: 1", b.label));
+    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+}
+
+#[test]
+fn unknown_commands() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    a.send("/frob x y\n/\n/NICK bob\n/who?\n  /quit now?\n");
+    a.expect("* error: unknown command /frob");
+    a.expect("* error: unknown command /");
+    a.expect("* error: unknown command /NICK");
+    a.expect("* error: unknown command /who?");
+    // "/quit now?" is /quit with an argument: commands take the first word.
+    a.expect("* bye");
+    a.expect_eof();
+}
+
+#[test]
+fn line_limit_is_exact_and_closes_the_offender() {
+    let (_server, addr) = chat(&["--max-line", "16"]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    let sixteen = "0123456789abcdef";
+    b.send(format!("{sixteen}\n{sixteen}\r\n"));
+    a.expect(&format!("{}: {sixteen}", b.label));
+    a.expect(&format!("{}: {sixteen}", b.label));
+    // 17 bytes with its newline: error, then the server closes.
+    b.send(format!("{sixteen}x\nnot handled\n"));
+    b.expect("* error: line too long (max 16 bytes)");
+    b.expect_eof();
+    a.expect(&format!("* {} left, online now: 1", b.label));
+
+    // Without any newline: the error comes as soon as the line cannot fit.
+    let mut c = Client::join(addr, 2);
+    a.line();
+    c.send(format!("{sixteen}xy"));
+    c.expect("* error: line too long (max 16 bytes)");
+    c.expect_eof();
+    a.expect(&format!("* {} left, online now: 1", c.label));
+}
+
+#[test]
+fn default_line_limit_is_64_kib() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    let max = "m".repeat(65536);
+    b.send(format!("{max}\n"));
+    assert_eq!(a.line(), format!("{}: {max}", b.label));
+    b.send(format!("{max}x\n"));
+    b.expect("* error: line too long (max 65536 bytes)");
+    b.expect_eof();
+}
+
+#[test]
+fn invalid_utf8_is_replaced() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    b.send(b"caf\xc3\xa9 \xff\xfe ok\n");
+    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} ok", b.label));
+}
+
+#[test]
+fn peer_fin_means_left_and_the_server_closes_too() {
+    let (_server, addr) = chat(&[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    // A final line without a newline is an unfinished line, not a message.
+    b.send("last words");
+    b.writer.shutdown(Shutdown::Write).expect("shutdown");
+    b.expect_eof();
+    a.expect(&format!("* {} left, online now: 1", b.label));
+    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+}
+
+#[test]
+fn server_full_is_refused_in_the_chat_protocol() {
+    let (_server, addr) = chat(&["--max-connections", "1"]);
+    let mut a = Client::join(addr, 1);
+    let mut refused = Client::connect(addr);
+    refused.expect("* error: server full (max connections 1)");
+    refused.expect_eof();
+    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+}
+
+/// Reads lines until one satisfies `want`, skipping others (junk broadcasts); bounded by the
+/// read timeout and by `max_lines`.
+fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> String {
+    let mut buf = Vec::new();
+    for _ in 0..max_lines {
+        buf.clear();
+        let n = c.reader.read_until(b'\n', &mut buf).expect("read");
+        assert!(n > 0, "{}: EOF while waiting", c.label);
+        let line = String::from_utf8(buf.clone()).expect("the server only sends UTF-8");
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        if want(line) {
+            return line.to_string();
+        }
+    }
+    panic!("{}: no matching line in {max_lines} lines", c.label);
+}
+
+#[test]
+fn binary_junk_never_hurts_the_server_or_the_others() {
+    let (_server, addr) = chat(&[]);
+    let mut watcher = Client::join(addr, 1);
+    let mut junk = Client::join(addr, 2);
+    watcher.line();
+    // A few hundred KB of random bytes: many "lines" of garbage, some starting with '/'.
+    junk.send(support::pattern(300 * 1024, 7));
+    junk.send("\nstill here\n");
+    let from = junk.label.clone();
+    skip_until(&mut watcher, 10_000, |l| l == format!("{from}: still here"));
+    // Random bytes without any newline: one over-long line, then the server hangs up.
+    let mut flood = Client::join(addr, 3);
+    let mut bytes = support::pattern(300 * 1024, 9);
+    bytes.retain(|&b| b != b'\n');
+    // The server may close while we are still writing; that is the point.
+    let _ = flood.writer.write_all(&bytes);
+    skip_until(&mut flood, 100, |l| l == "* error: line too long (max 65536 bytes)");
+    // Everyone else carries on.
+    let mut fresh = Client::join(addr, 3);
+    fresh.send("hello after junk\n");
+    let want = format!("{}: hello after junk", fresh.label);
+    skip_until(&mut watcher, 10_000, |l| l == want);
+    let expected = watcher.who_reply_expected(&[&junk.label, &fresh.label]);
+    assert_eq!(skip_until(&mut watcher, 10_000, |l| l.starts_with("* online now")), expected);
+}
+
+impl Client {
+    /// What `/who` answers with us first and `others` after us; sends the `/who`.
+    fn who_reply_expected(&mut self, others: &[&str]) -> String {
+        self.send("/who\n");
+        let mut names = vec![self.label.as_str()];
+        names.extend_from_slice(others);
+        format!("* online now: {}: {}", names.len(), names.join(", "))
+    }
+}
+
+/// 100 clients connect and never read while a sender blasts 64 KiB lines at a few healthy
+/// readers, with `--max-buffer 1m`.
+///
+/// Memory bound: the core destroys a socket as soon as its queue passes `max_buffer`, so no
+/// queue ever holds more than `max_buffer` plus the one line whose write crossed it. Even if
+/// nothing were shared, the server could hold at most
+/// `(100 non-readers + 3 readers + 1 sender) * (1 MiB + 64 KiB)` of output at once (~110 MiB);
+/// add the sender's unfinished line (64 KiB) and 16 MiB for the allocator and read buffers.
+/// Node, by contrast, would queue every line for every non-reader: 100 x the ~130 MB sent here.
+///
+/// Sharing bound: a broadcast is one allocation queued to everyone by reference, and every
+/// queue holds a suffix of the same sequence of lines, so all queues together pin at most the
+/// longest suffix, `max_buffer` plus one line. We assert twice that (slack for the core's
+/// queues and the readers' notices) plus the same 16 MiB: copying lines per recipient would
+/// blow through it at once.
+#[test]
+fn slow_consumers_are_dropped_and_memory_stays_bounded() {
+    const NON_READERS: usize = 100;
+    const READERS: usize = 3;
+    const MESSAGES: usize = 2000;
+    const PAYLOAD: usize = 64 * 1024 - 64;
+    // Lines the sender may run ahead of the slowest reader: 8 x 64 KiB = 512 KiB, half the
+    // limit, so a reader that keeps up is never dropped whatever the scheduler does.
+    const WINDOW: usize = 8;
+    const MAX_BUFFER: u64 = 1 << 20;
+
+    let (mut server, addr) = chat(&["--max-buffer", "1m"]);
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..NON_READERS).map(|_| connect(addr)).collect();
+    let mut readers: Vec<Client> = (0..READERS).map(|_| Client::connect(addr)).collect();
+    let mut sender = Client::connect(addr);
+    let online = NON_READERS + READERS + 1;
+    // The round trip proves every connection is a member before the blast starts.
+    let welcome = sender.line();
+    assert_eq!(welcome, format!("* welcome {}, online now: {online}", sender.label));
+    let who = sender.who();
+    assert!(who.starts_with(&format!("* online now: {online}:")), "{who}");
+
+    let baseline = server.rss();
+    let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..READERS).map(|_| AtomicUsize::new(0)).collect());
+    let failed = Arc::new(AtomicBool::new(false));
+    let from = sender.label.clone();
+    let line_of = move |i: usize| {
+        let fill = (b'a' + (i % 26) as u8) as char;
+        format!("{i:06} {}", fill.to_string().repeat(PAYLOAD))
+    };
+    let handles: Vec<_> = readers
+        .drain(..)
+        .enumerate()
+        .map(|(r, mut reader)| {
+            let progress = Arc::clone(&progress);
+            let failed = Arc::clone(&failed);
+            let prefix = format!("{from}: ");
+            std::thread::spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut next = 0;
+                    let mut line = String::new();
+                    while next < MESSAGES {
+                        line.clear();
+                        let n = reader.reader.read_line(&mut line).expect("reader read");
+                        assert!(n > 0, "reader {r}: EOF after {next} messages");
+                        let Some(text) = line.strip_suffix('\n').and_then(|l| l.strip_prefix(&prefix)) else {
+                            assert!(line.starts_with("* "), "reader {r}: unexpected line");
+                            continue; // joins and the non-readers' "left" notices
+                        };
+                        assert!(text == line_of(next), "reader {r}: message {next} wrong or out of order");
+                        next += 1;
+                        progress[r].store(next, Ordering::Release);
+                    }
+                }));
+                if result.is_err() {
+                    failed.store(true, Ordering::Release);
+                }
+                reader // kept open until the checks below are done
+            })
+        })
+        .collect();
+
+    let mut peak = baseline;
+    let deadline = Instant::now() + WAIT;
+    for i in 0..MESSAGES {
+        // Pace to the slowest healthy reader (bounded wait).
+        while progress.iter().map(|p| p.load(Ordering::Acquire)).min().unwrap_or(0) + WINDOW < i {
+            assert!(!failed.load(Ordering::Acquire), "a reader failed");
+            assert!(Instant::now() < deadline, "readers stalled at {i}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut line = line_of(i);
+        line.push('\n');
+        sender.send(&line);
+        if i % 16 == 0 {
+            peak = peak.max(server.rss());
+        }
+    }
+    let readers: Vec<Client> = handles.into_iter().map(|h| h.join().expect("reader thread")).collect();
+    assert!(!failed.load(Ordering::Acquire), "a healthy reader missed or reordered a message");
+    peak = peak.max(server.rss());
+    // The sender was never slowed or dropped, and only the non-readers are gone.
+    sender.send("/who\n");
+    let who = skip_until(&mut sender, NON_READERS + 1, |l| l.starts_with("* online now"));
+    assert!(who.starts_with(&format!("* online now: {}:", READERS + 1)), "{who}");
+
+    // Every non-reader was cut off: reading now yields what the kernels buffered, then EOF
+    // (or a reset), far less than what was sent.
+    let sent_per_client = MESSAGES as u64 * (PAYLOAD as u64 + 8 + from.len() as u64 + 2);
+    let mut buf = vec![0u8; 1 << 20];
+    for (n, s) in stalled.iter_mut().enumerate() {
+        let mut got = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => got += k as u64,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("non-reader {n}: {e} after {got} bytes (not disconnected?)"),
+            }
+        }
+        assert!(got < sent_per_client / 2, "non-reader {n} got {got} of {sent_per_client} bytes");
+    }
+
+    let bound = (NON_READERS + READERS + 1) as u64 * (MAX_BUFFER + 64 * 1024) + 64 * 1024 + (16 << 20);
+    let grown = peak.saturating_sub(baseline);
+    eprintln!(
+        "chat slow consumers: rss baseline {} KiB, peak {} KiB (+{} KiB, bound {} KiB), {:?}",
+        baseline >> 10,
+        peak >> 10,
+        grown >> 10,
+        bound >> 10,
+        started.elapsed()
+    );
+    assert!(grown < bound, "rss grew by {grown} bytes, bound {bound}");
+    let shared_bound = 2 * (MAX_BUFFER + 64 * 1024) + (16 << 20);
+    assert!(
+        grown < shared_bound,
+        "rss grew by {grown} bytes: broadcasts are not shared? (bound {shared_bound})"
+    );
+    server.kill();
+    let log = server.stderr();
+    let dropped = log.matches("output buffer limit exceeded").count();
+    assert!(
+        dropped >= NON_READERS,
+        "expected {NON_READERS} output-limit disconnects, log says {dropped}:\n{log}"
+    );
+    drop(readers);
+}

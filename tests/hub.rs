@@ -1,0 +1,710 @@
+//! Black-box tests of `netloop serve --hub`: every row and rule of the hub contract over real
+//! TCP sockets, the Node client check over TCP and Unix sockets (with and without a token),
+//! hostile input, and slow consumers.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{assert_node_ok, connect, node, read_line, unix_path, Netloop, WAIT};
+
+/// One hub client: a buffered reader and a writer on the same TCP connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// Our session id as the server sees it: our own `ip:port`.
+    sid: String,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = connect(addr);
+        let sid = stream.local_addr().expect("local addr").to_string();
+        let writer = stream.try_clone().expect("clone");
+        Client { reader: BufReader::new(stream), writer, sid }
+    }
+
+    /// Connects and registers as `name`, checking the `synced` reply.
+    fn named(addr: SocketAddr, name: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.sync(name);
+        c
+    }
+
+    fn sync(&mut self, name: &str) {
+        self.send(format!(r#"{{"type":"sync","clientName":"{name}"}}"#));
+        let sid = self.sid.clone();
+        self.expect(&format!(r#"{{"type":"synced","clientName":"{name}","sessionId":"{sid}"}}"#));
+    }
+
+    fn send(&mut self, data: impl AsRef<[u8]>) {
+        self.writer.write_all(data.as_ref()).expect("write");
+    }
+
+    fn line(&mut self) -> String {
+        read_line(&mut self.reader)
+    }
+
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want, "{}: unexpected line", self.sid);
+    }
+
+    /// The next line is an error with this code: exactly the keys type, code, reason.
+    fn expect_error(&mut self, code: &str) {
+        let line = self.line();
+        let prefix = format!(r#"{{"type":"error","code":"{code}","reason":""#);
+        assert!(line.starts_with(&prefix) && line.ends_with("\"}"), "{}: want {code}, got {line}", self.sid);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("error is JSON");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{line}");
+    }
+
+    /// The server must close now: EOF with nothing more before it.
+    fn expect_eof(&mut self) {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).expect("clean EOF");
+        assert_eq!(String::from_utf8_lossy(&rest), "", "{}: bytes before EOF", self.sid);
+    }
+
+    /// Sends `list` and returns the reply: a round trip proving everything sent before it
+    /// was handled.
+    fn list(&mut self) -> String {
+        self.send(r#"{"type":"list"}"#);
+        self.line()
+    }
+}
+
+fn hub(extra: &[&str]) -> (Netloop, SocketAddr) {
+    let mut args = vec!["--hub", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Netloop::serve(&args, 1);
+    let addr = server.tcp("hub");
+    (server, addr)
+}
+
+/// The `list` reply for `(name, session id, rooms)` entries.
+fn list_of(clients: &[(Option<&str>, &str, &[&str])]) -> String {
+    let entries: Vec<String> = clients
+        .iter()
+        .map(|(name, sid, rooms)| {
+            let name = name.map_or("null".to_string(), |n| format!("\"{n}\""));
+            let rooms: Vec<String> = rooms.iter().map(|r| format!("\"{r}\"")).collect();
+            format!(r#"{{"clientName":{name},"sessionId":"{sid}","rooms":[{}]}}"#, rooms.join(","))
+        })
+        .collect();
+    format!(r#"{{"type":"list","count":{},"clients":[{}]}}"#, clients.len(), entries.join(","))
+}
+
+#[test]
+fn node_pair_over_tcp() {
+    let (server, _) = hub(&[]);
+    assert_node_ok(&node("hub_pair.js", &[&server.addr("hub")]));
+}
+
+#[test]
+fn node_pair_over_unix() {
+    let path = unix_path("hub");
+    let addr = format!("unix:{}", path.display());
+    let server = Netloop::serve(&["--hub", &addr], 1);
+    assert_eq!(server.addr("hub"), addr);
+    let out = node("hub_pair.js", &[&addr]);
+    assert_node_ok(&out);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(r#""client1":"unix:1","client2":"unix:2""#), "{summary}");
+}
+
+#[test]
+fn node_pair_with_token() {
+    let (server, _) = hub(&["--hub-token", "s3 cr\"et"]);
+    assert_node_ok(&node("hub_pair.js", &[&server.addr("hub"), "--token", "s3 cr\"et"]));
+}
+
+#[test]
+fn sync_registers_renames_and_announces() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    // The optional message is accepted and ignored.
+    a.send(r#"{"type":"sync","clientName":"alice","message":{"hello":[1,2]}}"#);
+    a.expect(&format!(r#"{{"type":"synced","clientName":"alice","sessionId":"{}"}}"#, a.sid));
+    b.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, a.sid));
+    b.sync("bob");
+    a.expect(&format!(r#"{{"type":"online","clientName":"bob","sessionId":"{}"}}"#, b.sid));
+    // A rename carries the previous name; re-syncing the same name does not.
+    a.sync("alice2");
+    b.expect(&format!(
+        r#"{{"type":"online","clientName":"alice2","sessionId":"{}","previous":"alice"}}"#,
+        a.sid
+    ));
+    a.sync("alice2");
+    b.expect(&format!(r#"{{"type":"online","clientName":"alice2","sessionId":"{}"}}"#, a.sid));
+    // The old name is free again.
+    let mut c = Client::named(addr, "alice");
+    a.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, c.sid));
+    // Escapes in the name are decoded, then written back as JSON.stringify would.
+    c.send(r#"{"type":"sync","clientName":"\u00e9t\u00e9 \"q\"\t"}"#);
+    c.expect(&format!(r#"{{"type":"synced","clientName":"été \"q\"\t","sessionId":"{}"}}"#, c.sid));
+    let want = format!(
+        r#"{{"type":"online","clientName":"été \"q\"\t","sessionId":"{}","previous":"alice"}}"#,
+        c.sid
+    );
+    a.expect(&want);
+    b.line();
+    b.expect(&want);
+}
+
+#[test]
+fn sync_needs_a_short_string_name() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::connect(addr);
+    let sid = a.sid.clone();
+    for bad in [
+        r#"{"type":"sync"}"#.to_string(),
+        r#"{"type":"sync","clientName":1}"#.to_string(),
+        r#"{"type":"sync","clientName":null}"#.to_string(),
+        r#"{"type":"sync","clientName":["a"]}"#.to_string(),
+        r#"{"type":"sync","clientName":""}"#.to_string(),
+        format!(r#"{{"type":"sync","clientName":"{}"}}"#, "n".repeat(65)),
+        format!(r#"{{"type":"sync","clientName":"{}"}}"#, "é".repeat(33)),
+    ] {
+        a.send(&bad);
+        a.expect_error("bad_message");
+    }
+    a.sync(&"n".repeat(64));
+    a.sync(&"é".repeat(32));
+    assert_eq!(a.list(), list_of(&[(Some("é".repeat(32).as_str()), &sid, &[])]));
+}
+
+#[test]
+fn name_taken_keeps_the_connection_and_frees_on_close() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "taken");
+    let mut b = Client::connect(addr);
+    b.send(r#"{"type":"sync","clientName":"taken"}"#);
+    b.expect_error("name_taken");
+    b.sync("other");
+    a.expect(&format!(r#"{{"type":"online","clientName":"other","sessionId":"{}"}}"#, b.sid));
+    b.send(r#"{"type":"sync","clientName":"taken"}"#);
+    b.expect_error("name_taken");
+    let a_sid = a.sid.clone();
+    drop(a);
+    b.expect(&format!(r#"{{"type":"offline","clientName":"taken","sessionId":"{a_sid}"}}"#));
+    b.send(r#"{"type":"sync","clientName":"taken"}"#);
+    b.expect(&format!(r#"{{"type":"synced","clientName":"taken","sessionId":"{}"}}"#, b.sid));
+}
+
+#[test]
+fn info_to_the_server_or_to_a_named_client() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    let mut b = Client::named(addr, "b");
+    a.line(); // b online
+    let mut anon = Client::connect(addr);
+
+    // To the server: logged, no reply; the next line is the list reply.
+    a.send(r#"{"type":"info","message":"for the server"}"#);
+    assert_eq!(
+        a.list(),
+        list_of(&[
+            (Some("a"), &a.sid.clone(), &[]),
+            (Some("b"), &b.sid.clone(), &[]),
+            (None, &anon.sid.clone(), &[])
+        ])
+    );
+    // To a name: from is the sender's name, or its session id before sync; to oneself works.
+    a.send(r#"{"type":"info","to":"b","message":{"n":1}}"#);
+    b.expect(r#"{"type":"info","from":"a","message":{"n":1}}"#);
+    anon.send(r#"{"type":"info","to":"b","message":[true, null]}"#);
+    b.expect(&format!(r#"{{"type":"info","from":"{}","message":[true, null]}}"#, anon.sid));
+    b.send(r#"{"type":"info","to":"b","message":"self"}"#);
+    b.expect(r#"{"type":"info","from":"b","message":"self"}"#);
+    // Errors, each leaving the connection usable.
+    a.send(r#"{"type":"info","to":"nobody","message":1}"#);
+    a.expect_error("no_such_client");
+    a.send(r#"{"type":"info","to":7,"message":1}"#);
+    a.expect_error("bad_message");
+    a.send(r#"{"type":"info","to":"b"}"#);
+    a.expect_error("bad_message");
+    a.send(r#"{"type":"info"}"#);
+    a.expect_error("bad_message");
+    // An explicit null message is a message.
+    a.send(r#"{"type":"info","to":"b","message":null}"#);
+    b.expect(r#"{"type":"info","from":"a","message":null}"#);
+}
+
+#[test]
+fn broadcast_reaches_every_other_client_byte_exact() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    let mut b = Client::named(addr, "b");
+    a.line();
+    let mut anon = Client::connect(addr);
+    // The message is relayed exactly as sent: spacing, number forms and escapes kept.
+    let message = r#"{"x" : [1.50, 1e3, "\u0041\n", {}], "y":null}"#;
+    a.send(format!(r#"{{"type":"broadcast","message":{message}}}"#));
+    let want = format!(r#"{{"type":"broadcast","from":"a","message":{message}}}"#);
+    b.expect(&want);
+    anon.expect(&want);
+    anon.send(r#"{"type":"broadcast","message":"from anon"}"#);
+    let want = format!(r#"{{"type":"broadcast","from":"{}","message":"from anon"}}"#, anon.sid);
+    a.expect(&want);
+    b.expect(&want);
+    // Not to the sender: its next line is the list reply.
+    assert!(a.list().starts_with(r#"{"type":"list","count":3,"#));
+    a.send(r#"{"type":"broadcast"}"#);
+    a.expect_error("bad_message");
+}
+
+#[test]
+fn rooms() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    let mut b = Client::named(addr, "b");
+    let mut c = Client::named(addr, "c");
+    a.line();
+    a.line();
+    b.line();
+    let (sa, sb, sc) = (a.sid.clone(), b.sid.clone(), c.sid.clone());
+
+    let join = |client: &mut Client, room: &str| {
+        client.send(format!(r#"{{"type":"join","room":"{room}"}}"#));
+        client.expect(&format!(r#"{{"type":"joined","room":"{room}"}}"#));
+    };
+    join(&mut a, "zeta");
+    join(&mut a, "alpha");
+    join(&mut a, "Beta");
+    join(&mut b, "alpha");
+    join(&mut b, "\u{e9}");
+    // Joining twice is harmless.
+    b.send(r#"{"type":"join","room":"alpha"}"#);
+    b.expect(r#"{"type":"joined","room":"alpha"}"#);
+    // Rooms listed sorted by bytes.
+    let full = list_of(&[
+        (Some("a"), &sa, &["Beta", "alpha", "zeta"]),
+        (Some("b"), &sb, &["alpha", "é"]),
+        (Some("c"), &sc, &[]),
+    ]);
+    assert_eq!(c.list(), full);
+
+    // A room broadcast reaches the room's other members only; the sender need not be in it.
+    a.send(r#"{"type":"broadcast","room":"alpha","message":1}"#);
+    b.expect(r#"{"type":"broadcast","from":"a","room":"alpha","message":1}"#);
+    c.send(r#"{"type":"broadcast","room":"alpha","message":{"k":"v"}}"#);
+    a.expect(r#"{"type":"broadcast","from":"c","room":"alpha","message":{"k":"v"}}"#);
+    b.expect(r#"{"type":"broadcast","from":"c","room":"alpha","message":{"k":"v"}}"#);
+    c.send(r#"{"type":"broadcast","room":"empty","message":2}"#);
+    assert_eq!(c.list(), full, "c got nothing from its own broadcasts");
+
+    b.send(r#"{"type":"leave","room":"alpha"}"#);
+    b.expect(r#"{"type":"left","room":"alpha"}"#);
+    b.send(r#"{"type":"leave","room":"never-joined"}"#);
+    b.expect(r#"{"type":"left","room":"never-joined"}"#);
+    c.send(r#"{"type":"broadcast","room":"alpha","message":3}"#);
+    a.expect(r#"{"type":"broadcast","from":"c","room":"alpha","message":3}"#);
+    assert_eq!(
+        b.list(),
+        list_of(&[
+            (Some("a"), &sa, &["Beta", "alpha", "zeta"]),
+            (Some("b"), &sb, &["é"]),
+            (Some("c"), &sc, &[])
+        ])
+    );
+
+    for bad in [
+        r#"{"type":"join"}"#.to_string(),
+        r#"{"type":"join","room":1}"#.to_string(),
+        r#"{"type":"leave","room":""}"#.to_string(),
+        format!(r#"{{"type":"join","room":"{}"}}"#, "r".repeat(65)),
+        r#"{"type":"broadcast","room":null,"message":1}"#.to_string(),
+        r#"{"type":"broadcast","room":"","message":1}"#.to_string(),
+    ] {
+        c.send(&bad);
+        c.expect_error("bad_message");
+    }
+    c.send(format!(r#"{{"type":"join","room":"{}"}}"#, "r".repeat(64)));
+    c.expect(&format!(r#"{{"type":"joined","room":"{}"}}"#, "r".repeat(64)));
+
+    // A closed client leaves its rooms.
+    drop(a);
+    b.expect(&format!(r#"{{"type":"offline","clientName":"a","sessionId":"{sa}"}}"#));
+    c.line();
+    c.send(r#"{"type":"broadcast","room":"zeta","message":4}"#);
+    let r64 = "r".repeat(64);
+    assert_eq!(c.list(), list_of(&[(Some("b"), &sb, &["é"]), (Some("c"), &sc, &[&r64])]));
+}
+
+#[test]
+fn list_is_in_connection_order_with_null_names() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    let c = Client::connect(addr);
+    b.sync("bee");
+    a.line(); // bee online
+    assert_eq!(
+        a.list(),
+        list_of(&[(None, &a.sid.clone(), &[]), (Some("bee"), &b.sid.clone(), &[]), (None, &c.sid, &[])])
+    );
+}
+
+#[test]
+fn malformed_frames_get_errors_and_the_connection_stays_usable() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::connect(addr);
+    let sid = a.sid.clone();
+    let alone = list_of(&[(None, &sid, &[])]);
+    let cases: &[(&[u8], &str)] = &[
+        (br#"{"type":}"#, "bad_json"),
+        (br#"{"type":"list",}"#, "bad_json"),
+        (b"[1,}", "bad_json"),
+        (b"{\"type\":\"list\"\n", "bad_json"),
+        (b"{\"type\":\"\xff\"}", "bad_json"),
+        (b"{\"type\":\"a\x01\"}", "bad_json"),
+        (b"[1,2]", "bad_message"),
+        (b"[]", "bad_message"),
+        (b"{}", "bad_message"),
+        (br#"{"type":1}"#, "bad_message"),
+        (br#"{"type":null}"#, "bad_message"),
+        (br#"{"message":"x"}"#, "bad_message"),
+        (br#"{"type":"frobnicate"}"#, "unknown_type"),
+        (br#"{"type":"SYNC","clientName":"x"}"#, "unknown_type"),
+    ];
+    for (frame, code) in cases {
+        a.send(frame);
+        a.expect_error(code);
+        assert_eq!(a.list(), alone, "after {}", String::from_utf8_lossy(frame));
+    }
+    // Bytes that cannot start a frame: bad_json (how many errors one junk line earns is the
+    // decoder's business; the contract only says decoding resumes after the newline).
+    // A newline cutting a value leaves the rest of that line as junk too.
+    for junk in
+        [&b"hello world\n"[..], b"}\n", b"x{\"type\":\"list\"}\n", b"\xff\xfe\n", b"{\"type\":\"li\nst\"}\n"]
+    {
+        a.send(junk);
+        a.send(br#"{"type":"list"}"#);
+        a.expect_error("bad_json");
+        let next = skip_until(&mut a, 10, |l| !l.contains(r#""code":"bad_json""#));
+        assert_eq!(next, alone, "after {}", String::from_utf8_lossy(junk));
+    }
+    // The newline-cut value and the frame after it, in one write.
+    a.send("{\"type\":\n{\"type\":\"list\"}");
+    a.expect_error("bad_json");
+    a.expect(&alone);
+}
+
+#[test]
+fn coalesced_and_split_frames() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::connect(addr);
+    let sid = a.sid.clone();
+    // Two frames in one write, no separator.
+    a.send(r#"{"type":"sync","clientName":"one"}{"type":"list"}"#);
+    a.expect(&format!(r#"{{"type":"synced","clientName":"one","sessionId":"{sid}"}}"#));
+    a.expect(&list_of(&[(Some("one"), &sid, &[])]));
+    // Whitespace and newlines between frames, and inside one.
+    a.send(" \r\n\t{ \"type\" : \"join\",\r\"room\":\"r\" }\n\n{\"type\":\"list\"}\r\n");
+    a.expect(r#"{"type":"joined","room":"r"}"#);
+    a.expect(&list_of(&[(Some("one"), &sid, &["r"])]));
+    // One byte per write, braces inside strings included.
+    let frame = r#"{"type":"sync","clientName":"t}w{o\"]"}"#;
+    for byte in frame.bytes() {
+        a.send([byte]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    a.expect(&format!(r#"{{"type":"synced","clientName":"t}}w{{o\"]","sessionId":"{sid}"}}"#));
+}
+
+#[test]
+fn offline_on_close_for_named_clients_only() {
+    let (_server, addr) = hub(&[]);
+    let mut watcher = Client::named(addr, "watcher");
+    let mut named = Client::named(addr, "leaver");
+    watcher.line();
+    let anon = Client::connect(addr);
+    let anon_sid = anon.sid.clone();
+    drop(anon);
+    // A FIN: the server closes too and the others hear "offline".
+    named.writer.shutdown(Shutdown::Write).expect("shutdown");
+    named.expect_eof();
+    watcher.expect(&format!(r#"{{"type":"offline","clientName":"leaver","sessionId":"{}"}}"#, named.sid));
+    // The anonymous one left silently.
+    let list = watcher.list();
+    assert!(!list.contains(&anon_sid), "{list}");
+    assert_eq!(list, list_of(&[(Some("watcher"), &watcher.sid.clone(), &[])]));
+}
+
+#[test]
+fn token_is_required_first_and_pending_clients_are_invisible() {
+    let (_server, addr) = hub(&["--hub-token", "open sesame"]);
+    let sync = |name: &str, extra: &str| format!(r#"{{"type":"sync","clientName":"{name}"{extra}}}"#);
+    let rejected: Vec<Vec<u8>> = vec![
+        sync("x", "").into_bytes(),
+        sync("x", r#","token":"wrong""#).into_bytes(),
+        sync("x", r#","token":"open sesam""#).into_bytes(),
+        sync("x", r#","token":1"#).into_bytes(),
+        br#"{"type":"list","token":"open sesame"}"#.to_vec(),
+        b"garbage\n".to_vec(),
+        b"[\"open sesame\"]".to_vec(),
+    ];
+    for first in rejected {
+        let mut c = Client::connect(addr);
+        c.send(&first);
+        c.expect_error("unauthorized");
+        c.expect_eof();
+    }
+    let mut a = Client::connect(addr);
+    a.send(sync("a", r#","token":"open sesame""#));
+    a.expect(&format!(r#"{{"type":"synced","clientName":"a","sessionId":"{}"}}"#, a.sid));
+    // Pending: connected, not yet authenticated. Not listed, not broadcast to.
+    let mut pending = Client::connect(addr);
+    assert_eq!(a.list(), list_of(&[(Some("a"), &a.sid.clone(), &[])]));
+    a.send(r#"{"type":"broadcast","message":"not for pending"}"#);
+    a.list();
+    // Escaped token text is compared after decoding; later frames need no token.
+    pending.send(r#"{"type":"sync","clientName":"p","token":"open\u0020sesame"}{"type":"list"}"#);
+    pending.expect(&format!(r#"{{"type":"synced","clientName":"p","sessionId":"{}"}}"#, pending.sid));
+    pending.expect(&list_of(&[(Some("a"), &a.sid.clone(), &[]), (Some("p"), &pending.sid.clone(), &[])]));
+    a.expect(&format!(r#"{{"type":"online","clientName":"p","sessionId":"{}"}}"#, pending.sid));
+    // An authenticated sync with a bad name is just bad_message (the connection stays).
+    let mut d = Client::connect(addr);
+    d.send(r#"{"type":"sync","clientName":"","token":"open sesame"}"#);
+    d.expect_error("bad_message");
+    d.sync("d");
+}
+
+#[test]
+fn frame_limit_is_exact_and_closes_the_offender() {
+    let (_server, addr) = hub(&["--max-frame", "64"]);
+    let mut a = Client::named(addr, "a");
+    let frame = |len: usize| {
+        let head = r#"{"type":"info","message":""#;
+        format!("{head}{}\"}}", "x".repeat(len - head.len() - 2))
+    };
+    assert_eq!(frame(64).len(), 64);
+    a.send(frame(64));
+    a.send(frame(65));
+    a.expect_error("frame_too_large");
+    a.expect_eof();
+    // A junk run without a newline is bounded the same way.
+    let mut b = Client::connect(addr);
+    b.send("x".repeat(65));
+    skip_until(&mut b, 2, |l| l.contains(r#""code":"frame_too_large""#));
+    b.expect_eof();
+}
+
+#[test]
+fn default_frame_limit_is_1_mib() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    let mut b = Client::named(addr, "b");
+    a.line();
+    let head = r#"{"type":"info","to":"b","message":""#;
+    let pad = |len: usize| "x".repeat(len - head.len() - 2);
+    a.send(format!("{head}{}\"}}", pad(1 << 20)));
+    let got = b.line();
+    assert_eq!(got.len(), r#"{"type":"info","from":"a","message":""#.len() + pad(1 << 20).len() + 2);
+    a.send(format!("{head}{}\"}}", pad((1 << 20) + 1)));
+    a.expect_error("frame_too_large");
+    a.expect_eof();
+}
+
+/// Reads lines until one satisfies `want`, skipping others; bounded by the read timeout and
+/// by `max_lines`.
+fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> String {
+    for _ in 0..max_lines {
+        let line = c.line();
+        if want(&line) {
+            return line;
+        }
+    }
+    panic!("{}: no matching line in {max_lines} lines", c.sid);
+}
+
+#[test]
+fn binary_junk_never_hurts_the_server_or_the_others() {
+    let (_server, addr) = hub(&["--max-frame", "64k"]);
+    let mut watcher = Client::named(addr, "watcher");
+    let mut junk = Client::connect(addr);
+    // A few hundred KB of random bytes: many bad frames, each answered, none fatal.
+    junk.send(support::pattern(300 * 1024, 11));
+    junk.send("\n{\"type\":\"list\"}");
+    let seen = skip_until(&mut junk, 100_000, |l| l.starts_with(r#"{"type":"list""#));
+    assert!(seen.contains(r#""clientName":"watcher""#), "{seen}");
+    // Random bytes without a newline: one over-long junk run, then the server hangs up.
+    let mut flood = Client::connect(addr);
+    let mut bytes = support::pattern(300 * 1024, 13);
+    bytes.retain(|&b| b != b'\n');
+    // The server may close while we are still writing; that is the point.
+    let _ = flood.writer.write_all(&bytes);
+    skip_until(&mut flood, 10, |l| l.contains(r#""code":"frame_too_large""#));
+    // Everyone else carries on.
+    let mut fresh = Client::named(addr, "fresh");
+    watcher.expect(&format!(r#"{{"type":"online","clientName":"fresh","sessionId":"{}"}}"#, fresh.sid));
+    fresh.send(r#"{"type":"broadcast","message":"after junk"}"#);
+    watcher.expect(r#"{"type":"broadcast","from":"fresh","message":"after junk"}"#);
+    let list = watcher.list();
+    assert!(list.starts_with(r#"{"type":"list","count":3,"#), "{list}");
+}
+
+#[test]
+fn server_full_is_refused_in_the_hub_protocol() {
+    let (_server, addr) = hub(&["--max-connections", "1"]);
+    let mut a = Client::named(addr, "a");
+    let mut refused = Client::connect(addr);
+    refused.expect(r#"{"type":"error","code":"server_full","reason":"max connections 1"}"#);
+    refused.expect_eof();
+    assert_eq!(a.list(), list_of(&[(Some("a"), &a.sid.clone(), &[])]));
+}
+
+/// 100 clients connect and never read while a sender blasts ~64 KiB broadcasts at a few
+/// healthy readers, with `--max-buffer 1m`. The bounds are derived as in the chat test: no
+/// queue holds more than `max_buffer` plus the message whose write crossed it, so even
+/// unshared the server holds at most `104 * (1 MiB + 64 KiB)` of output (~110 MiB), plus the
+/// sender's unfinished frame and 16 MiB for the allocator and read buffers; and because each
+/// broadcast is one shared allocation and every queue holds a suffix of the same sequence, in
+/// fact at most about `max_buffer` plus one message, which the second bound checks.
+#[test]
+fn slow_consumers_are_dropped_and_memory_stays_bounded() {
+    const NON_READERS: usize = 100;
+    const READERS: usize = 3;
+    const MESSAGES: usize = 2000;
+    const PAYLOAD: usize = 64 * 1024 - 128;
+    // Messages the sender may run ahead of the slowest reader: 512 KiB, half the limit.
+    const WINDOW: usize = 8;
+    const MAX_BUFFER: u64 = 1 << 20;
+
+    let (mut server, addr) = hub(&["--max-buffer", "1m"]);
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..NON_READERS).map(|_| connect(addr)).collect();
+    let mut readers: Vec<Client> = (0..READERS).map(|_| Client::connect(addr)).collect();
+    let mut sender = Client::named(addr, "blaster");
+    // The round trip proves every connection is registered before the blast starts.
+    let list = sender.list();
+    let online = NON_READERS + READERS + 1;
+    assert!(list.starts_with(&format!(r#"{{"type":"list","count":{online},"#)), "{list}");
+    for r in &mut readers {
+        r.expect(&format!(r#"{{"type":"online","clientName":"blaster","sessionId":"{}"}}"#, sender.sid));
+    }
+
+    let baseline = server.rss();
+    let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..READERS).map(|_| AtomicUsize::new(0)).collect());
+    let failed = Arc::new(AtomicBool::new(false));
+    let message_of = |i: usize| {
+        let fill = (b'a' + (i % 26) as u8) as char;
+        format!("\"{i:06} {}\"", fill.to_string().repeat(PAYLOAD))
+    };
+    let handles: Vec<_> = readers
+        .drain(..)
+        .enumerate()
+        .map(|(r, mut reader)| {
+            let progress = Arc::clone(&progress);
+            let failed = Arc::clone(&failed);
+            std::thread::spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut line = String::new();
+                    for next in 0..MESSAGES {
+                        line.clear();
+                        let n = reader.reader.read_line(&mut line).expect("reader read");
+                        assert!(n > 0, "reader {r}: EOF after {next} messages");
+                        let want = format!(
+                            r#"{{"type":"broadcast","from":"blaster","message":{}}}"#,
+                            message_of(next)
+                        );
+                        assert!(
+                            line.strip_suffix('\n') == Some(&want),
+                            "reader {r}: message {next} wrong or out of order"
+                        );
+                        progress[r].store(next + 1, Ordering::Release);
+                    }
+                }));
+                if result.is_err() {
+                    failed.store(true, Ordering::Release);
+                }
+                reader // kept open until the checks below are done
+            })
+        })
+        .collect();
+
+    let mut peak = baseline;
+    let deadline = Instant::now() + WAIT;
+    for i in 0..MESSAGES {
+        while progress.iter().map(|p| p.load(Ordering::Acquire)).min().unwrap_or(0) + WINDOW < i {
+            assert!(!failed.load(Ordering::Acquire), "a reader failed");
+            assert!(Instant::now() < deadline, "readers stalled at {i}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sender.send(format!(r#"{{"type":"broadcast","message":{}}}"#, message_of(i)));
+        if i % 16 == 0 {
+            peak = peak.max(server.rss());
+        }
+    }
+    let readers: Vec<Client> = handles.into_iter().map(|h| h.join().expect("reader thread")).collect();
+    assert!(!failed.load(Ordering::Acquire), "a healthy reader missed or reordered a message");
+    peak = peak.max(server.rss());
+    // The sender was never slowed or dropped: it still answers at once.
+    let list = sender.list();
+    assert!(list.starts_with(&format!(r#"{{"type":"list","count":{},"#, READERS + 1)), "{list}");
+
+    let sent_per_client = MESSAGES as u64 * (PAYLOAD as u64 + 64);
+    let mut buf = vec![0u8; 1 << 20];
+    for (n, s) in stalled.iter_mut().enumerate() {
+        let mut got = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => got += k as u64,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("non-reader {n}: {e} after {got} bytes (not disconnected?)"),
+            }
+        }
+        assert!(got < sent_per_client / 2, "non-reader {n} got {got} of {sent_per_client} bytes");
+    }
+
+    let grown = peak.saturating_sub(baseline);
+    let bound = (NON_READERS + READERS + 1) as u64 * (MAX_BUFFER + 64 * 1024) + 64 * 1024 + (16 << 20);
+    let shared_bound = 2 * (MAX_BUFFER + 64 * 1024) + (16 << 20);
+    eprintln!(
+        "hub slow consumers: rss baseline {} KiB, peak {} KiB (+{} KiB, bounds {} / {} KiB), {:?}",
+        baseline >> 10,
+        peak >> 10,
+        grown >> 10,
+        bound >> 10,
+        shared_bound >> 10,
+        started.elapsed()
+    );
+    assert!(grown < bound, "rss grew by {grown} bytes, bound {bound}");
+    assert!(
+        grown < shared_bound,
+        "rss grew by {grown} bytes: broadcasts are not shared? (bound {shared_bound})"
+    );
+    server.kill();
+    let log = server.stderr();
+    let dropped = log.matches("output buffer limit exceeded").count();
+    assert!(
+        dropped >= NON_READERS,
+        "expected {NON_READERS} output-limit disconnects, log says {dropped}:\n{log}"
+    );
+    drop(readers);
+}
+
+#[test]
+fn rooms_per_client_are_capped() {
+    let (_server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    for i in 0..netloop::services::hub::MAX_ROOMS_PER_CLIENT {
+        a.send(format!(r#"{{"type":"join","room":"r{i}"}}"#));
+        a.expect(&format!(r#"{{"type":"joined","room":"r{i}"}}"#));
+    }
+    a.send(r#"{"type":"join","room":"one-too-many"}"#);
+    a.expect_error("bad_message");
+    // Re-joining a room it is already in is still fine, and so is leaving.
+    a.send(r#"{"type":"join","room":"r0"}"#);
+    a.expect(r#"{"type":"joined","room":"r0"}"#);
+    a.send(r#"{"type":"leave","room":"r0"}"#);
+    a.expect(r#"{"type":"left","room":"r0"}"#);
+    a.send(r#"{"type":"join","room":"one-more"}"#);
+    a.expect(r#"{"type":"joined","room":"one-more"}"#);
+}

@@ -1,0 +1,150 @@
+//! Output limits and slab recycling, on real sockets (operations promises 4 and 6).
+
+mod loop_support;
+mod support;
+
+use std::io;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use loop_support::{finish, inet, spawn, Ev, Log};
+use netloop::{Context, Handler, ServerId, ServerOptions, SocketId, SocketOptions, TimerId};
+
+/// Writes 16 KiB every 10 ms to a client that never reads.
+struct Firehose {
+    log: Log,
+    server: ServerId,
+    socket: Option<SocketId>,
+    connected_at: Option<Instant>,
+    closed_after: Option<Duration>,
+    outputs: u64,
+}
+
+impl Handler for Firehose {
+    fn on_connection(&mut self, cx: &mut Context, _: ServerId, s: SocketId) {
+        cx.close_server(self.server);
+        self.socket = Some(s);
+        self.connected_at = Some(Instant::now());
+        cx.set_interval(Duration::from_millis(10));
+    }
+    fn on_timer(&mut self, cx: &mut Context, t: TimerId) {
+        let s = self.socket.unwrap();
+        if !cx.is_open(s) {
+            cx.clear_timer(t);
+            return;
+        }
+        cx.write(s, &[0u8; 16 * 1024]);
+    }
+    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
+        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
+    }
+    fn on_close(&mut self, cx: &mut Context, s: SocketId, had_error: bool) {
+        self.log.push(s, Ev::Close(had_error));
+        self.closed_after = Some(self.connected_at.unwrap().elapsed());
+        self.outputs = cx.stats().output_limit_disconnects;
+    }
+}
+
+fn firehose(socket: SocketOptions) -> (Firehose, TcpStream) {
+    let options = ServerOptions { socket, ..Default::default() };
+    let (addr, done) = spawn("127.0.0.1:0", options, |_, server| Firehose {
+        log: Log::default(),
+        server,
+        socket: None,
+        connected_at: None,
+        closed_after: None,
+        outputs: 0,
+    });
+    let client = support::connect(inet(&addr));
+    // Shrink our receive window so the server's queue fills quickly.
+    socket2::SockRef::from(&client).set_recv_buffer_size(4096).unwrap();
+    let h = finish(done);
+    (h, client)
+}
+
+#[test]
+fn the_hard_limit_disconnects_a_client_that_never_reads() {
+    let (h, _client) = firehose(SocketOptions { max_buffer: Some(256 * 1024), ..Default::default() });
+    h.log.check_invariants();
+    let evs = h.log.of(h.socket.unwrap());
+    assert!(matches!(&evs[0], Ev::Error(io::ErrorKind::OutOfMemory, m) if m.contains("limit")), "{evs:?}");
+    assert_eq!(evs[1], Ev::Close(true));
+    assert_eq!(h.outputs, 1, "counted");
+}
+
+#[test]
+fn the_soft_limit_disconnects_after_its_window_and_not_before() {
+    let window = Duration::from_millis(600);
+    let (h, _client) =
+        firehose(SocketOptions { soft_limit: Some((64 * 1024, window)), ..Default::default() });
+    h.log.check_invariants();
+    let evs = h.log.of(h.socket.unwrap());
+    assert!(
+        matches!(&evs[0], Ev::Error(io::ErrorKind::OutOfMemory, m) if m.contains("soft limit")),
+        "{evs:?}"
+    );
+    let lived = h.closed_after.unwrap();
+    assert!(lived >= window, "disconnected after {lived:?}, before the {window:?} window");
+    assert!(lived < Duration::from_secs(10), "took {lived:?}");
+    assert_eq!(h.outputs, 1);
+}
+
+/// Greets, counts, and stops after `total` connections have closed.
+struct Churn {
+    server: ServerId,
+    total: usize,
+    closed: usize,
+    peak_slots: usize,
+    final_slots: usize,
+    final_live: usize,
+}
+
+impl Handler for Churn {
+    fn on_connection(&mut self, cx: &mut Context, _: ServerId, s: SocketId) {
+        cx.write(s, b"k");
+        self.peak_slots = self.peak_slots.max(cx.socket_slots());
+    }
+    fn on_close(&mut self, cx: &mut Context, _: SocketId, _: bool) {
+        self.closed += 1;
+        if self.closed == self.total {
+            cx.close_server(self.server);
+        }
+    }
+    fn on_server_close(&mut self, cx: &mut Context, _: ServerId) {
+        self.final_slots = cx.socket_slots();
+        self.final_live = cx.socket_count();
+    }
+}
+
+#[test]
+fn ten_thousand_connect_close_cycles_leave_nothing_behind() {
+    let _ = netloop::limits::raise_fd_limit();
+    let (rounds, burst) = (5, 2000);
+    let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), move |_, server| Churn {
+        server,
+        total: rounds * burst,
+        closed: 0,
+        peak_slots: 0,
+        final_slots: 0,
+        final_live: 0,
+    });
+    let addr = inet(&addr);
+    for _ in 0..rounds {
+        let mut conns: Vec<TcpStream> = (0..burst).map(|_| support::connect(addr)).collect();
+        for c in &mut conns {
+            let mut k = [0u8; 1];
+            io::Read::read_exact(c, &mut k).unwrap();
+        }
+        drop(conns);
+    }
+    let h = finish(done);
+    assert_eq!(h.closed, rounds * burst);
+    assert_eq!(h.final_live, 0, "connection count back to zero");
+    assert!(h.peak_slots >= burst, "the burst was concurrent ({} slots)", h.peak_slots);
+    assert!(
+        h.final_slots < 1024,
+        "slab shrank back: {} slots after a peak of {}",
+        h.final_slots,
+        h.peak_slots
+    );
+}
