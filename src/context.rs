@@ -51,8 +51,12 @@ pub struct Stats {
     pub rejected: u64,
     /// Connections refused because no file descriptor was free.
     pub rejected_no_fd: u64,
-    /// Sockets destroyed for passing their output hard limit.
+    /// Sockets destroyed for passing their output hard or soft limit.
     pub output_limit_disconnects: u64,
+    /// Connections closed by a service for an over-long line or frame.
+    pub input_limit_disconnects: u64,
+    /// Connections closed by a service for idleness or a missed registration deadline.
+    pub timeout_disconnects: u64,
     /// Bytes read from all sockets.
     pub bytes_in: u64,
     /// Bytes written to all sockets.
@@ -342,7 +346,8 @@ impl Context {
         self.stats.bytes_out += n as u64;
     }
 
-    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+    /// Counters, for applications to record their own disconnect reasons.
+    pub fn stats_mut(&mut self) -> &mut Stats {
         &mut self.stats
     }
 

@@ -398,6 +398,15 @@ fn refuse<H: Handler>(
     let server = &cx.servers[key];
     if let Some(msg) = &server.options.reject_message {
         let _ = io::Write::write(&mut stream, msg);
+        // Closing with unread input makes the kernel send RST, which can destroy the reason
+        // before the client reads it: send FIN and discard what already arrived first.
+        let _ = stream.shutdown_write();
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(io::Read::read(&mut stream, &mut scratch), Ok(n) if n > 0) {
+                break;
+            }
+        }
     }
     log::warn!(
         "{}: refused {peer}: max connections ({}) reached",

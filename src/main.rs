@@ -55,6 +55,10 @@ struct ServeArgs {
     #[arg(long, value_name = "SECRET")]
     hub_token: Option<String>,
 
+    /// Hub: close a connection that has not sent a successful sync within this long. 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    register_timeout: Duration,
+
     /// Text each echo connection gets first; \r \n \t \\ are unescaped ("Hello World!\r\n").
     #[arg(long, value_name = "TEXT")]
     echo_banner: Option<String>,
@@ -66,6 +70,20 @@ struct ServeArgs {
     /// Hard limit of queued output per connection; a client past it is disconnected.
     #[arg(long, value_name = "SIZE", default_value = "8m", value_parser = parse_size)]
     max_buffer: usize,
+
+    /// Soft output limit: disconnect a client whose queue stays above this for
+    /// --soft-limit-time (Redis's client-output-buffer-limit soft/seconds). 0 = off.
+    #[arg(long, value_name = "SIZE", default_value = "2m", value_parser = parse_size)]
+    soft_limit: usize,
+
+    /// How long a client may stay above --soft-limit.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    soft_limit_time: Duration,
+
+    /// Log the counters (connections, accepted, rejected, disconnects by reason, bytes) at
+    /// info level this often. 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    stats_interval: Duration,
 
     /// Close connections idle this long (500ms, 30s, 2m; bare number = ms). 0 = off.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
@@ -163,7 +181,7 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
             socket: SocketOptions {
                 high_water_mark: args.high_water_mark.max(1),
                 max_buffer: (args.max_buffer > 0).then_some(args.max_buffer),
-                soft_limit: None,
+                soft_limit: (args.soft_limit > 0).then_some((args.soft_limit, args.soft_limit_time)),
                 allow_half_open: args.allow_half_open,
                 no_delay: args.no_delay,
                 keep_alive: args.keep_alive,
@@ -172,7 +190,12 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
         },
         echo_banner: args.echo_banner.as_deref().map(unescape),
         chat: ChatConfig { max_line: args.max_line, echo_self: args.chat_echo_self },
-        hub: HubConfig { max_frame: args.max_frame, token: args.hub_token },
+        hub: HubConfig {
+            max_frame: args.max_frame,
+            token: args.hub_token,
+            register_timeout: (!args.register_timeout.is_zero()).then_some(args.register_timeout),
+        },
+        stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         shutdown_timeout: args.shutdown_timeout,
     };
     let mut event_loop = EventLoop::new()?;

@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub hub: HubConfig,
     /// How long the first signal waits for queued output before closing what is left.
     pub shutdown_timeout: Duration,
+    /// Log the counters this often (`--stats-interval`).
+    pub stats_interval: Option<Duration>,
 }
 
 /// The `serve` application: routes events to services and owns process policy.
@@ -80,6 +82,8 @@ pub struct Serve {
     shutdown_timeout: Duration,
     /// Set once the first signal arrived; the timer that force-closes stragglers.
     shutdown: Option<TimerId>,
+    /// The `--stats-interval` timer.
+    stats_timer: Option<TimerId>,
 }
 
 impl Serve {
@@ -93,7 +97,14 @@ impl Serve {
             hub: Hub::new(config.hub.clone()),
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
+            stats_timer: None,
         };
+        if let Some(every) = config.stats_interval {
+            let timer = cx.set_interval(every);
+            // Counters alone must not keep a shutting-down server alive.
+            cx.set_timer_ref(timer, false);
+            serve.stats_timer = Some(timer);
+        }
         for (kind, addr) in &config.listeners {
             let target =
                 addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
@@ -193,6 +204,7 @@ impl Handler for Serve {
         // Idle: end politely if nothing is queued; a peer that stopped reading gets no FIN
         // it would never see, it is closed.
         log::debug!("idle timeout: closing socket {}", socket.index());
+        cx.stats_mut().timeout_disconnects += 1;
         if cx.buffer_size(socket) == 0 {
             cx.end(socket);
         } else {
@@ -215,6 +227,26 @@ impl Handler for Serve {
     }
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
+        if self.stats_timer == Some(timer) {
+            let st = cx.stats();
+            log::info!(
+                "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
+                 disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
+                cx.socket_count(),
+                st.accepted,
+                st.rejected,
+                st.rejected_no_fd,
+                st.output_limit_disconnects,
+                st.input_limit_disconnects,
+                st.timeout_disconnects,
+                st.bytes_in,
+                st.bytes_out
+            );
+            return;
+        }
+        if self.hub.on_timer(cx, timer) {
+            return;
+        }
         if self.shutdown == Some(timer) {
             let left = cx.sockets();
             if !left.is_empty() {

@@ -115,7 +115,10 @@ impl Chat {
                     member.lines = lines;
                 }
             }
-            Err(too_long) => self.hang_up(cx, socket, &format!("* error: {too_long}\n")),
+            Err(too_long) => {
+                cx.stats_mut().input_limit_disconnects += 1;
+                self.hang_up(cx, socket, &format!("* error: {too_long}\n"))
+            }
         }
     }
 

@@ -9,9 +9,11 @@
 //! queued output before the core disconnects it.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write as _;
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 
@@ -19,6 +21,7 @@ use crate::context::Context;
 use crate::frame::{Frame, FrameDecoder};
 use crate::handler::SocketId;
 use crate::services::{peer_label, Roster};
+use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
 
 /// Default longest accepted frame in bytes (`--max-frame`).
@@ -40,11 +43,19 @@ pub struct HubConfig {
     /// When set, a connection's first frame must be a `sync` carrying `"token": SECRET`
     /// (`--hub-token`); until then it is invisible to the others.
     pub token: Option<String>,
+    /// A connection that has not registered (a successful `sync`) this long after connecting
+    /// is closed with `register_timeout` (`--register-timeout`; slowloris defence, like
+    /// nginx's preread timeout). `None` disables it.
+    pub register_timeout: Option<Duration>,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { max_frame: DEFAULT_MAX_FRAME, token: None }
+        HubConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            token: None,
+            register_timeout: Some(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -58,6 +69,7 @@ enum ErrorCode {
     NoSuchClient,
     Unauthorized,
     FrameTooLarge,
+    RegisterTimeout,
 }
 
 impl ErrorCode {
@@ -70,6 +82,7 @@ impl ErrorCode {
             ErrorCode::NoSuchClient => "no_such_client",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RegisterTimeout => "register_timeout",
         }
     }
 }
@@ -423,12 +436,25 @@ pub struct Hub {
     unix_peers: u64,
     /// Where each outgoing line is built (so a reply costs no allocation once it has grown).
     out: Vec<u8>,
+    /// Registration deadlines in connection order. All share one duration, so the queue is
+    /// sorted by deadline and one timer (for the head) serves them all; registered or gone
+    /// clients are skipped when their turn comes.
+    deadlines: VecDeque<(Duration, SocketId)>,
+    /// The timer armed for the head of `deadlines`.
+    deadline_timer: Option<TimerId>,
 }
 
 impl Hub {
     /// A hub with no clients yet.
     pub fn new(config: HubConfig) -> Self {
-        Hub { config, router: HubRouter::default(), unix_peers: 0, out: Vec::new() }
+        Hub {
+            config,
+            router: HubRouter::default(),
+            unix_peers: 0,
+            out: Vec::new(),
+            deadlines: VecDeque::new(),
+            deadline_timer: None,
+        }
     }
 
     /// Connections currently in the hub (authenticated or not).
@@ -447,6 +473,36 @@ impl Hub {
             authed: self.config.token.is_none(),
         };
         self.router.members.insert(socket, member);
+        if let Some(limit) = self.config.register_timeout {
+            self.deadlines.push_back((cx.elapsed() + limit, socket));
+            if self.deadline_timer.is_none() {
+                self.deadline_timer = Some(cx.set_timer(limit));
+            }
+        }
+    }
+
+    /// A timer fired; if it is the registration deadline, close clients that missed it.
+    /// Returns whether the timer was the hub's.
+    pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.deadline_timer != Some(timer) {
+            return false;
+        }
+        self.deadline_timer = None;
+        let now = cx.elapsed();
+        while let Some(&(deadline, socket)) = self.deadlines.front() {
+            if deadline > now {
+                self.deadline_timer = Some(cx.set_timer(deadline - now));
+                break;
+            }
+            self.deadlines.pop_front();
+            let unregistered = self.router.members.get(socket).is_some_and(|m| m.name.is_none());
+            if unregistered {
+                cx.stats_mut().timeout_disconnects += 1;
+                let reason = "no sync within the registration timeout";
+                self.hang_up(cx, socket, ErrorCode::RegisterTimeout, reason);
+            }
+        }
+        true
     }
 
     /// Bytes arrived: cut them into frames and act on each, in order.
@@ -470,7 +526,10 @@ impl Hub {
                     member.frames = frames;
                 }
             }
-            Err(too_large) => self.hang_up(cx, socket, ErrorCode::FrameTooLarge, &too_large.to_string()),
+            Err(too_large) => {
+                cx.stats_mut().input_limit_disconnects += 1;
+                self.hang_up(cx, socket, ErrorCode::FrameTooLarge, &too_large.to_string())
+            }
         }
     }
 
@@ -530,6 +589,7 @@ impl Hub {
             "join" => self.join_or_leave(cx, socket, request, true),
             "leave" => self.join_or_leave(cx, socket, request, false),
             "list" => self.list(cx, socket),
+            "stats" => self.stats(cx, socket),
             other => {
                 let reason = format!("unknown message type {other}");
                 self.error(cx, socket, ErrorCode::UnknownType, &reason);
@@ -636,6 +696,28 @@ impl Hub {
         }
         let kind = if join { "joined" } else { "left" };
         JsonLine::start(&mut self.out).str("type", kind).str("room", &room).end();
+        send(cx, socket, &self.out);
+    }
+
+    /// The server's counters (operations promise 10), one line.
+    fn stats(&mut self, cx: &mut Context, socket: SocketId) {
+        let st = cx.stats().clone();
+        let mut line = JsonLine::start(&mut self.out).str("type", "stats");
+        for (key, value) in [
+            ("connections", cx.socket_count() as u64),
+            ("hubClients", self.router.members.len() as u64),
+            ("accepted", st.accepted),
+            ("rejected", st.rejected),
+            ("rejectedNoFd", st.rejected_no_fd),
+            ("outputLimitDisconnects", st.output_limit_disconnects),
+            ("inputLimitDisconnects", st.input_limit_disconnects),
+            ("timeoutDisconnects", st.timeout_disconnects),
+            ("bytesIn", st.bytes_in),
+            ("bytesOut", st.bytes_out),
+        ] {
+            line = line.raw(key, &value.to_string());
+        }
+        line.end();
         send(cx, socket, &self.out);
     }
 

@@ -1,0 +1,165 @@
+//! Operations promises (docs/operations.md) that the other suites do not already cover:
+//! loopback by default, the fd-derived connection cap, counters, the registration deadline.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{connect, read_line, Netloop};
+
+#[test]
+fn with_no_address_nothing_listens_beyond_loopback() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Either it starts (the seeds' ports are free) and every listener is on 127.0.0.1, or a
+    // port is taken and the error names the loopback address it tried.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + support::WAIT;
+    while lines.len() < 3 && Instant::now() < deadline {
+        let mut l = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut l).unwrap() == 0 {
+            break;
+        }
+        lines.push(l.trim_end().to_string());
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    if lines.len() == 3 {
+        let want = [
+            "echo listening on 127.0.0.1:8080",
+            "chat listening on 127.0.0.1:3000",
+            "hub listening on 127.0.0.1:9000",
+        ];
+        assert_eq!(lines, want);
+    } else {
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(!status.success());
+        assert!(err.contains("EADDRINUSE") && err.contains("127.0.0.1:"), "{err}");
+    }
+}
+
+/// Runs `netloop serve ARGS` with its open-file limit (soft and hard) set to `nofile`.
+fn serve_with_fd_limit(args: &[&str], nofile: u64) -> (std::process::Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
+    cmd.arg("serve").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; it only changes the child's own limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let line = read_line(&mut out);
+    let addr = line.split_once(" listening on ").expect("listening line").1.to_string();
+    (child, addr)
+}
+
+#[test]
+fn the_connection_cap_defaults_to_the_fd_limit_minus_a_reserve_and_clamps_with_a_warning() {
+    let (mut child, addr) = serve_with_fd_limit(
+        &["--echo", "127.0.0.1:0", "--max-connections", "5000", "--echo-banner", "+"],
+        100,
+    );
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    // 100 fds - 32 reserved = 68 connections; the rest are told why and closed.
+    let mut conns = Vec::new();
+    let mut refused = 0;
+    for _ in 0..80 {
+        let mut c = connect(addr);
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        if b[0] == b'+' {
+            conns.push(c);
+        } else {
+            let mut rest = vec![b[0]];
+            c.read_to_end(&mut rest).unwrap();
+            assert_eq!(String::from_utf8_lossy(&rest), "error: server full (max connections 68)\n");
+            refused += 1;
+        }
+    }
+    assert_eq!((conns.len(), refused), (68, 12));
+    // Existing clients are unaffected.
+    conns[0].write_all(b"!").unwrap();
+    let mut b = [0u8; 1];
+    conns[0].read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"!");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("--max-connections 5000 exceeds") && err.contains("using 68"), "{err}");
+    assert!(err.contains("max connections (68) reached"), "refusals are logged: {err}");
+}
+
+#[test]
+fn counters_are_logged_and_available_to_hub_clients() {
+    let mut server =
+        Netloop::serve(&["--hub", "127.0.0.1:0", "--stats-interval", "200ms", "--max-frame", "64"], 1);
+    let addr = server.tcp("hub");
+    // One input-limit disconnect.
+    let mut big = connect(addr);
+    big.write_all(&[b'['; 100]).unwrap();
+    let _ = support::read_to_end(&mut big);
+    let mut c = connect(addr);
+    c.write_all(br#"{"type":"stats"}"#).unwrap();
+    let line = read_line(&mut BufReader::new(c.try_clone().unwrap()));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert!(v["accepted"].as_u64().unwrap() >= 2, "{line}");
+    assert_eq!(v["inputLimitDisconnects"], 1, "{line}");
+    for key in
+        ["connections", "rejected", "outputLimitDisconnects", "timeoutDisconnects", "bytesIn", "bytesOut"]
+    {
+        assert!(v[key].is_u64(), "{key} missing: {line}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    let err = server.stderr();
+    assert!(err.contains("stats: connections=") && err.contains("input_limit=1"), "{err}");
+}
+
+#[test]
+fn a_client_that_never_registers_is_closed_after_the_register_timeout() {
+    let server = Netloop::serve(&["--hub", "127.0.0.1:0", "--register-timeout", "400ms"], 1);
+    let addr = server.tcp("hub");
+    let mut good = connect(addr);
+    good.write_all(br#"{"type":"sync","clientName":"good"}"#).unwrap();
+    let mut good_r = BufReader::new(good.try_clone().unwrap());
+    assert!(read_line(&mut good_r).starts_with(r#"{"type":"synced""#));
+    // Slowloris: a byte every 100 ms, never a complete useful frame.
+    let mut slow = connect(addr);
+    let start = Instant::now();
+    let mut got = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    while start.elapsed() < Duration::from_secs(5) {
+        let _ = slow.write_all(b" ");
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    let elapsed = start.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains(r#""code":"register_timeout""#), "{text}");
+    assert!(elapsed >= Duration::from_millis(350) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // The registered client is untouched.
+    good.write_all(br#"{"type":"list"}"#).unwrap();
+    assert!(read_line(&mut good_r).starts_with(r#"{"type":"list","count":1"#));
+}
