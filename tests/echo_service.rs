@@ -56,7 +56,11 @@ fn an_address_in_use_is_a_clear_error_and_a_failing_exit() {
 
 #[test]
 fn bad_arguments_are_rejected_with_a_reason() {
-    for args in [&["serve", "--echo", "::1:80"][..], &["serve", "--idle-timeout", "soon"], &["serve", "--max-buffer", "-1"]] {
+    for args in [
+        &["serve", "--echo", "::1:80"][..],
+        &["serve", "--idle-timeout", "soon"],
+        &["serve", "--max-buffer", "-1"],
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop")).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
@@ -67,7 +71,8 @@ fn bad_arguments_are_rejected_with_a_reason() {
 fn node_client_gets_every_byte_back_over_tcp_and_unix() {
     let path = support::unix_path("node");
     let unix = format!("unix:{}", path.display());
-    let server = Netloop::serve(&["--echo", "127.0.0.1:0", "--echo", &unix, "--echo-banner", "Hello World!\\r\\n"], 2);
+    let server =
+        Netloop::serve(&["--echo", "127.0.0.1:0", "--echo", &unix, "--echo-banner", "Hello World!\\r\\n"], 2);
     let tcp = server.addr("echo");
     for addr in [tcp.as_str(), unix.as_str()] {
         let out = node("echo_check.js", &[addr, "--bytes", "16777216", "--banner", "Hello World!\r\n"]);
@@ -109,7 +114,10 @@ impl Handler for MeasuredEcho {
 fn sixty_four_mib_to_a_slow_reader_arrive_exactly_with_a_bounded_queue() {
     const TOTAL: usize = 64 * 1024 * 1024;
     let hwm = 16 * 1024;
-    let options = ServerOptions { socket: netloop::SocketOptions { high_water_mark: hwm, ..Default::default() }, ..Default::default() };
+    let options = ServerOptions {
+        socket: netloop::SocketOptions { high_water_mark: hwm, ..Default::default() },
+        ..Default::default()
+    };
     let (addr, done) = loop_support::spawn("127.0.0.1:0", options, |_, server| MeasuredEcho {
         echo: Echo::default(),
         server,
@@ -141,7 +149,7 @@ fn sixty_four_mib_to_a_slow_reader_arrive_exactly_with_a_bounded_queue() {
         assert!(buf[..n] == expected[got..got + n], "mismatch at byte {got}");
         got += n;
         reads += 1;
-        if reads % 512 == 0 {
+        if reads.is_multiple_of(512) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

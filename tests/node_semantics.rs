@@ -410,12 +410,8 @@ impl Handler for WriteToGone {
 
 #[test]
 fn writing_to_a_closed_peer_gives_epipe_or_reset_then_close_true() {
-    let (addr, done) = spawn("127.0.0.1:0", opts(|o| o.socket.allow_half_open = true), |_, server| WriteToGone {
-        log: Log::default(),
-        server,
-        socket: None,
-        interval: None,
-        ticks: 0,
+    let (addr, done) = spawn("127.0.0.1:0", opts(|o| o.socket.allow_half_open = true), |_, server| {
+        WriteToGone { log: Log::default(), server, socket: None, interval: None, ticks: 0 }
     });
     drop(support::connect(inet(&addr)));
     let h = finish(done);
@@ -615,8 +611,11 @@ impl Handler for Closer {
 
 #[test]
 fn server_close_stops_accepting_and_fires_after_the_last_connection() {
-    let (addr, done) =
-        spawn("127.0.0.1:0", ServerOptions::default(), |_, server| Closer { server, steps: Vec::new(), accepted: 0 });
+    let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), |_, server| Closer {
+        server,
+        steps: Vec::new(),
+        accepted: 0,
+    });
     let addr = inet(&addr);
     let mut a = support::connect(addr);
     let mut b = support::connect(addr);
@@ -728,7 +727,13 @@ fn connect_delivers_connect_data_end_close_and_refusal_as_error() {
         // Written before the connection completes: queued, then flushed on connect.
         cx.write(client, b"early");
         let refused = cx.connect(&SocketAddress::Inet(closed_port));
-        Dialer { log: Log::default(), server, client: Some(client), refused: Some(refused), reply: Vec::new() }
+        Dialer {
+            log: Log::default(),
+            server,
+            client: Some(client),
+            refused: Some(refused),
+            reply: Vec::new(),
+        }
     });
     let _ = addr;
     let h = finish(done);
@@ -737,7 +742,9 @@ fn connect_delivers_connect_data_end_close_and_refusal_as_error() {
     assert_eq!(h.log.of(client), vec![Ev::Connect, Ev::End, Ev::Close(false)]);
     assert_eq!(h.reply, b"welcome");
     let refused = h.log.of(h.refused.unwrap());
-    assert!(matches!(&refused[0], Ev::Error(io::ErrorKind::ConnectionRefused, m) if m.contains("ECONNREFUSED")));
+    assert!(
+        matches!(&refused[0], Ev::Error(io::ErrorKind::ConnectionRefused, m) if m.contains("ECONNREFUSED"))
+    );
     assert_eq!(refused[1], Ev::Close(true));
 }
 
@@ -784,7 +791,8 @@ fn the_loop_runs_while_referenced_timers_exist_then_returns() {
     let interval = cx.set_interval(Duration::from_millis(10));
     let unrefed = cx.set_timer(Duration::from_secs(3600));
     cx.set_timer_ref(unrefed, false);
-    let server = cx.listen(&SocketAddress::Inet("127.0.0.1:0".parse().unwrap()), ServerOptions::default()).unwrap();
+    let server =
+        cx.listen(&SocketAddress::Inet("127.0.0.1:0".parse().unwrap()), ServerOptions::default()).unwrap();
     cx.set_server_ref(server, false);
     let mut h = Ticks { fired: Vec::new(), interval: Some(interval) };
     let start = Instant::now();
@@ -824,8 +832,10 @@ impl Handler for Props {
 
 #[test]
 fn socket_properties_are_readable() {
-    let so = SocketOptions { no_delay: true, keep_alive: Some(Duration::from_secs(30)), ..Default::default() };
-    let (addr, done) = spawn("127.0.0.1:0", opts(|o| o.socket = so), |_, server| Props { server, seen: None });
+    let so =
+        SocketOptions { no_delay: true, keep_alive: Some(Duration::from_secs(30)), ..Default::default() };
+    let (addr, done) =
+        spawn("127.0.0.1:0", opts(|o| o.socket = so), |_, server| Props { server, seen: None });
     let mut c = support::connect(inet(&addr));
     c.write_all(b"12345").unwrap();
     assert_eq!(support::read_to_end(&mut c), b"12345");
