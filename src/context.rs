@@ -802,6 +802,7 @@ fn connect_bound(addr: std::net::SocketAddr, source: std::net::IpAddr) -> io::Re
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     sock.set_cloexec(true)?;
+    bind_address_no_port(&sock);
     sock.bind(&std::net::SocketAddr::new(source, 0).into())?;
     match sock.connect(&addr.into()) {
         Ok(()) => {}
@@ -809,6 +810,30 @@ fn connect_bound(addr: std::net::SocketAddr, source: std::net::IpAddr) -> io::Re
         Err(e) => return Err(e),
     }
     Ok(mio::net::TcpStream::from_std(sock.into()))
+}
+
+/// Linux's `IP_BIND_ADDRESS_NO_PORT`: `bind(ip, 0)` leaves the port to `connect()`, which
+/// picks one unique per destination and may reuse TIME_WAIT ports (`tcp_tw_reuse`). Without it
+/// `bind` reserves a port for all destinations and skips TIME_WAIT ones, so a second load run
+/// within a minute finds a source's ports used up. Best effort: older kernels just bind early.
+fn bind_address_no_port(sock: &socket2::Socket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads `on` (a c_int of the given size) and touches nothing else.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = sock;
 }
 
 fn clamp_ms(d: Duration) -> u32 {

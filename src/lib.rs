@@ -16,6 +16,8 @@
 //! - `listener`: listening sockets with a real backlog.
 //! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols.
 //! - [`services`]: echo (and the services built on it).
+//! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
+//! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
 //! See `docs/architecture.md` and `docs/node-semantics.md` in the repository.
@@ -23,6 +25,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod addr;
+pub mod connect;
 pub mod context;
 pub mod error;
 pub mod event_loop;
@@ -32,12 +35,14 @@ pub mod idle;
 pub mod limits;
 pub mod line;
 mod listener;
+pub mod load;
 pub mod options;
 pub mod serve;
 pub mod services;
 mod socket;
 pub mod timers;
 pub mod units;
+mod wrap;
 pub mod write_queue;
 
 pub use addr::{Address, SocketAddress};

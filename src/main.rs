@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use netloop::connect::ConnectConfig;
+use netloop::load::{EchoConfig, FanoutConfig, FanoutProtocol, LoadConfig, Mode};
 use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
 use netloop::services::hub::HubConfig;
@@ -23,6 +25,159 @@ enum Command {
     /// Run services. With no service flag: echo on 127.0.0.1:8080, chat on 127.0.0.1:3000, hub on
     /// 127.0.0.1:9000.
     Serve(ServeArgs),
+    /// Line client: stdin to the server, the server to stdout; exits when the server closes.
+    Connect(ConnectArgs),
+    /// Load generator: hold idle connections, measure echo round trips or chat/hub fan-out.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// Server address: HOST:PORT, PORT (127.0.0.1), [V6]:PORT or unix:PATH.
+    #[arg(value_name = "ADDR", value_parser = parse_addr)]
+    addr: Address,
+
+    /// Speak the JSON hub: sync as NAME first, send typed lines as broadcasts (or /join ROOM,
+    /// /leave ROOM, /list, /to NAME TEXT, /name NAME, raw {JSON}), print messages readably.
+    #[arg(long, value_name = "NAME")]
+    hub_name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  netloop load idle 127.0.0.1:8080 -c 19000 -T 30s
+  netloop load echo 127.0.0.1:8080 -c 100 --size 64 -T 10s
+  netloop load echo unix:/tmp/echo.sock -c 10 --size 64k --pipeline 4 --json
+  netloop load fanout 127.0.0.1:9000 --protocol hub --receivers 1000 -r 1000
+
+Exit status: 0 when every check passed, 1 when one failed (failed or dropped connections,
+corrupt echoes, lost/duplicated/reordered deliveries; the report says which), 2 for bad usage.
+Reference: docs/load.md")]
+struct LoadArgs {
+    #[command(subcommand)]
+    mode: LoadMode,
+}
+
+#[derive(Subcommand, Debug)]
+enum LoadMode {
+    /// Open and hold N connections; report how many came up, how fast, and what stopped them.
+    Idle {
+        /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
+        #[arg(value_name = "ADDR", value_parser = parse_addr)]
+        addr: Address,
+        /// Connections to open and hold.
+        #[arg(short = 'c', long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
+        connections: usize,
+        #[command(flatten)]
+        common: LoadCommon,
+    },
+    /// C connections send messages and verify every echoed byte; round trips/s and latency.
+    Echo {
+        /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
+        #[arg(value_name = "ADDR", value_parser = parse_addr)]
+        addr: Address,
+        /// Connections.
+        #[arg(short = 'c', long, value_name = "N", default_value_t = 100, value_parser = at_least_one)]
+        connections: usize,
+        /// Message size (64, 16k, 1m).
+        #[arg(long, value_name = "SIZE", default_value = "64", value_parser = parse_message_size)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_pipeline)]
+        pipeline: usize,
+        /// Total messages per second over all connections (0: send as soon as echoes return).
+        #[arg(short = 'r', long, value_name = "PER_S", default_value_t = 0)]
+        rate: u64,
+        #[command(flatten)]
+        common: LoadCommon,
+    },
+    /// R receivers and S senders on a chat or hub server: delivery latency, loss, reordering.
+    Fanout {
+        /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
+        #[arg(value_name = "ADDR", value_parser = parse_addr)]
+        addr: Address,
+        /// The server's protocol.
+        #[arg(long, value_enum)]
+        protocol: ProtocolArg,
+        /// Receiving connections.
+        #[arg(long, value_name = "R", default_value_t = 100, value_parser = at_least_one)]
+        receivers: usize,
+        /// Sending connections (separate from the receivers).
+        #[arg(long, value_name = "S", default_value_t = 1, value_parser = at_least_one)]
+        senders: usize,
+        /// Total messages per second over all senders (0: as fast as the server takes them).
+        #[arg(short = 'r', long, value_name = "PER_S", default_value_t = 1000)]
+        rate: u64,
+        /// Pad each message text to this size (0: about 40 bytes, unpadded).
+        #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+        size: usize,
+        /// After -T, how long to wait for deliveries still in flight.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        drain_timeout: Duration,
+        #[command(flatten)]
+        common: LoadCommon,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ProtocolArg {
+    Chat,
+    Hub,
+}
+
+/// Options every load mode takes.
+#[derive(Args, Debug)]
+struct LoadCommon {
+    /// Measured time after ramp-up: the hold (idle) or the traffic window (10s, 500ms, 1m).
+    #[arg(short = 'T', long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// New connections per second (0: as fast as --max-connecting allows).
+    #[arg(long, value_name = "PER_S", default_value_t = 0)]
+    connect_rate: u32,
+
+    /// Connects in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = at_least_one)]
+    max_connecting: usize,
+
+    /// A connect (or protocol handshake) slower than this fails (ETIMEDOUT).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// Source addresses, used round-robin [default: the kernel's, then 127.0.0.2, 127.0.0.3, ...
+    /// every ~14k connections to a loopback target].
+    #[arg(long, value_name = "IP,IP,...", value_delimiter = ',')]
+    source: Vec<std::net::IpAddr>,
+
+    /// Print the final report as one JSON object (keys in docs/load.md).
+    #[arg(long)]
+    json: bool,
+
+    /// No progress line on stderr.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
+fn parse_message_size(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        0 => Err("the message size must be at least 1 byte".into()),
+        n if n > 64 * 1024 * 1024 => Err("the message size is limited to 64 MiB".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_pipeline(s: &str) -> Result<usize, String> {
+    match at_least_one(s)? {
+        n if n > 65_536 => Err("--pipeline is limited to 65536".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -205,11 +360,68 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
     Ok(())
 }
 
+fn connect(args: ConnectArgs) -> std::io::Result<()> {
+    netloop::connect::run(&ConnectConfig { target: args.addr, hub_name: args.hub_name })
+}
+
+/// Runs a load test; prints the report (table or JSON) on stdout. Exit status: 0 when every
+/// check passed, 1 when one failed (the report says which) or the run could not start.
+fn load(args: LoadArgs) -> ExitCode {
+    let (addr, common, mode) = match args.mode {
+        LoadMode::Idle { addr, connections, common } => (addr, common, Mode::Idle { connections }),
+        LoadMode::Echo { addr, connections, size, pipeline, rate, common } => {
+            (addr, common, Mode::Echo(EchoConfig { connections, size, pipeline, rate }))
+        }
+        LoadMode::Fanout { addr, protocol, receivers, senders, rate, size, drain_timeout, common } => {
+            let protocol = match protocol {
+                ProtocolArg::Chat => FanoutProtocol::Chat,
+                ProtocolArg::Hub => FanoutProtocol::Hub,
+            };
+            let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size });
+            return run_load(addr, common, mode, drain_timeout);
+        }
+    };
+    run_load(addr, common, mode, Duration::ZERO)
+}
+
+fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {
+    let config = LoadConfig {
+        target: addr,
+        duration: common.duration,
+        connect_rate: common.connect_rate,
+        max_connecting: common.max_connecting,
+        connect_timeout: common.connect_timeout,
+        drain_timeout,
+        sources: (!common.source.is_empty()).then_some(common.source),
+        progress: !common.quiet,
+    };
+    let report = match netloop::load::run(&config, &mode) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("netloop: load {}: {e}", mode.name());
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if common.json { format!("{}\n", report.to_json()) } else { report.to_table() };
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, text.as_bytes());
+    let _ = std::io::Write::flush(&mut out);
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Warnings only for the client commands: their stdout/stderr belong to the user.
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Connect(args) => connect(args),
+        Command::Load(args) => return load(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,27 @@
+//! Node's `new net.Socket({ fd })`: an already connected stream made outside the loop becomes a
+//! loop socket with the usual events.
+//!
+//! Why it exists: `netloop connect` reads stdin on a helper thread (stdin may be a regular
+//! file or `/dev/null`, which epoll refuses, and making a shared terminal non-blocking would
+//! leak into the parent shell). The thread writes into one end of a `UnixStream::pair()`; the
+//! other end is wrapped here, so stdin arrives as `on_data`/`on_end` with `pause`/`resume`
+//! backpressure, on the one poll loop, with no extra wake-up API in the library. Node does the
+//! same for a piped `process.stdin` (a `net.Socket` on the pipe's fd).
+
+use std::io;
+
+use crate::context::Context;
+use crate::handler::SocketId;
+use crate::socket::{Stream, NO_SERVER};
+
+impl Context {
+    /// Adopts a connected Unix stream (e.g. one end of `UnixStream::pair()`) as a socket of
+    /// this loop. It is connected already, so no `on_connect` follows; data, `end`, `drain`,
+    /// `error` and `close` are delivered as for any socket, with the client options
+    /// ([`Context::set_client_options`]). Fails only if the stream cannot be made
+    /// non-blocking.
+    pub fn wrap_unix_stream(&mut self, stream: std::os::unix::net::UnixStream) -> io::Result<SocketId> {
+        stream.set_nonblocking(true)?;
+        Ok(self.adopt(Stream::Unix(mio::net::UnixStream::from_std(stream)), NO_SERVER, 0))
+    }
+}

@@ -1,0 +1,436 @@
+//! `netloop load` and `netloop connect` as real processes against real servers: `netloop serve`
+//! and the Node reference servers in `bench/node/`. Every run is short (about a second), every
+//! wait is bounded, every child is killed when its guard drops.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Netloop, WAIT};
+
+/// A Node reference server (`bench/node/SCRIPT`), killed on drop.
+struct NodeServer {
+    child: Child,
+    addr: String,
+}
+
+impl NodeServer {
+    /// Starts `node bench/node/<service>.js --listen 127.0.0.1:0` and waits for its
+    /// `<service> listening on ADDR` line.
+    fn start(service: &str) -> NodeServer {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("bench/node/{service}.js"));
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node is required for these tests");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = line_channel(stdout);
+        let prefix = format!("{service} listening on ");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix(&prefix) {
+                        return NodeServer { child, addr: addr.to_string() };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("node {service}.js did not print its listening line");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of `r`, read on a thread, delivered over a channel (so reads can time out).
+fn line_channel(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `netloop ARGS` with `stdin` as its input, killed if it outlives `WAIT`.
+fn netloop(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netloop");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    // A thread, so a child that stops reading cannot block the test.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = wait_bounded(child);
+    let _ = writer.join();
+    out
+}
+
+/// Waits for `child` (bounded by `WAIT`, then killed) and collects its output.
+fn wait_bounded(mut child: Child) -> Output {
+    // Either stream may have been taken (or not piped) by the caller.
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("wait after kill");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `netloop load ARGS --json -q` and parses its report.
+fn load_json(args: &[&str]) -> (Output, Value) {
+    let mut full = vec!["load"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--json", "-q"]);
+    let out = netloop(&full, b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("no JSON report ({e}); stdout:\n{text}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out, report)
+}
+
+fn assert_passed(out: &Output, report: &Value) {
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "run failed ({:?}): {report:#}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn int(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+/// A port nothing listens on: bound and released at once.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local addr").port()
+}
+
+fn assert_clean_echo_run(report: &Value, connections: u64) {
+    assert!(int(&report["round_trips"]) > 0, "{report:#}");
+    assert_eq!(int(&report["echo"]["corrupt_connections"]), 0, "{report:#}");
+    assert_eq!(int(&report["connections"]["failed"]), 0, "{report:#}");
+    assert_eq!(int(&report["connections"]["established"]), connections, "{report:#}");
+    assert_eq!(int(&report["echo"]["zero_round_trip_connections"]), 0, "{report:#}");
+    let echoed = int(&report["echo"]["bytes_received"]);
+    assert!(echoed > 0 && echoed <= int(&report["echo"]["bytes_sent"]), "{report:#}");
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(report["latency_us"][key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report:#}");
+    }
+    assert!(report["round_trips_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(report["bytes_per_s"].as_f64().is_some_and(|v| v > 0.0));
+}
+
+// ----- load echo ------------------------------------------------------------------------------
+
+#[test]
+fn load_echo_against_netloop_verifies_every_byte() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let addr = server.addr("echo");
+    let (out, report) =
+        load_json(&["echo", &addr, "-c", "20", "--pipeline", "4", "--size", "1000", "-T", "1s"]);
+    assert_passed(&out, &report);
+    assert_eq!(report["mode"], "echo");
+    assert_eq!(report["target"], addr.as_str());
+    assert_clean_echo_run(&report, 20);
+    assert!(report["duration_s"].as_f64().is_some_and(|d| (0.9..2.0).contains(&d)), "{report:#}");
+}
+
+#[test]
+fn load_echo_against_node_verifies_every_byte() {
+    let server = NodeServer::start("echo");
+    let (out, report) = load_json(&["echo", &server.addr, "-c", "20", "--size", "64", "-T", "1s"]);
+    assert_passed(&out, &report);
+    assert_clean_echo_run(&report, 20);
+}
+
+#[test]
+fn load_echo_over_a_unix_socket_with_large_messages() {
+    let path = support::unix_path("load-echo");
+    let unix = format!("unix:{}", path.display());
+    let _server = Netloop::serve(&["--echo", &unix], 1);
+    let (out, report) =
+        load_json(&["echo", &unix, "-c", "4", "--size", "200k", "--pipeline", "2", "-T", "1s"]);
+    assert_passed(&out, &report);
+    assert_clean_echo_run(&report, 4);
+}
+
+#[test]
+fn load_echo_with_a_rate_keeps_to_it() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let (out, report) = load_json(&["echo", &server.addr("echo"), "-c", "10", "-r", "2000", "-T", "1s"]);
+    assert_passed(&out, &report);
+    let per_s = report["round_trips_per_s"].as_f64().expect("rate");
+    assert!((1500.0..=2100.0).contains(&per_s), "{report:#}");
+    assert_eq!(report["echo"]["rate"], 2000);
+}
+
+#[test]
+fn load_echo_flags_a_server_that_does_not_echo_exactly() {
+    // The banner is data nobody sent: the generator must call it corrupt and fail the run.
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0", "--echo-banner", "hello\\n"], 1);
+    let (out, report) = load_json(&["echo", &server.addr("echo"), "-c", "3", "-T", "500ms"]);
+    assert!(!out.status.success(), "{report:#}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(int(&report["echo"]["corrupt_connections"]), 3, "{report:#}");
+    // Before our first send it reads as unrequested data, after it as a wrong byte.
+    let first = report["echo"]["first_corruption"].as_str().unwrap_or_default();
+    assert!(first.contains("did not send") || first.contains("byte 0 of its stream"), "{report:#}");
+}
+
+// ----- load idle ------------------------------------------------------------------------------
+
+#[test]
+fn load_idle_holds_2000_connections() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let (out, report) = load_json(&["idle", &server.addr("echo"), "-c", "2000", "-T", "1s"]);
+    assert_passed(&out, &report);
+    assert_eq!(report["mode"], "idle");
+    let c = &report["connections"];
+    assert_eq!(int(&c["requested"]), 2000);
+    assert_eq!(int(&c["established"]), 2000, "{report:#}");
+    assert_eq!(int(&c["open_at_end"]), 2000, "{report:#}");
+    assert_eq!(int(&c["failed"]), 0);
+    assert!(c["connect_time_us"]["p99"].as_f64().is_some_and(|v| v > 0.0), "{report:#}");
+    assert!(c["connects_per_s"].as_f64().is_some_and(|v| v > 0.0), "{report:#}");
+    assert!(report["duration_s"].as_f64().is_some_and(|d| (0.9..2.0).contains(&d)), "{report:#}");
+    assert!(report["latency_us"].is_null());
+}
+
+#[test]
+fn load_idle_against_a_closed_port_reports_econnrefused_and_fails() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let (out, report) = load_json(&["idle", &addr, "-c", "5", "-T", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(int(&report["connections"]["failed"]), 5, "{report:#}");
+    assert_eq!(int(&report["connections"]["failures"]["ECONNREFUSED"]), 5, "{report:#}");
+    assert!(report["connections"]["limit"].as_str().is_some_and(|s| s.contains("refused")), "{report:#}");
+    // The table says the same in words.
+    let table = netloop(&["load", "idle", &addr, "-c", "5", "-T", "1s", "-q"], b"");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("ECONNREFUSED 5") && text.contains("FAILED"), "{text}");
+}
+
+#[test]
+fn load_idle_uses_the_given_source_addresses() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            let Ok((stream, peer)) = listener.accept() else { return };
+            held.push(stream);
+            let _ = tx.send(peer.ip());
+        }
+        // Hold them until the generator closes them.
+        for mut s in held {
+            let _ = s.read(&mut [0u8; 1]);
+        }
+    });
+    let (out, report) =
+        load_json(&["idle", &addr, "-c", "6", "-T", "300ms", "--source", "127.0.0.1,127.0.0.2"]);
+    assert_passed(&out, &report);
+    let peers: Vec<IpAddr> = (0..6).map(|_| rx.recv_timeout(WAIT).expect("accepted")).collect();
+    let from_second = peers.iter().filter(|ip| ip.to_string() == "127.0.0.2").count();
+    assert_eq!(from_second, 3, "round-robin over two sources: {peers:?}");
+    assert_eq!(report["connections"]["sources"], "127.0.0.1,127.0.0.2");
+}
+
+// ----- load fanout ----------------------------------------------------------------------------
+
+fn assert_complete_fanout(report: &Value, receivers: u64) {
+    let f = &report["fanout"];
+    let sent = int(&f["messages_sent"]);
+    assert!(sent > 100, "{report:#}");
+    // Senders are separate connections and neither protocol echoes to the sender, so every
+    // receiver gets every message.
+    assert_eq!(int(&f["deliveries"]), sent * receivers, "{report:#}");
+    assert_eq!(int(&f["deliveries_expected"]), sent * receivers, "{report:#}");
+    assert_eq!(int(&f["lost"]), 0, "{report:#}");
+    assert_eq!(int(&f["reordered"]), 0, "{report:#}");
+    assert_eq!(int(&f["duplicated"]), 0, "{report:#}");
+    assert_eq!(int(&report["round_trips"]), sent * receivers);
+    assert!(report["latency_us"]["p99"].as_f64().is_some_and(|v| v > 0.0), "{report:#}");
+}
+
+#[test]
+fn load_fanout_hub_delivers_every_message_to_every_receiver() {
+    let server = NodeServer::start("hub");
+    let (out, report) = load_json(&[
+        "fanout",
+        &server.addr,
+        "--protocol",
+        "hub",
+        "--receivers",
+        "10",
+        "--senders",
+        "2",
+        "-r",
+        "500",
+        "-T",
+        "1s",
+    ]);
+    assert_passed(&out, &report);
+    assert_eq!(report["fanout"]["protocol"], "hub");
+    assert_complete_fanout(&report, 10);
+}
+
+#[test]
+fn load_fanout_chat_delivers_every_message_to_every_receiver() {
+    let server = NodeServer::start("chat");
+    let (out, report) = load_json(&[
+        "fanout",
+        &server.addr,
+        "--protocol",
+        "chat",
+        "--receivers",
+        "10",
+        "--senders",
+        "2",
+        "-r",
+        "500",
+        "--size",
+        "200",
+        "-T",
+        "1s",
+    ]);
+    assert_passed(&out, &report);
+    assert_eq!(report["fanout"]["protocol"], "chat");
+    assert_complete_fanout(&report, 10);
+}
+
+// ----- connect --------------------------------------------------------------------------------
+
+#[test]
+fn connect_pipes_stdin_lines_to_an_echo_server_and_exits_zero_when_it_closes() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let out = netloop(&["connect", &server.addr("echo")], b"one\ntwo\nthree\n");
+    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
+}
+
+#[test]
+fn connect_half_closes_on_stdin_eof_and_still_prints_everything() {
+    // 2 MiB is more than the socket buffers hold: the echo can only finish after our FIN if
+    // we keep reading while stdin is closed (and stdin waits while the server is behind).
+    let server = NodeServer::start("echo");
+    let input: Vec<u8> = (0..40_000).flat_map(|i| format!("line {i:>45}\n").into_bytes()).collect();
+    assert!(input.len() > 2_000_000);
+    let out = netloop(&["connect", &server.addr], &input);
+    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == input, "got {} of {} bytes back", out.stdout.len(), input.len());
+}
+
+#[test]
+fn connect_to_a_closed_port_fails_with_econnrefused() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let out = netloop(&["connect", &addr], b"hello\n");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("netloop: connect ECONNREFUSED {addr}")), "{err}");
+}
+
+#[test]
+fn connect_hub_name_syncs_and_prints_hub_messages_readably() {
+    let server = NodeServer::start("hub");
+    // Alice stays connected (her stdin stays open) while Bob broadcasts.
+    let mut alice = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["connect", &server.addr, "--hub-name", "Alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn netloop connect");
+    let lines = line_channel(alice.stdout.take().expect("piped stdout"));
+    let next =
+        |what: &str| lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("alice printed no {what} line"));
+    let synced = next("synced");
+    assert!(synced.starts_with("[synced as Alice, session 127.0.0.1:"), "{synced}");
+    let bob = netloop(&["connect", &server.addr, "--hub-name", "Bob"], b"hello from bob\n/list\n");
+    assert!(bob.status.success(), "{}", String::from_utf8_lossy(&bob.stderr));
+    let bob_out = String::from_utf8_lossy(&bob.stdout);
+    assert!(bob_out.contains("[synced as Bob, session "), "{bob_out}");
+    assert!(bob_out.contains("[list: 2 online] Alice ("), "{bob_out}");
+    assert!(next("online").starts_with("[online Bob, session "));
+    assert_eq!(next("broadcast"), "[broadcast from Bob] hello from bob");
+    drop(alice.stdin.take()); // EOF: Alice half-closes, the hub ends, she exits 0.
+    let out = wait_bounded(alice);
+    assert!(out.status.success(), "{:?}", out.status);
+}
+
+#[test]
+fn bad_load_arguments_are_rejected_with_a_reason() {
+    for (args, needle) in [
+        (&["load", "echo", "127.0.0.1:1", "--size", "0"][..], "at least 1 byte"),
+        (&["load", "echo", "127.0.0.1:1", "-c", "0"], "at least 1"),
+        (&["load", "idle", "127.0.0.1:1", "-T", "soon"], "invalid duration"),
+        (&["load", "fanout", "127.0.0.1:1"], "--protocol"),
+        (&["load", "idle", "::1:80"], "brackets"),
+    ] {
+        let out = netloop(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
