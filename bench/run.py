@@ -102,27 +102,41 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, key: str = "VmRSS") -> int:
+    """VmRSS (or RssAnon, RssFile) of a process, in bytes."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {key} for {pid}")
 
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def cpu_busy_ticks() -> dict[int, int]:
+    """Busy ticks (everything but idle and iowait) of each CPU, from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *v = line.split()
+                v = [int(x) for x in v]
+                out[int(name[3:])] = sum(v[:8]) - v[3] - v[4]  # user..steal minus idle, iowait
+    return out
+
+
 class Sampler(threading.Thread):
     """Samples a server's CPU ticks (and RSS) every `every` seconds with a monotonic time, so
     the CPU spent inside any window can be read off afterwards."""
 
-    def __init__(self, pid: int, every: float = 0.02, rss: bool = False):
+    def __init__(self, pid: int, every: float = 0.02, rss: bool = False, machine: bool = False):
         super().__init__(daemon=True)
-        self.pid, self.every, self.want_rss = pid, every, rss
+        self.pid, self.every, self.want_rss, self.want_machine = pid, every, rss, machine
         self.samples: list[tuple[float, int, int]] = []  # (t, ticks, rss or 0)
-        self._stop = threading.Event()
+        self.cpus: list[tuple[float, dict[int, int]]] = []  # (t, busy ticks per CPU)
+        self._halt = threading.Event()
 
     def sample(self) -> None:
         try:
@@ -130,17 +144,20 @@ class Sampler(threading.Thread):
             ticks = cpu_ticks(self.pid)
             rss = rss_bytes(self.pid) if self.want_rss else 0
             self.samples.append((t, ticks, rss))
+            if self.want_machine:
+                self.cpus.append((t, cpu_busy_ticks()))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
-        self.join(timeout=2)
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=2)
         self.sample()
 
     def ticks_at(self, t: float) -> float:
@@ -164,6 +181,16 @@ class Sampler(threading.Thread):
 
     def cpu_seconds(self, t0: float, t1: float) -> float:
         return (self.ticks_at(t1) - self.ticks_at(t0)) / CLK_TCK
+
+    def cpu_busy_pct(self, cpu: int, t0: float, t1: float) -> float | None:
+        """How busy CPU `cpu` was between t0 and t1 (all processes and interrupts), in %."""
+        inside = [(t, c[cpu]) for t, c in self.cpus if cpu in c]
+        before = [x for x in inside if x[0] <= t0]
+        after = [x for x in inside if x[0] >= t1]
+        if not before or not after or after[0][0] <= before[-1][0]:
+            return None
+        (ta, ca), (tb, cb) = before[-1], after[0]
+        return 100 * (cb - ca) / CLK_TCK / (tb - ta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,6 +351,12 @@ class LoadRun:
             self.proc.send_signal(signal.SIGINT)
         return self.wait(timeout)
 
+    def ramped_up(self) -> bool:
+        """True once the progress line shows the measured phase (or the drain after it)."""
+        self.err.seek(0)
+        lines = self.err.read().decode(errors="replace").splitlines()
+        return any(re.match(r"^\[\d+s\] (conns|draining)", ln) for ln in lines[-3:])
+
     def stderr_tail(self, n: int = 600) -> str:
         self.err.seek(0)
         return self.err.read().decode(errors="replace")[-n:].strip() or "(empty)"
@@ -338,6 +371,21 @@ def window_of(run: LoadRun, rep: dict, include_drain: bool = False) -> tuple[flo
     if include_drain:
         length += float((rep.get("fanout") or {}).get("drain_s") or 0.0)
     return t0, min(t0 + length, run.ended_at)
+
+
+def quiet_check(sampler: Sampler, server_cpu: float, load_cpu: float, t0: float, t1: float) -> list[str]:
+    """Notes when CPU 0 or CPU 1 did much besides the server and the load in the window:
+    other processes (or ksoftirqd) took time the figures assume was theirs."""
+    notes = []
+    for cpu, own, who in ((SERVER_CPU, server_cpu, "the server"), (LOAD_CPU, load_cpu, "the load")):
+        busy = sampler.cpu_busy_pct(cpu, t0, t1)
+        if busy is None or t1 <= t0:
+            continue
+        other = busy - 100 * own / (t1 - t0)
+        if other > 10:
+            notes.append(f"machine not quiet: CPU {cpu} spent {other:.0f}% of the window on other "
+                         f"work than {who} (busy {busy:.0f}%)")
+    return notes
 
 
 def load_problems(rep: dict) -> list[str]:
@@ -371,16 +419,21 @@ def cmdline(argv: list[str], port: int) -> str:
 
 def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, secs: float) -> dict:
     srv = start_server(cfg, impl, "echo")
-    sampler = Sampler(srv.pid)
+    sampler = Sampler(srv.pid, machine=True)
     try:
         sampler.start()
         args = ["echo", srv.addr, "-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
                 "-T", f"{secs:g}s"]
         run = LoadRun(cfg, args)
+        load_sampler = Sampler(run.proc.pid)
+        load_sampler.start()
         rep = run.wait(timeout=secs + 90)
         sampler.stop()
+        load_sampler.stop()
         t0, t1 = window_of(run, rep)
         cpu = sampler.cpu_seconds(t0, t1)
+        load_cpu = load_sampler.cpu_seconds(t0, t1)
+        quiet = quiet_check(sampler, cpu, load_cpu, t0, t1)
         rts = rep.get("round_trips") or 0
         lat = rep.get("latency_us") or {}
         echo = rep.get("echo") or {}
@@ -388,12 +441,13 @@ def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, 
             "cpu_per_msg_us": cpu * 1e6 / rts if rts else None,
             "msgs_per_s": rep.get("round_trips_per_s"),
             "server_cpu_pct": 100 * cpu / (t1 - t0) if t1 > t0 else None,
+            "load_cpu_pct": 100 * load_cpu / (t1 - t0) if t1 > t0 else None,
             "p99_us": lat.get("p99"),
             "max_us": lat.get("max"),
             "max_over_p99": (lat["max"] / lat["p99"]) if lat.get("p99") else None,
             "zero_rt_conns": echo.get("zero_round_trip_connections"),
             "established": (rep.get("connections") or {}).get("established"),
-            "_notes": load_problems(rep),
+            "_notes": load_problems(rep) + quiet,
             "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
         }
         if not srv.alive():
@@ -429,20 +483,14 @@ def run_idle(cfg: Config, impl: str, n: int) -> dict:
         rss0, fds0 = rss_bytes(srv.pid), open_fds(srv.pid)
         hold = 60 + 2 * window  # the load is interrupted once we have measured
         run = LoadRun(cfg, ["idle", srv.addr, "-c", str(n), "-T", f"{hold:g}s"])
-        # Wait until the server holds all N (counted from its open fds), or the count stops
-        # rising for 3 s (the load hit a limit), or 60 s passed.
-        deadline = time.monotonic() + 60
-        last, last_change = 0, time.monotonic()
+        # Wait until the server holds all N (counted from its open fds) or the load's ramp-up
+        # is over (its progress line leaves "connecting": every connect succeeded or failed,
+        # failures time out after 10 s), bounded by 90 s.
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and run.proc.poll() is None and srv.alive():
-            held = open_fds(srv.pid) - fds0
-            if held >= n:
-                break
-            if held != last:
-                last, last_change = held, time.monotonic()
-            elif time.monotonic() - last_change > 3:
+            if open_fds(srv.pid) - fds0 >= n or run.ramped_up():
                 break
             time.sleep(0.2)
-        ramp_s = time.monotonic() - run.started_at
         time.sleep(1.0)  # settle: the last accepts done, nothing in flight
         held = open_fds(srv.pid) - fds0
         c0, t0 = cpu_ticks(srv.pid), time.monotonic()
@@ -456,13 +504,15 @@ def run_idle(cfg: Config, impl: str, n: int) -> dict:
             conns = rep.get("connections") or {}
             notes.append(f"held {held_end} of {n} (load: established {conns.get('established')}, "
                          f"failures {conns.get('failures')}, limit {conns.get('limit')})")
+        conns = rep.get("connections") or {}
         return {
             "held": held_end,
+            "ramp_s": rep.get("ramp_up_s"),
+            "connects_per_s": conns.get("connects_per_s"),
             "rss_before": rss0,
             "rss_idle": rss1,
             "bytes_per_conn": (rss1 - rss0) / held_end if held_end else None,
             "idle_cpu_ms_per_s": 1000 * (c1 - c0) / CLK_TCK / (t1 - t0),
-            "ramp_s": ramp_s,
             "_notes": notes,
             "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
         }
@@ -484,28 +534,37 @@ def sc_idle_max(cfg, impl):
 def run_fanout(cfg: Config, impl: str, protocol: str) -> dict:
     secs = cfg.d["fanout_s"]
     srv = start_server(cfg, impl, protocol)
-    sampler = Sampler(srv.pid)
+    sampler = Sampler(srv.pid, machine=True)
     try:
         sampler.start()
         args = ["fanout", srv.addr, "--protocol", protocol, "--receivers", "1000", "--senders", "1",
                 "-r", "1000", "-T", f"{secs:g}s"]
         run = LoadRun(cfg, args)
+        load_sampler = Sampler(run.proc.pid)
+        load_sampler.start()
         rep = run.wait(timeout=secs + 120)
         sampler.stop()
+        load_sampler.stop()
         t0, t1 = window_of(run, rep, include_drain=True)
         cpu = sampler.cpu_seconds(t0, t1)
+        load_cpu = load_sampler.cpu_seconds(t0, t1)
+        quiet = quiet_check(sampler, cpu, load_cpu, t0, t1)
         f = rep.get("fanout") or {}
         deliveries = f.get("deliveries") or rep.get("round_trips") or 0
         lat = rep.get("latency_us") or {}
         return {
-            "deliveries_per_s": f.get("deliveries_per_s", rep.get("round_trips_per_s")),
+            # Deliveries over sending + draining: the load's own deliveries_per_s divides by the
+            # sending window only, which flatters a server that falls behind and catches up later.
+            "deliveries_per_s": deliveries / (t1 - t0) if t1 > t0 else None,
             "cpu_per_delivery_us": cpu * 1e6 / deliveries if deliveries else None,
             "p99_us": lat.get("p99"),
             "p50_us": lat.get("p50"),
             "max_us": lat.get("max"),
             "lost": f.get("lost"),
+            "undelivered": f.get("undelivered"),
             "server_cpu_pct": 100 * cpu / (t1 - t0) if t1 > t0 else None,
-            "_notes": load_problems(rep),
+            "load_cpu_pct": 100 * load_cpu / (t1 - t0) if t1 > t0 else None,
+            "_notes": load_problems(rep) + quiet,
             "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
         }
     finally:
@@ -585,14 +644,17 @@ def run_neverread(cfg: Config, impl: str, protocol: str) -> dict:
         t_start = time.monotonic()
         th = threading.Thread(target=blaster, daemon=True)
         th.start()
-        capped = False
-        for i in range(int(secs) + 1):
-            target = t_start + i
-            time.sleep(max(0.0, target - time.monotonic()))
+        # RSS every second for the series; every 0.1 s for the peak, so a spike between two
+        # whole seconds is not missed.
+        capped, peak = False, 0
+        for i in range(int(round(secs * 10)) + 1):
+            time.sleep(max(0.0, t_start + i / 10 - time.monotonic()))
             if not srv.alive():
                 break
             r = rss_bytes(srv.pid)
-            series.append((time.monotonic() - t_start, r - rss0))
+            peak = max(peak, r - rss0)
+            if i % 10 == 0:
+                series.append((time.monotonic() - t_start, r - rss0))
             if r > RSS_CAP:
                 capped = True
                 break
@@ -609,7 +671,7 @@ def run_neverread(cfg: Config, impl: str, protocol: str) -> dict:
         if not srv.alive():
             notes.append(f"server exited: {srv.stderr_tail()}")
         return {
-            "rss_growth_peak": max(growth) if growth else None,
+            "rss_growth_peak": peak if growth else None,
             "rss_growth_end": growth[-1] if growth else None,
             "rss_growth_2nd_half": (growth[-1] - growth[half]) if len(growth) > 2 else None,
             "blast_mb_per_s": sent["bytes"] / 1e6 / max(1e-9, time.monotonic() - t_start),
@@ -639,22 +701,35 @@ def sc_neverread_hub(cfg, impl):
 
 
 def sc_startup(cfg, impl):
-    """Spawn -> the listening line AND one successful connect; RSS half a second later."""
+    """Two spawns: (a) spawn -> the listening line AND one successful connect, then RSS half a
+    second after that connection closed; (b) RSS half a second after the listening line, with
+    no connection ever made (the "RSS at start" of the targets)."""
     srv = Server(impl, "echo", server_argv(cfg, impl, "echo"))
     try:
         srv.start()
         connected = wait_connectable(srv.port)
         line_ms = 1000 * (srv.listening_at - srv.spawned_at)
         time.sleep(0.5)
-        return {
-            "start_ms": 1000 * (connected - srv.spawned_at),
-            "line_ms": line_ms,
-            "rss_start": rss_bytes(srv.pid),
-            "_notes": [],
-            "_cmd": [cmdline(srv.argv, srv.port)],
-        }
+        rss_conn = rss_bytes(srv.pid)
     finally:
         srv.stop()
+    srv2 = Server(impl, "echo", server_argv(cfg, impl, "echo"))
+    try:
+        srv2.start()
+        time.sleep(max(0.0, srv2.listening_at + 0.5 - time.monotonic()))
+        rss_start = rss_bytes(srv2.pid)
+        anon_start = rss_bytes(srv2.pid, "RssAnon")
+    finally:
+        srv2.stop()
+    return {
+        "start_ms": 1000 * (connected - srv.spawned_at),
+        "line_ms": line_ms,
+        "rss_start": rss_start,
+        "anon_start": anon_start,
+        "rss_one_conn": rss_conn,
+        "_notes": [],
+        "_cmd": [cmdline(srv.argv, srv.port)],
+    }
 
 
 def elf_is_stripped(path: str) -> bool | None:
@@ -708,14 +783,15 @@ TITLES = {
     "binary": "release binary",
 }
 
+BUSY = [("server_cpu_pct", "server CPU busy (of one core)", "pct", None),
+        ("load_cpu_pct", "load generator CPU busy (of one core)", "pct", None)]
 ECHO_METRICS = [("cpu_per_msg_us", "server CPU per message", "us", True),
-                ("msgs_per_s", "messages/s", "rate", False),
-                ("server_cpu_pct", "server CPU busy", "pct", None),
+                ("msgs_per_s", "messages/s", "rate", False)] + BUSY + [
                 ("p99_us", "latency p99", "us", True)]
 METRICS = {
     "echo-c100": [("cpu_per_msg_us", "server CPU per round trip", "us", True)] + ECHO_METRICS[1:],
     "echo-c1000": [("cpu_per_msg_us", "server CPU per round trip", "us", True),
-                   ("msgs_per_s", "round trips/s", "rate", False),
+                   ("msgs_per_s", "round trips/s", "rate", False)] + BUSY + [
                    ("zero_rt_conns", "connections with zero round trips", "count", True),
                    ("p99_us", "latency p99", "us", True),
                    ("max_us", "latency max", "us", True),
@@ -723,6 +799,7 @@ METRICS = {
     "pipelined": ECHO_METRICS,
     "echo-64k": ECHO_METRICS,
     "idle-10k": [("held", "connections held", "count", None),
+                 ("ramp_s", "time to open them all (load's ramp-up)", "s", True),
                  ("bytes_per_conn", "server RSS per connection", "bytes", True),
                  ("rss_idle", "server RSS with N idle", "mem", True),
                  ("idle_cpu_ms_per_s", "server CPU while idle", "ms/s", True)],
@@ -730,14 +807,18 @@ METRICS = {
                     ("cpu_per_delivery_us", "server CPU per delivery", "us", True),
                     ("p99_us", "delivery latency p99", "us", True),
                     ("p50_us", "delivery latency p50", "us", True),
-                    ("lost", "deliveries lost", "count", True)],
+                    ("lost", "deliveries lost (sequence gaps)", "count", True),
+                    ("undelivered", "deliveries still missing after the 5 s drain", "count", True)] + BUSY,
     "neverread": [("rss_growth_peak", "server RSS growth, peak", "mem", True),
                   ("rss_growth_2nd_half", "RSS growth over the second half", "mem", True),
                   ("neverreaders_left", "never-readers still connected at the end", "count", None),
                   ("blast_mb_per_s", "sender throughput (MB/s)", "float", False)],
     "startup": [("start_ms", "spawn to listening line + first connect", "ms", True),
                 ("line_ms", "spawn to listening line", "ms", True),
-                ("rss_start", "server RSS at start", "mem", True)],
+                ("rss_start", "server RSS at start (0.5 s after the listening line)", "mem", True),
+                ("anon_start", "of which anonymous (RssAnon; the rest is mapped code and libraries)",
+                 "mem", True),
+                ("rss_one_conn", "server RSS 0.5 s after one connection came and went", "mem", True)],
     "binary": [("binary_bytes", "stripped release binary size", "mem", None)],
 }
 METRICS["idle-max"] = METRICS["idle-10k"]
@@ -766,7 +847,7 @@ def t_ratio_at_least(k):
 
 def t_zero_every_rep(_node, _nl, vals, _cfg):
     vals = [v for v in vals if v is not None]
-    return (bool(vals) and all(v == 0 for v in vals)), "0 (every repetition)"
+    return (all(v == 0 for v in vals) if vals else None), "0 (every repetition)"
 
 
 def t_at_most(limit, words):
@@ -786,7 +867,7 @@ def t_neverread_peak(_node, nl, _vals, cfg):
 
 def t_neverread_flat(_node, _nl, vals, cfg):
     vals = [v for v in vals if v is not None]
-    return (bool(vals) and all(v <= cfg.max_buffer for v in vals)), \
+    return (all(v <= cfg.max_buffer for v in vals) if vals else None), \
         f"flat: <= {fmt_mem(cfg.max_buffer)} (every repetition)"
 
 
@@ -849,6 +930,8 @@ def fmt_val(v, kind: str) -> str:
         return f"{v / 1000:.2f} ms" if v >= 10_000 else (f"{v:.0f} us" if v >= 100 else f"{v:.3g} us")
     if kind == "ms":
         return f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
+    if kind == "s":
+        return f"{v:.2f} s"
     if kind == "ms/s":
         return f"{v:.1f} ms/s"
     if kind == "mem":
@@ -983,7 +1066,8 @@ def metric_rows(cfg: Config, results: dict, scenario: str):
         node_vals = [r.get(key) for r in results[scenario].get("node", [])]
         nl_vals = [r.get(key) for r in results[scenario].get("netloop", [])]
         node_m, nl_m = med(node_vals), med(nl_vals)
-        r = ratio(node_m, nl_m) if scenario != "binary" else None
+        # Ratios of counts (connections held, zero-round-trip connections) say nothing.
+        r = ratio(node_m, nl_m) if lower_better is not None and kind != "count" else None
         check = TARGETS.get((scenario, key))
         words, met = "", None
         if check:
@@ -1020,6 +1104,15 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
              "rates, above 1 means Node is faster). Each server runs with its defaults. See "
              "`bench/README.md` for what each scenario does.")
     L.append("")
+
+    runs = [r for sc in order for impl in IMPLS for r in results.get(sc, {}).get(impl, [])]
+    noisy = [r for r in runs if any("machine not quiet" in n for n in r.get("_notes", []))]
+    if noisy:
+        L.append(f"> **Warning: the machine was not quiet.** In {len(noisy)} of {len(runs)} runs, CPU 0 "
+                 "or CPU 1 spent more than 10% of the measured window on work other than the server "
+                 "or the load generator (other processes, or ksoftirqd); see the notes under each "
+                 "scenario. Rates and latencies of those runs are disturbed; CPU per message less so.")
+        L.append("")
 
     # Summary of the targets.
     L.append("## Targets (issue 4)")
@@ -1107,6 +1200,16 @@ def median_series(reps: list[dict]):
     return rs[len(rs) // 2]["_series"]
 
 
+def nice_step(x: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k MiB step >= x bytes."""
+    x = max(x / MiB, 0.25)
+    k = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * k >= x:
+            return m * k * MiB
+    return 10 * k * MiB
+
+
 def esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -1170,8 +1273,9 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
         # RSS growth over time in the never-reader scenario.
         px, py, pw, ph = left, h1 + 40, plot_w, 170
         pts = [g for s in series.values() if s for _, g in s]
-        tmax = max([t for s in series.values() if s for t, _ in s] + [1.0])
-        gmax = max(pts + [MiB]) * 1.1
+        tmax = max([round(t) for s in series.values() if s for t, _ in s] + [1.0])
+        gstep = nice_step(max(pts + [MiB]) * 1.05 / 4)
+        gmax = 4 * gstep
         o.append(f'<text x="{W / 2}" y="{h1 + 14}" text-anchor="middle" font-size="15" font-weight="bold">'
                  f'100 never-reading clients, 64 KiB chat blast: server RSS growth</text>')
         o.append(f'<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
@@ -1179,7 +1283,7 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
             gv = gmax * k / 4
             gy = py + ph - ph * k / 4
             o.append(f'<text x="{px - 6}" y="{gy + 4:.1f}" text-anchor="end" font-size="11" fill="#555">'
-                     f'{gv / MiB:,.0f} MiB</text>')
+                     f'{gv / MiB:,.4g} MiB</text>')
             if k:
                 o.append(f'<line x1="{px}" y1="{gy:.1f}" x2="{px + pw}" y2="{gy:.1f}" stroke="#eee"/>')
         for t in range(int(tmax) + 1):
@@ -1260,6 +1364,7 @@ def main() -> int:
     cfg = Config(netloop=netloop, load=load, node=args.node, quick=args.quick, reps=reps, d=d,
                  max_buffer=default_max_buffer(netloop), idle_max_n=idle_max)
 
+    host = machine()  # before pinning: nproc counts the CPUs we may run on
     # The runner (and the Python never-readers) stay on the load's CPU.
     os.sched_setaffinity(0, {LOAD_CPU})
     results: dict = {}
@@ -1297,7 +1402,7 @@ def main() -> int:
     argv = ["python3", "bench/run.py"] + sys.argv[1:]
     info = {"command": " ".join(shlex.quote(a) for a in argv),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "elapsed": f"{elapsed / 60:.1f} min", "machine": machine(), "versions": versions(cfg)}
+            "elapsed": f"{elapsed / 60:.1f} min", "machine": host, "versions": versions(cfg)}
     text = write_markdown(cfg, results, order, info, out / "benchmarks.md")
     write_svg(cfg, results, out / "benchmarks.svg")
     print()
