@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "bench" / "node"
-DEFAULT_BIN = "/work/main/target/release/netloop"
+DEFAULT_BIN = str(REPO / "target" / "release" / "netloop")  # /work/main/target/release/netloop here
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU = 0
 LOAD_CPU = 1
@@ -420,6 +420,7 @@ def cmdline(argv: list[str], port: int) -> str:
 def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, secs: float) -> dict:
     srv = start_server(cfg, impl, "echo")
     sampler = Sampler(srv.pid, machine=True)
+    load_sampler = run = None
     try:
         sampler.start()
         args = ["echo", srv.addr, "-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
@@ -455,6 +456,11 @@ def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, 
         return out
     finally:
         sampler.stop()
+        if run is not None and run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+        if load_sampler is not None:
+            load_sampler.stop()
         srv.stop()
 
 
@@ -535,6 +541,7 @@ def run_fanout(cfg: Config, impl: str, protocol: str) -> dict:
     secs = cfg.d["fanout_s"]
     srv = start_server(cfg, impl, protocol)
     sampler = Sampler(srv.pid, machine=True)
+    load_sampler = run = None
     try:
         sampler.start()
         args = ["fanout", srv.addr, "--protocol", protocol, "--receivers", "1000", "--senders", "1",
@@ -569,6 +576,11 @@ def run_fanout(cfg: Config, impl: str, protocol: str) -> dict:
         }
     finally:
         sampler.stop()
+        if run is not None and run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+        if load_sampler is not None:
+            load_sampler.stop()
         srv.stop()
 
 
@@ -890,19 +902,19 @@ TARGETS = {
 
 # The bars of the SVG chart: (scenario, metric, short label).
 CHART = [
-    ("echo-c100", "cpu_per_msg_us", "echo C=100: CPU/round trip"),
-    ("echo-c1000", "cpu_per_msg_us", "echo C=1000: CPU/round trip"),
-    ("pipelined", "cpu_per_msg_us", "pipelined K=16: CPU/message"),
-    ("echo-64k", "cpu_per_msg_us", "64 KiB C=10: CPU/message"),
-    ("fanout-chat", "cpu_per_delivery_us", "chat fan-out: CPU/delivery"),
-    ("fanout-chat", "p99_us", "chat fan-out: p99 latency"),
-    ("fanout-hub", "cpu_per_delivery_us", "hub fan-out: CPU/delivery"),
-    ("fanout-hub", "p99_us", "hub fan-out: p99 latency"),
-    ("idle-10k", "bytes_per_conn", "idle 10k: RSS/connection"),
-    ("idle-max", "bytes_per_conn", "idle max: RSS/connection"),
-    ("neverread", "rss_growth_peak", "never-readers: RSS growth"),
-    ("startup", "rss_start", "RSS at start"),
-    ("startup", "start_ms", "start to accepting"),
+    ("echo-c100", "cpu_per_msg_us", "echo C=100: CPU/round trip", ">= 1.6x"),
+    ("echo-c1000", "cpu_per_msg_us", "echo C=1000: CPU/round trip", ""),
+    ("pipelined", "cpu_per_msg_us", "pipelined K=16: CPU/message", ">= 1.6x"),
+    ("echo-64k", "cpu_per_msg_us", "64 KiB C=10: CPU/message", ">= 2x"),
+    ("fanout-chat", "cpu_per_delivery_us", "chat fan-out: CPU/delivery", ""),
+    ("fanout-chat", "p99_us", "chat fan-out: p99 latency", ">= 1.67x"),
+    ("fanout-hub", "cpu_per_delivery_us", "hub fan-out: CPU/delivery", ""),
+    ("fanout-hub", "p99_us", "hub fan-out: p99 latency", ">= 1.67x"),
+    ("idle-10k", "bytes_per_conn", "idle 10k: RSS/connection", ""),
+    ("idle-max", "bytes_per_conn", "idle max: RSS/connection", "<= 128 B"),
+    ("neverread", "rss_growth_peak", "never-readers: RSS growth", "bounded"),
+    ("startup", "rss_start", "RSS at start", "<= 2 MB"),
+    ("startup", "start_ms", "start to accepting", "<= 5 ms"),
 ]
 
 
@@ -927,7 +939,11 @@ def fmt_val(v, kind: str) -> str:
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     if kind == "us":
-        return f"{v / 1000:.2f} ms" if v >= 10_000 else (f"{v:.0f} us" if v >= 100 else f"{v:.3g} us")
+        if v >= 1_000_000:
+            return f"{v / 1e6:.2f} s"
+        if v >= 1000:
+            return f"{v / 1000:.3g} ms" if v < 100_000 else f"{v / 1000:.0f} ms"
+        return f"{v:.0f} us" if v >= 100 else f"{v:.3g} us"
     if kind == "ms":
         return f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
     if kind == "s":
@@ -1041,7 +1057,7 @@ def versions(cfg: Config) -> dict:
          "netloop": out([cfg.netloop, "--version"]), "netloop_commit": git_commit(bin_repo),
          "netloop_tree": str(bin_repo)}
     if load_repo != bin_repo:
-        v["load_commit"] = f"{git_commit(load_repo)} ({load_repo})"
+        v["load_commit"] = f"HEAD {git_commit(load_repo)} of {load_repo}"
     return v
 
 
@@ -1091,9 +1107,10 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     L.append(f"| machine | {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}, "
              f"open files {m['fd_limit']} (soft/hard) |")
     L.append(f"| Node | {v['node']} (`bench/node/*.js`) |")
-    L.append(f"| netloop | {v['netloop']}, commit {v['netloop_commit']}, built by {v['rustc']} |")
+    L.append(f"| netloop | {v['netloop']}, HEAD {v['netloop_commit']} (uncommitted changes "
+             f"not detected), built by {v['rustc']} |")
     if "load_commit" in v:
-        L.append(f"| load generator | `{cfg.load}`, commit {v['load_commit']} |")
+        L.append(f"| load generator | `{cfg.load}`, {v['load_commit']} |")
     L.append(f"| pinning | server on CPU {SERVER_CPU}, load generator (and this runner) on CPU {LOAD_CPU} |")
     L.append(f"| repetitions | {cfg.reps} per scenario and server, alternating netloop/Node "
              f"(start-up: {cfg.d['startup_reps']}); figures are medians, (min – max) in brackets |")
@@ -1105,6 +1122,9 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
              "`bench/README.md` for what each scenario does.")
     L.append("")
 
+    if not cfg.quick and cfg.reps < 3:
+        L.append(f"> **Only {cfg.reps} repetition(s)**: issue 4 asks for at least 3.")
+        L.append("")
     runs = [r for sc in order for impl in IMPLS for r in results.get(sc, {}).get(impl, [])]
     noisy = [r for r in runs if any("machine not quiet" in n for n in r.get("_notes", []))]
     if noisy:
@@ -1189,7 +1209,8 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
 
 
 def title(cfg: Config, sc: str) -> str:
-    return TITLES[sc].format(idle_n=f"{cfg.d['idle_n']:,}", idle_max_n=f"{cfg.idle_max_n:,}")
+    t = TITLES[sc].format(idle_n=f"{cfg.d['idle_n']:,}", idle_max_n=f"{cfg.idle_max_n:,}")
+    return t.replace("(fd limit)", "(capped by --quick)") if cfg.quick else t
 
 
 def median_series(reps: list[dict]):
@@ -1216,7 +1237,7 @@ def esc(s: str) -> str:
 
 def write_svg(cfg: Config, results: dict, path: Path) -> None:
     bars = []
-    for sc, key, label in CHART:
+    for sc, key, label, goal in CHART:
         if sc not in results:
             continue
         node_m = med([r.get(key) for r in results[sc].get("node", [])])
@@ -1226,8 +1247,8 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
             continue
         check = TARGETS.get((sc, key))
         met = check(node_m, nl_m, [x.get(key) for x in results[sc].get("netloop", [])], cfg)[0] if check else None
-        bars.append((label, r, met))
-    W, left, right, top, row = 820, 250, 70, 56, 26
+        bars.append((f"{label} ({goal})" if goal else label, r, met))
+    W, left, right, top, row = 880, 310, 70, 56, 26
     plot_w = W - left - right
     lo = min([0.5] + [b[1] / 1.5 for b in bars])
     hi = max([4.0] + [b[1] * 1.5 for b in bars])
@@ -1243,8 +1264,8 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
          f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
          f'Node / netloop (log scale; right of 1x = netloop uses less)'
          f'{" — QUICK SMOKE TEST" if cfg.quick else ""}</text>',
-         f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">green: issue 4 target met, '
-         f'red: not met, grey: no target</text>']
+         f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">colour: issue 4 target in brackets '
+         f'(a ratio, or an absolute bound on netloop) green = met, red = not met, grey = none</text>']
     # grid
     d = lo
     while d <= hi * 1.0001:
@@ -1294,7 +1315,7 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
             cy = py + ph - ph * cap / gmax
             o.append(f'<line x1="{px}" y1="{cy:.1f}" x2="{px + pw}" y2="{cy:.1f}" stroke="#2e8b57" '
                      f'stroke-dasharray="5,4"/>')
-            o.append(f'<text x="{px + pw - 4}" y="{cy - 4:.1f}" text-anchor="end" font-size="11" '
+            o.append(f'<text x="{px + 6}" y="{cy - 4:.1f}" text-anchor="start" font-size="11" '
                      f'fill="#2e8b57">netloop bound: 100 x {fmt_mem(cfg.max_buffer)}</text>')
         colors = {"node": "#c0392b", "netloop": "#1f5fa8"}
         for j, impl in enumerate(IMPLS):

@@ -257,7 +257,7 @@ struct ServeArgs {
     allow_half_open: bool,
 
     /// TCP_NODELAY on accepted sockets (Node's default is off; on favours latency).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     no_delay: bool,
 
     /// TCP keepalive with this initial delay (off by default).
@@ -429,5 +429,27 @@ fn main() -> ExitCode {
             eprintln!("netloop: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["netloop", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => a,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_delay_takes_on_and_off() {
+        assert!(serve_args(&[]).no_delay, "on by default");
+        assert!(!serve_args(&["--no-delay", "off"]).no_delay);
+        assert!(serve_args(&["--no-delay", "on"]).no_delay);
+        assert!(Cli::try_parse_from(["netloop", "serve", "--no-delay", "maybe"]).is_err());
     }
 }
