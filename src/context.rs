@@ -73,6 +73,8 @@ pub struct Context {
     /// Sockets to service again without waiting for an edge: their read or write budget ran
     /// out, or they were resumed. Edge-triggered readiness would never report them again.
     pub(crate) ready: Vec<SocketId>,
+    /// Corked sockets the loop flushes at the end of this turn.
+    pub(crate) corked: Vec<SocketId>,
     /// Destroyed sockets whose `'error'`/`'close'` the loop still owes, in order.
     pub(crate) closing: Vec<(usize, Option<io::Error>)>,
     /// Closed servers whose last connection is gone; `'close'` is owed.
@@ -117,6 +119,7 @@ impl Context {
             timers: Timers::default(),
             idle: IdleTimers::default(),
             ready: Vec::new(),
+            corked: Vec::new(),
             closing: Vec::new(),
             servers_closing: Vec::new(),
             listening: Vec::new(),
@@ -495,7 +498,7 @@ impl Context {
             return false;
         }
         let mut offset = 0;
-        if sock.queue.is_none() && !sock.has(flag::CONNECTING) {
+        if sock.queue.is_none() && !sock.has(flag::CONNECTING | flag::CORKED) {
             while offset < data.len() {
                 match sock.io.write(&data[offset..]) {
                     Ok(n) => offset += n,
@@ -574,6 +577,21 @@ impl Context {
 
     fn peer_label(&self, key: usize) -> String {
         self.sockets[key].io.peer_addr().map_or_else(|_| format!("socket {key}"), |a| a.to_string())
+    }
+
+    /// `socket.cork()` with an `uncork()` on the next tick, Node's batching idiom: until the
+    /// end of this loop turn, writes to `socket` are queued without a syscall; the loop then
+    /// flushes everything queued in one `writev`. A broadcast corks every recipient, so when
+    /// the server is busy (many messages handled per turn) each recipient costs one syscall
+    /// per turn instead of one per message; when it is not, nothing is delayed beyond the
+    /// current turn. `write()`'s return value and `drain` are unchanged.
+    pub fn cork(&mut self, socket: SocketId) {
+        let Some(key) = self.key_of(socket) else { return };
+        let sock = &mut self.sockets[key];
+        if !sock.has(flag::CORKED | flag::DESTROYED) {
+            sock.flags |= flag::CORKED;
+            self.corked.push(socket);
+        }
     }
 
     /// `socket.end()`: flush what is queued, then send FIN. A second call does nothing.

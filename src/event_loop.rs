@@ -110,14 +110,22 @@ impl EventLoop {
         }
         self.run_ready(h);
         self.run_timers(h);
+        self.run_uncork(h);
         self.run_closing(h);
+        // `close` handlers may have broadcast (a "left" notice): flush before sleeping.
+        self.run_uncork(h);
         Ok(())
     }
 
     /// Sleep until the nearest timer; don't sleep at all if work is already pending.
     fn poll_timeout(&mut self) -> Option<Duration> {
         let cx = &mut self.cx;
-        if !cx.ready.is_empty() || !cx.closing.is_empty() || !cx.servers_closing.is_empty() || cx.stopped {
+        if !cx.ready.is_empty()
+            || !cx.closing.is_empty()
+            || !cx.servers_closing.is_empty()
+            || !cx.corked.is_empty()
+            || cx.stopped
+        {
             return Some(Duration::ZERO);
         }
         let idle = cx.idle.next_deadline().map(|d| {
@@ -140,6 +148,28 @@ impl EventLoop {
             on_socket(&mut self.cx, &mut self.read_buf, h, key, ev);
         }
         self.ready_scratch = ready;
+    }
+
+    /// Flushes every socket corked during the turn: one `writev` each for all it queued.
+    fn run_uncork(&mut self, h: &mut impl Handler) {
+        while !self.cx.corked.is_empty() {
+            let mut corked = std::mem::take(&mut self.ready_scratch);
+            std::mem::swap(&mut corked, &mut self.cx.corked);
+            for id in corked.drain(..) {
+                let Some(key) = self.cx.key_of(id) else { continue };
+                let sock = &mut self.cx.sockets[key];
+                sock.flags &= !flag::CORKED;
+                if sock.has(flag::DESTROYED) || sock.queued() == 0 {
+                    continue;
+                }
+                flush(&mut self.cx, h, key);
+                // Still queued (the kernel is full): now it needs WRITABLE interest.
+                if self.cx.sockets[key].queued() > 0 {
+                    self.cx.sync_interest(key);
+                }
+            }
+            self.ready_scratch = corked;
+        }
     }
 
     fn run_timers(&mut self, h: &mut impl Handler) {

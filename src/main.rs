@@ -210,7 +210,7 @@ struct ServeArgs {
     #[arg(long, value_name = "SECRET")]
     hub_token: Option<String>,
 
-    /// Hub: close a connection that has not sent a successful sync within this long. 0 = off.
+    /// Hub: close a connection that sent no valid request within this long (slowloris). 0 = off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     register_timeout: Duration,
 

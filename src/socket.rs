@@ -40,6 +40,8 @@ pub(crate) mod flag {
     pub const REG_WRITE: u32 = 1 << 9;
     /// `unref()`: does not keep the loop alive.
     pub const UNREF: u32 = 1 << 10;
+    /// `cork()`: writes queue without a syscall until the loop flushes at the end of the turn.
+    pub const CORKED: u32 = 1 << 11;
 }
 
 /// A TCP or Unix-domain stream, or nothing once destroyed (the fd is closed at once; the slot
@@ -192,7 +194,8 @@ impl Socket {
         if !self.has(PAUSED | READ_ENDED | DESTROYED) {
             want |= REG_READ;
         }
-        if !self.has(DESTROYED) && (self.queued() > 0 || self.has(CONNECTING)) {
+        // A corked socket is flushed by the loop at the end of the turn, not on readiness.
+        if !self.has(DESTROYED) && ((self.queued() > 0 && !self.has(CORKED)) || self.has(CONNECTING)) {
             want |= REG_WRITE;
         }
         want

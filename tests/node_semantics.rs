@@ -850,3 +850,35 @@ fn socket_properties_are_readable() {
     assert_eq!(local.unwrap(), addr);
     assert_eq!((read, written), (5, 5));
 }
+
+// ----- cork ---------------------------------------------------------------------------------
+
+struct Corked {
+    server: ServerId,
+    queued_while_corked: Vec<usize>,
+}
+
+impl Handler for Corked {
+    fn on_connection(&mut self, cx: &mut Context, _: ServerId, s: SocketId) {
+        cx.close_server(self.server);
+        cx.cork(s);
+        for part in [&b"one,"[..], b"two,", b"three"] {
+            assert!(cx.write(s, part), "small corked writes stay under the mark");
+            self.queued_while_corked.push(cx.buffer_size(s));
+        }
+        cx.end(s); // FIN only after the end-of-turn flush
+    }
+}
+
+#[test]
+fn cork_queues_without_a_syscall_until_the_end_of_the_turn() {
+    let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), |_, server| Corked {
+        server,
+        queued_while_corked: Vec::new(),
+    });
+    let mut c = support::connect(inet(&addr));
+    assert_eq!(support::read_to_end(&mut c), b"one,two,three");
+    drop(c);
+    let h = finish(done);
+    assert_eq!(h.queued_while_corked, vec![4, 8, 13], "nothing reached the kernel while corked");
+}

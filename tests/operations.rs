@@ -140,6 +140,11 @@ fn a_client_that_never_registers_is_closed_after_the_register_timeout() {
     good.write_all(br#"{"type":"sync","clientName":"good"}"#).unwrap();
     let mut good_r = BufReader::new(good.try_clone().unwrap());
     assert!(read_line(&mut good_r).starts_with(r#"{"type":"synced""#));
+    // A listen-only client: joining a room is a valid request, so it meets the deadline.
+    let mut listener = connect(addr);
+    listener.write_all(br#"{"type":"join","room":"news"}"#).unwrap();
+    let mut listener_r = BufReader::new(listener.try_clone().unwrap());
+    assert_eq!(read_line(&mut listener_r), r#"{"type":"joined","room":"news"}"#);
     // Slowloris: a byte every 100 ms, never a complete useful frame.
     let mut slow = connect(addr);
     let start = Instant::now();
@@ -159,7 +164,9 @@ fn a_client_that_never_registers_is_closed_after_the_register_timeout() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.contains(r#""code":"register_timeout""#), "{text}");
     assert!(elapsed >= Duration::from_millis(350) && elapsed < Duration::from_secs(3), "{elapsed:?}");
-    // The registered client is untouched.
+    // The registered and the listen-only clients are untouched.
     good.write_all(br#"{"type":"list"}"#).unwrap();
-    assert!(read_line(&mut good_r).starts_with(r#"{"type":"list","count":1"#));
+    assert!(read_line(&mut good_r).starts_with(r#"{"type":"list","count":2"#));
+    listener.write_all(br#"{"type":"leave","room":"news"}"#).unwrap();
+    assert_eq!(read_line(&mut listener_r), r#"{"type":"left","room":"news"}"#);
 }

@@ -486,8 +486,10 @@ impl<W: Workload> Runner<W> {
                 sources: self.s.sources.describe(self.next_slot),
             },
             round_trips: summary.round_trips,
-            round_trips_per_s: per_second(summary.round_trips, duration_s),
-            bytes_per_s: per_second(summary.bytes, duration_s),
+            // Over sending plus draining: results that arrive after the window still took
+            // that long, so a server that falls behind cannot look like it kept up.
+            round_trips_per_s: per_second(summary.round_trips, duration_s + drain_s),
+            bytes_per_s: per_second(summary.bytes, duration_s + drain_s),
             latency: summary.latency,
             details: summary.details,
             problems,

@@ -151,6 +151,7 @@ impl Chat {
         let _ = writeln!(self.out, "{}: {text}", me.name);
         let shared = self.broadcast(cx, Some(socket));
         if self.config.echo_self && cx.is_writable(socket) {
+            cx.cork(socket);
             cx.write_shared(socket, &shared);
         }
         true
@@ -242,6 +243,8 @@ impl Chat {
             // A member that was ended (shutdown) or destroyed (output limit) stays listed until
             // its close event; writing after end() would destroy it with an error.
             if Some(id) != except && cx.is_writable(id) {
+                // Corked: every line of this turn reaches this member in one syscall.
+                cx.cork(id);
                 cx.write_shared(id, &line);
             }
         }

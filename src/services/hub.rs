@@ -43,8 +43,8 @@ pub struct HubConfig {
     /// When set, a connection's first frame must be a `sync` carrying `"token": SECRET`
     /// (`--hub-token`); until then it is invisible to the others.
     pub token: Option<String>,
-    /// A connection that has not registered (a successful `sync`) this long after connecting
-    /// is closed with `register_timeout` (`--register-timeout`; slowloris defence, like
+    /// A connection that has sent no valid request (`sync`, `join`, `list`, ...) this long
+    /// after connecting is closed with `register_timeout` (`--register-timeout`; slowloris defence, like
     /// nginx's preread timeout). `None` disables it.
     pub register_timeout: Option<Duration>,
 }
@@ -105,6 +105,10 @@ struct Member {
     /// False until the token-carrying `sync` when `--hub-token` is set; such a member is
     /// skipped by broadcasts and `list`.
     authed: bool,
+    /// Set by the first request of a known type: the registration deadline is met. A
+    /// listen-only client that just joins a room is legitimate; junk or a frame that never
+    /// completes (slowloris) is not.
+    useful: bool,
 }
 
 impl Member {
@@ -471,6 +475,7 @@ impl Hub {
             rooms: BTreeSet::new(),
             frames: FrameDecoder::new(self.config.max_frame),
             authed: self.config.token.is_none(),
+            useful: false,
         };
         self.router.members.insert(socket, member);
         if let Some(limit) = self.config.register_timeout {
@@ -495,10 +500,10 @@ impl Hub {
                 break;
             }
             self.deadlines.pop_front();
-            let unregistered = self.router.members.get(socket).is_some_and(|m| m.name.is_none());
-            if unregistered {
+            let idle = self.router.members.get(socket).is_some_and(|m| !m.useful);
+            if idle {
                 cx.stats_mut().timeout_disconnects += 1;
-                let reason = "no sync within the registration timeout";
+                let reason = "no valid request within the registration timeout";
                 self.hang_up(cx, socket, ErrorCode::RegisterTimeout, reason);
             }
         }
@@ -582,6 +587,11 @@ impl Hub {
         let Some(kind) = request.kind.and_then(json_str) else {
             return self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT);
         };
+        if matches!(&*kind, "sync" | "info" | "broadcast" | "join" | "leave" | "list" | "stats") {
+            if let Some(m) = self.router.members.get_mut(socket) {
+                m.useful = true;
+            }
+        }
         match &*kind {
             "sync" => self.sync(cx, socket, request),
             "info" => self.info(cx, socket, request),
@@ -794,6 +804,8 @@ fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
 /// One recipient of a broadcast, by reference (see [`send`] for the writability check).
 fn send_shared(cx: &mut Context, socket: SocketId, line: &SharedBytes) {
     if cx.is_writable(socket) {
+        // Corked: every broadcast of this turn reaches this socket in one syscall.
+        cx.cork(socket);
         cx.write_shared(socket, line);
     }
 }
