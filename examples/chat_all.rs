@@ -1,0 +1,106 @@
+//! Seed 004: the chat server where every message goes to *all* clients, the sender included.
+//!
+//! The Node program this mirrors:
+//!
+//! ```js
+//! let clientArr = [];
+//! const server = net.createServer();
+//! server.on('connection', (person) => {
+//!   console.log(clientArr.length);
+//!   person.id = clientArr.length;
+//!   clientArr.push(person);
+//!   person.setEncoding('utf8');
+//!   person.on('data', (chunk) => {
+//!     console.log(chunk);
+//!     clientArr.forEach((val) => val.write(chunk));
+//!   });
+//!   person.on('close', () => { clientArr[person.id] = null; });
+//!   person.on('error', () => { clientArr[person.id] = null; });
+//! });
+//! server.listen(800);
+//! ```
+//!
+//! Try it (port 8000: the seed's port 800 needs root on most systems):
+//!
+//! ```sh
+//! cargo run --example chat_all                              # listening on 127.0.0.1:8000
+//! nc 127.0.0.1 8000                                         # in two terminals; type lines
+//! cargo run --example online_counter -- client --port 8000  # the seed's readline client
+//! ```
+//!
+//! `--port N` picks another port (0: any free one).
+//!
+//! A chunk is relayed as it arrived, not cut into lines, as in the seed. The seed's handlers
+//! also show a bug this avoids: `clientArr[p1.id]` reads `id` from the `close`/`error`
+//! argument (a boolean or an Error), not from the socket, so nobody was ever removed.
+
+use std::error::Error;
+use std::io;
+use std::rc::Rc;
+
+use clap::Parser;
+use netloop::{
+    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketId, SocketOptions,
+};
+
+#[derive(Parser)]
+#[command(about = "Seed 004's chat server: every chunk goes to every client")]
+struct Args {
+    /// Port to listen on (0 = any free port).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+}
+
+/// The server: the seed's `clientArr`, without the `null` holes (removal is O(n), as a
+/// `splice` would be; fine for a chat room).
+#[derive(Default)]
+struct ChatAll {
+    clients: Vec<SocketId>,
+}
+
+impl Handler for ChatAll {
+    fn on_listening(&mut self, cx: &mut Context, server: ServerId) {
+        if let Some(addr) = cx.server_address(server) {
+            println!("listening on {addr}");
+        }
+    }
+
+    fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
+        self.clients.push(socket);
+        if let Some(peer) = cx.remote_address(socket) {
+            println!("{peer} joined, {} online", self.clients.len());
+        }
+    }
+
+    /// Every chunk to every client, the sender too. The chunk is copied once into shared
+    /// bytes; what a slow reader's kernel buffer cannot take is queued by reference.
+    fn on_data(&mut self, cx: &mut Context, _socket: SocketId, data: &[u8]) {
+        // `console.log(chunk)`, without doubling the newline the chunk usually ends with.
+        println!("{}", String::from_utf8_lossy(data).trim_end_matches(['\r', '\n']));
+        let chunk: SharedBytes = Rc::from(data);
+        for &client in &self.clients {
+            cx.write_shared(client, &chunk);
+        }
+    }
+
+    /// Only reported: `close` always follows `error` in netloop, so removal happens there once.
+    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
+        println!("a client failed: {err}");
+    }
+
+    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
+        self.clients.retain(|&c| c != socket);
+        println!("a client left, {} online", self.clients.len());
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let mut event_loop = EventLoop::new()?;
+    // Node would queue without bound for a client that never reads; cap it per client.
+    let socket = SocketOptions { max_buffer: Some(1 << 20), ..SocketOptions::default() };
+    event_loop.context().listen(&addr, ServerOptions { socket, ..ServerOptions::default() })?;
+    event_loop.run(&mut ChatAll::default())?;
+    Ok(())
+}
