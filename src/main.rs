@@ -51,7 +51,7 @@ struct ConnectArgs {
   netloop load fanout 127.0.0.1:9000 --protocol hub --receivers 1000 -r 1000
 
 Exit status: 0 when every check passed, 1 when one failed (failed or dropped connections,
-corrupt echoes, lost/duplicated/reordered deliveries; the report says which), 2 for bad usage.
+corrupt echoes, lost/undelivered/duplicated/reordered deliveries; the report says which), 2 for bad usage.
 Reference: docs/load.md")]
 struct LoadArgs {
     #[command(subcommand)]

@@ -62,6 +62,18 @@ impl Drop for NodeServer {
     }
 }
 
+/// A child process killed (and reaped) if the test ends before it was waited for.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Lines of `r`, read on a thread, delivered over a channel (so reads can time out).
 fn line_channel(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -308,6 +320,7 @@ fn assert_complete_fanout(report: &Value, receivers: u64) {
     assert_eq!(int(&f["deliveries"]), sent * receivers, "{report:#}");
     assert_eq!(int(&f["deliveries_expected"]), sent * receivers, "{report:#}");
     assert_eq!(int(&f["lost"]), 0, "{report:#}");
+    assert_eq!(int(&f["undelivered"]), 0, "{report:#}");
     assert_eq!(int(&f["reordered"]), 0, "{report:#}");
     assert_eq!(int(&f["duplicated"]), 0, "{report:#}");
     assert_eq!(int(&report["round_trips"]), sent * receivers);
@@ -360,6 +373,29 @@ fn load_fanout_chat_delivers_every_message_to_every_receiver() {
     assert_complete_fanout(&report, 10);
 }
 
+#[test]
+fn load_fanout_against_the_wrong_protocol_fails_its_handshakes_in_time() {
+    // An echo server returns our join/sync frames instead of joined/synced.
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let started = Instant::now();
+    let (out, report) = load_json(&[
+        "fanout",
+        &server.addr("echo"),
+        "--protocol",
+        "hub",
+        "--receivers",
+        "3",
+        "--connect-timeout",
+        "300ms",
+        "-T",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(int(&report["connections"]["established"]), 4, "{report:#}");
+    assert_eq!(int(&report["connections"]["failures"]["handshake_timeout"]), 4, "{report:#}");
+    assert!(started.elapsed() < Duration::from_secs(5), "gave up after the timeout, not later");
+}
+
 // ----- connect --------------------------------------------------------------------------------
 
 #[test]
@@ -395,14 +431,18 @@ fn connect_to_a_closed_port_fails_with_econnrefused() {
 fn connect_hub_name_syncs_and_prints_hub_messages_readably() {
     let server = NodeServer::start("hub");
     // Alice stays connected (her stdin stays open) while Bob broadcasts.
-    let mut alice = Command::new(env!("CARGO_BIN_EXE_netloop"))
-        .args(["connect", &server.addr, "--hub-name", "Alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn netloop connect");
-    let lines = line_channel(alice.stdout.take().expect("piped stdout"));
+    let mut alice = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_netloop"))
+            .args(["connect", &server.addr, "--hub-name", "Alice"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn netloop connect"),
+    ));
+    let child = alice.0.as_mut().expect("running");
+    let lines = line_channel(child.stdout.take().expect("piped stdout"));
+    let stdin = child.stdin.take();
     let next =
         |what: &str| lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("alice printed no {what} line"));
     let synced = next("synced");
@@ -414,8 +454,8 @@ fn connect_hub_name_syncs_and_prints_hub_messages_readably() {
     assert!(bob_out.contains("[list: 2 online] Alice ("), "{bob_out}");
     assert!(next("online").starts_with("[online Bob, session "));
     assert_eq!(next("broadcast"), "[broadcast from Bob] hello from bob");
-    drop(alice.stdin.take()); // EOF: Alice half-closes, the hub ends, she exits 0.
-    let out = wait_bounded(alice);
+    drop(stdin); // EOF: Alice half-closes, the hub ends, she exits 0.
+    let out = wait_bounded(alice.0.take().expect("running"));
     assert!(out.status.success(), "{:?}", out.status);
 }
 

@@ -18,8 +18,9 @@
 //!
 //! Per (receiver, sender) pair the receiver keeps the next expected sequence number and the
 //! count of open gaps: a number past the expected one opens a gap (possibly lost), one below
-//! it fills a gap (reordered) or, with no gap open, is a duplicate. Whatever is still missing
-//! at the end (open gaps plus messages never seen at all) is lost.
+//! it fills a gap (reordered) or, with no gap open, is a duplicate. Gaps still open at the end
+//! are lost; messages after the last one seen that never arrived before the drain timeout are
+//! reported apart, as undelivered (a server that is behind rather than one that drops).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -254,18 +255,19 @@ impl FanoutLoad {
             return;
         }
         let track = &mut self.tracks[r * self.cfg.senders + sender];
+        // Saturating: the numbers come from the network and must not panic or wrap.
         let unique = if seq == track.next {
-            track.next += 1;
+            track.next = track.next.saturating_add(1);
             true
         } else if seq > track.next {
             let gap = seq - track.next;
-            track.gaps += gap;
-            self.open_gaps += gap;
-            track.next = seq + 1;
+            track.gaps = track.gaps.saturating_add(gap);
+            self.open_gaps = self.open_gaps.saturating_add(gap);
+            track.next = seq.saturating_add(1);
             true
         } else if track.gaps > 0 {
             track.gaps -= 1;
-            self.open_gaps -= 1;
+            self.open_gaps = self.open_gaps.saturating_sub(1);
             self.reordered += 1;
             true
         } else {
@@ -494,13 +496,15 @@ impl Workload for FanoutLoad {
     fn finish(&mut self, duration_s: f64, drain_s: f64, problems: &mut Vec<String>) -> Summary {
         let s_count = self.cfg.senders;
         let mut lost = 0u64;
+        let mut undelivered = 0u64;
         for (r, rcv) in self.receivers.iter().enumerate() {
             if !(rcv.ready && rcv.alive) {
                 continue;
             }
             for (s, sender) in self.senders.iter().enumerate() {
                 let t = self.tracks[r * s_count + s];
-                lost += t.gaps + sender.sent.saturating_sub(t.next);
+                lost = lost.saturating_add(t.gaps);
+                undelivered = undelivered.saturating_add(sender.sent.saturating_sub(t.next));
             }
         }
         let ready_senders = self.senders.iter().filter(|s| s.ready).count();
@@ -513,7 +517,14 @@ impl Workload for FanoutLoad {
             problems.push("no receiver stayed connected".into());
         }
         if lost > 0 {
-            problems.push(format!("{} deliveries lost", fmt_count(lost)));
+            problems.push(format!("{} deliveries lost (gaps in a sender's sequence)", fmt_count(lost)));
+        }
+        if undelivered > 0 {
+            problems.push(format!(
+                "{} deliveries still missing after {drain_s:.1}s of draining (the server is behind: \
+                 lower -r or raise --drain-timeout)",
+                fmt_count(undelivered)
+            ));
         }
         if self.duplicated > 0 {
             problems.push(format!("{} deliveries duplicated", fmt_count(self.duplicated)));
@@ -536,6 +547,7 @@ impl Workload for FanoutLoad {
                 deliveries: self.deliveries,
                 deliveries_expected: self.sent_total * self.alive_receivers,
                 lost,
+                undelivered,
                 reordered: self.reordered,
                 duplicated: self.duplicated,
                 foreign: self.foreign,
@@ -566,12 +578,12 @@ fn parse_message(text: &[u8]) -> Option<Line> {
     let mut rest = text.strip_prefix(MARK)?;
     let mut field = || -> Option<u64> {
         let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
-        if end == 0 || end > 19 {
+        if end == 0 {
             return None;
         }
         let mut n: u64 = 0;
         for &d in &rest[..end] {
-            n = n * 10 + (d - b'0') as u64;
+            n = n.checked_mul(10)?.checked_add((d - b'0') as u64)?;
         }
         rest = rest.get(end..)?;
         rest = rest.strip_prefix(b" ").unwrap_or(rest);
@@ -619,6 +631,8 @@ mod tests {
         assert_eq!(message(&l, "bob: hello"), None);
         assert_eq!(message(&l, "bob: NLM 7 x"), None);
         assert_eq!(message(&l, "bob: NLM 99999999999999999999 1 1 1"), None);
+        assert_eq!(message(&l, "bob: NLM 7 1 18446744073709551616 1"), None, "u64 overflow");
+        assert_eq!(message(&l, "bob: NLM 7 1 18446744073709551615 1"), Some((7, 1, u64::MAX, 1)));
     }
 
     #[test]
@@ -656,6 +670,7 @@ mod tests {
             l.deliver(0, Stamp { tag, sender: 1, seq, sent_ns: 0 }, 10, 1);
         }
         l.deliver(0, Stamp { tag: tag.wrapping_add(1), sender: 1, seq: 0, sent_ns: 0 }, 10, 1);
+
         assert_eq!(l.deliveries, 4);
         assert_eq!(l.reordered, 1);
         assert_eq!(l.duplicated, 1);
@@ -665,10 +680,31 @@ mod tests {
         let mut problems = Vec::new();
         let summary = l.finish(1.0, 0.0, &mut problems);
         match summary.details {
-            ModeReport::Fanout(f) => assert_eq!(f.lost, 1),
+            ModeReport::Fanout(f) => {
+                assert_eq!(f.lost, 1, "3 never came although 4 did");
+                assert_eq!(f.undelivered, 0);
+            }
             _ => panic!("fanout details"),
         }
         assert!(problems.iter().any(|p| p.contains("lost")), "{problems:?}");
+    }
+
+    #[test]
+    fn hostile_sequence_numbers_neither_panic_nor_wrap() {
+        let mut l = load(FanoutProtocol::Hub);
+        l.receivers[0].alive = true;
+        l.receivers[0].ready = true;
+        l.alive_receivers = 1;
+        let tag = l.tag;
+        for seq in [u64::MAX, u64::MAX, 0, u64::MAX - 1, 5] {
+            l.deliver(0, Stamp { tag, sender: 0, seq, sent_ns: u64::MAX }, 10, 1);
+        }
+        let mut problems = Vec::new();
+        let summary = l.finish(1.0, 0.0, &mut problems);
+        match summary.details {
+            ModeReport::Fanout(f) => assert!(f.lost > 0 && f.reordered > 0, "{f:?}"),
+            _ => panic!("fanout details"),
+        }
     }
 
     #[test]

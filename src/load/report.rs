@@ -130,8 +130,11 @@ pub struct FanoutReport {
     pub deliveries: u64,
     /// `messages_sent x` receivers that stayed connected.
     pub deliveries_expected: u64,
-    /// Deliveries that never arrived (sequence gaps and missing tails).
+    /// Deliveries that never arrived although a later message of the same sender did.
     pub lost: u64,
+    /// Deliveries past the last one received from a sender that had not arrived when the
+    /// drain phase ended (a server that is behind, or one that dropped the tail).
+    pub undelivered: u64,
     /// Deliveries that arrived after a later message of the same sender.
     pub reordered: u64,
     /// Deliveries received more than once.
@@ -212,6 +215,7 @@ impl Report {
                     "deliveries_expected": d.deliveries_expected,
                     "deliveries_per_s": round1(self.round_trips_per_s),
                     "lost": d.lost,
+                    "undelivered": d.undelivered,
                     "reordered": d.reordered,
                     "duplicated": d.duplicated,
                     "foreign": d.foreign,
@@ -326,8 +330,13 @@ impl Report {
                 if let Some(p) = &self.latency {
                     t.row("latency", percentiles_text(p));
                 }
-                let mut check =
-                    format!("{} lost, {} reordered, {} duplicated", d.lost, d.reordered, d.duplicated);
+                let mut check = format!(
+                    "{} lost, {} undelivered, {} reordered, {} duplicated",
+                    fmt_count(d.lost),
+                    fmt_count(d.undelivered),
+                    fmt_count(d.reordered),
+                    fmt_count(d.duplicated)
+                );
                 if d.foreign > 0 {
                     let _ = write!(check, ", {} lines from another run ignored", fmt_count(d.foreign));
                 }

@@ -98,18 +98,29 @@ pub(crate) trait Workload {
 /// Settings of the generic half of a run.
 #[derive(Debug)]
 pub(crate) struct RunSettings {
+    /// `idle`, `echo` or `fanout`, for the report.
     pub mode: &'static str,
+    /// Where to connect (resolved once, before the run).
     pub target: SocketAddress,
+    /// The target as the user typed it, for the report.
     pub target_text: String,
+    /// The window (`-T`).
     pub duration: Duration,
+    /// Connects per second; 0 = only `max_connecting` bounds them.
     pub connect_rate: u32,
+    /// Connects in flight at once.
     pub max_connecting: usize,
+    /// Connect (and handshake) timeout.
     pub connect_timeout: Duration,
+    /// Longest drain phase.
     pub drain_timeout: Duration,
+    /// Print the progress line.
     pub progress: bool,
+    /// Source address of each slot.
     pub sources: SourcePlan,
-    /// Connections the open file limit allows, and that limit.
+    /// Connections the open file limit allows.
     pub fd_capacity: usize,
+    /// The (raised) soft open file limit, and the hard one, for the limit message.
     pub fd_limit: u64,
     pub fd_hard_limit: Option<u64>,
 }
@@ -152,7 +163,10 @@ pub(crate) struct Runner<W: Workload> {
     /// Slot of each socket, by `SocketId::index()`.
     slot_of: Vec<u32>,
     next_slot: usize,
-    connecting: usize,
+    /// Connections started but not yet ready (connecting, or waiting for the server's
+    /// handshake reply): what `max_connecting` bounds. Counting handshakes too paces the ramp
+    /// to the rate the server really takes connections in, not just the kernel's accept queue.
+    unready: usize,
     resolved: usize,
     established: u64,
     live: u64,
@@ -161,7 +175,7 @@ pub(crate) struct Runner<W: Workload> {
     dropped: u64,
     drops: BTreeMap<String, u64>,
     connect_times: hdrhistogram::Histogram<u64>,
-    /// The cause reported by `on_error`, or chosen by us before a `destroy`, for `on_close`.
+    /// The cause `on_error` reported, for the `on_close` that follows it.
     cause: Option<(SocketId, String)>,
     ramp_start_ns: u64,
     ramp_end_ns: Option<u64>,
@@ -202,7 +216,7 @@ impl<W: Workload> Runner<W> {
             slots: vec![Slot { socket: None, state: SlotState::Waiting, started_ns: 0 }; planned],
             slot_of: Vec::new(),
             next_slot: 0,
-            connecting: 0,
+            unready: 0,
             resolved: 0,
             established: 0,
             live: 0,
@@ -260,7 +274,7 @@ impl<W: Workload> Runner<W> {
             usize::MAX
         };
         while self.next_slot < self.planned
-            && self.connecting < self.s.max_connecting
+            && self.unready < self.s.max_connecting
             && self.next_slot < allowed
         {
             let slot = self.next_slot;
@@ -271,7 +285,7 @@ impl<W: Workload> Runner<W> {
             }
             self.slot_of[socket.index()] = slot as u32;
             self.slots[slot] = Slot { socket: Some(socket), state: SlotState::Connecting, started_ns: now };
-            self.connecting += 1;
+            self.unready += 1;
             if cx.is_open(socket) {
                 // The loop's O(1) idle timer doubles as the connect (and handshake) timeout.
                 cx.set_timeout(socket, self.s.connect_timeout);
@@ -288,15 +302,18 @@ impl<W: Workload> Runner<W> {
         if self.slots[slot].state == SlotState::Handshaking {
             self.slots[slot].state = SlotState::Ready;
             self.resolved += 1;
+            self.unready -= 1;
             cx.set_timeout(socket, Duration::ZERO);
+            self.launch_more(cx);
             self.check_ramp_done(cx);
         }
     }
 
-    /// Destroys `socket`, recording `cause` for its `on_close`.
+    /// Destroys `socket` with `cause`. The cause travels with the socket's own error (the loop
+    /// delivers it to `on_error` just before `on_close`), so several sockets failed in one turn
+    /// each keep theirs.
     fn fail(&mut self, cx: &mut Context, socket: SocketId, cause: String) {
-        self.cause = Some((socket, cause));
-        cx.destroy(socket);
+        cx.destroy_with_error(socket, io::Error::other(FailCause(cause)));
     }
 
     fn check_ramp_done(&mut self, cx: &mut Context) {
@@ -423,6 +440,9 @@ impl<W: Workload> Runner<W> {
             }
             "EAGAIN" => "the server's accept backlog is full (EAGAIN on a Unix socket)".into(),
             "ENOBUFS" | "ENOMEM" => "kernel memory for sockets".into(),
+            "handshake_timeout" => "the server did not answer the protocol's greeting in time (wrong \
+                                    --protocol, or a server too busy to register new clients)"
+                .into(),
             _ => return None,
         };
         Some(note)
@@ -503,8 +523,23 @@ fn causes(map: &BTreeMap<String, u64>) -> String {
     map.iter().map(|(k, v)| format!("{k} x{}", fmt_count(*v))).collect::<Vec<_>>().join(", ")
 }
 
+/// Why the generator itself gave up on a connection (`handshake_timeout`, `hub_error:...`).
+#[derive(Debug)]
+struct FailCause(String);
+
+impl std::fmt::Display for FailCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FailCause {}
+
 /// A short, stable name for why a socket failed: the errno name where there is one.
 pub(crate) fn cause_of(err: &io::Error) -> String {
+    if let Some(FailCause(cause)) = err.get_ref().and_then(|e| e.downcast_ref::<FailCause>()) {
+        return cause.clone();
+    }
     if let Some(name) = error::errno_name(err) {
         return name.to_string();
     }
@@ -522,7 +557,6 @@ impl<W: Workload> Handler for Runner<W> {
     fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
         let Some(slot) = self.slot(socket) else { return };
         let now = self.clock.now_ns();
-        self.connecting -= 1;
         self.established += 1;
         self.live += 1;
         self.connect_times.saturating_record(now.saturating_sub(self.slots[slot].started_ns).max(1));
@@ -557,16 +591,16 @@ impl<W: Workload> Handler for Runner<W> {
     fn on_timeout(&mut self, cx: &mut Context, socket: SocketId) {
         let Some(slot) = self.slot(socket) else { return };
         match self.slots[slot].state {
-            SlotState::Connecting => self.fail(cx, socket, "ETIMEDOUT".into()),
+            SlotState::Connecting => {
+                cx.destroy_with_error(socket, io::Error::from_raw_os_error(libc::ETIMEDOUT))
+            }
             SlotState::Handshaking => self.fail(cx, socket, "handshake_timeout".into()),
             _ => {}
         }
     }
 
     fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        if self.cause.as_ref().is_none_or(|(s, _)| *s != socket) {
-            self.cause = Some((socket, cause_of(err)));
-        }
+        self.cause = Some((socket, cause_of(err)));
     }
 
     fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
@@ -579,9 +613,8 @@ impl<W: Workload> Handler for Runner<W> {
         let state = self.slots[slot].state;
         match state {
             SlotState::Connecting | SlotState::Handshaking => {
-                if state == SlotState::Connecting {
-                    self.connecting -= 1;
-                } else {
+                self.unready -= 1;
+                if state == SlotState::Handshaking {
                     self.live -= 1;
                 }
                 self.failed += 1;
@@ -637,5 +670,20 @@ impl<W: Workload> Handler for Runner<W> {
             Phase::RampUp | Phase::Drain => self.finish(cx),
             Phase::Done => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_errno_names_or_our_own_words() {
+        let refused = error::context(io::Error::from_raw_os_error(libc::ECONNREFUSED), "connect");
+        assert_eq!(cause_of(&refused), "ECONNREFUSED");
+        assert_eq!(cause_of(&io::Error::from_raw_os_error(libc::ETIMEDOUT)), "ETIMEDOUT");
+        assert_eq!(cause_of(&io::Error::other(FailCause("handshake_timeout".into()))), "handshake_timeout");
+        assert_eq!(cause_of(&io::Error::from_raw_os_error(4095)), "errno_4095");
+        assert_eq!(cause_of(&io::Error::new(io::ErrorKind::OutOfMemory, "x")), "output_limit");
     }
 }
