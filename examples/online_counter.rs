@@ -40,9 +40,7 @@
 //! messages that TCP delivers in one read stay two messages.
 
 use std::error::Error;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
+use std::io::{self, Write};
 use std::rc::Rc;
 
 use clap::{Parser, Subcommand};
@@ -206,23 +204,9 @@ impl Handler for ChatClient {
     }
 }
 
-/// Node reads `process.stdin` on the loop; a terminal, a file or `/dev/null` cannot all be
-/// polled, so a thread copies stdin into a socket pair whose other end the loop owns
-/// (the same design as `netloop connect`). A full pair blocks the thread: backpressure.
+/// Node's `process.stdin`, unref'd: only the server connection keeps the loop alive.
 fn stdin_socket(cx: &mut Context) -> io::Result<SocketId> {
-    let (ours, mut theirs) = UnixStream::pair()?;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        let mut stdin = io::stdin().lock();
-        while let Ok(n @ 1..) = stdin.read(&mut buf) {
-            if theirs.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-        let _ = theirs.shutdown(Shutdown::Write);
-    });
-    let socket = cx.wrap_unix_stream(ours)?;
-    // Only the server connection keeps the loop alive, like an `unref()`ed stdin.
+    let socket = cx.stdin_socket()?;
     cx.set_socket_ref(socket, false);
     Ok(socket)
 }

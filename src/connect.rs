@@ -8,7 +8,7 @@
 //!
 //! Everything runs on one poll loop. stdin is read by a helper thread that copies it into one
 //! end of a `UnixStream::pair()`; the loop owns the other end as an ordinary socket
-//! ([`Context::wrap_unix_stream`]). That works for every kind of stdin (terminal, pipe, regular
+//! ([`Context::stdin_socket`]). That works for every kind of stdin (terminal, pipe, regular
 //! file, `/dev/null`: epoll refuses the last two), never makes a terminal shared with the shell
 //! non-blocking, and gives stdin the loop's backpressure for free: when the server stops
 //! reading, the stdin socket is paused, the pair's buffer fills and the thread blocks.
@@ -17,9 +17,7 @@
 //! first, turns typed lines into hub frames ([`hub_frame`]) and prints each incoming message
 //! as one readable line ([`describe_hub_line`]).
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
+use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
@@ -51,12 +49,10 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
         let sync = json!({"type": "sync", "clientName": name});
         cx.write(server, format!("{sync}\n").as_bytes());
     }
-    let (ours, theirs) = UnixStream::pair()?;
-    let stdin = cx.wrap_unix_stream(ours)?;
+    let stdin = cx.stdin_socket()?;
     // Only the server connection keeps the loop alive: when it closes we exit, even if the
     // user is still typing.
     cx.set_socket_ref(stdin, false);
-    std::thread::Builder::new().name("stdin".into()).spawn(move || pump_stdin(theirs))?;
 
     let mut client = Client {
         server,
@@ -71,28 +67,6 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
     };
     event_loop.run(&mut client)?;
     client.outcome.unwrap_or(Ok(()))
-}
-
-/// Copies stdin into the loop's end of the pair, then half-closes it at EOF. Blocking reads
-/// and writes are fine here: this thread does nothing else, and a full pair means the server
-/// is not taking our input yet (backpressure).
-fn pump_stdin(mut out: UnixStream) {
-    let mut stdin = io::stdin().lock();
-    // At least StdinLock's own buffer size, so reads go straight into ours.
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stdin.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if out.write_all(&buf[..n]).is_err() {
-                    return; // the loop is gone
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let _ = out.shutdown(Shutdown::Write);
 }
 
 /// The client application on the loop: two sockets, the server and stdin's pipe.

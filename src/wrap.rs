@@ -8,7 +8,9 @@
 //! backpressure, on the one poll loop, with no extra wake-up API in the library. Node does the
 //! same for a piped `process.stdin` (a `net.Socket` on the pipe's fd).
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 
 use crate::context::Context;
 use crate::handler::SocketId;
@@ -24,4 +26,39 @@ impl Context {
         stream.set_nonblocking(true)?;
         Ok(self.adopt(Stream::Unix(mio::net::UnixStream::from_std(stream)), NO_SERVER, 0))
     }
+
+    /// Node's `process.stdin` as a loop socket: data typed or piped in arrives as `on_data`,
+    /// EOF as `on_end`, with `pause`/`resume` backpressure. A helper thread copies stdin into
+    /// one end of a socket pair the loop owns, because a terminal, a regular file and
+    /// `/dev/null` cannot all be polled (epoll refuses the last two) and making a terminal
+    /// non-blocking would leak into the parent shell. The socket keeps the loop alive like any
+    /// other; `unref` it (`set_socket_ref(s, false)`) if stdin should not.
+    pub fn stdin_socket(&mut self) -> io::Result<SocketId> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let socket = self.wrap_unix_stream(ours)?;
+        std::thread::Builder::new().name("stdin".into()).spawn(move || pump_stdin(theirs))?;
+        Ok(socket)
+    }
+}
+
+/// Copies stdin into the loop's end of the pair, then half-closes it at EOF. Blocking reads
+/// and writes are fine here: this thread does nothing else, and a full pair means the server
+/// is not taking our input yet (backpressure).
+fn pump_stdin(mut out: UnixStream) {
+    let mut stdin = io::stdin().lock();
+    // At least StdinLock's own buffer size, so reads go straight into ours.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).is_err() {
+                    return; // the loop is gone
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = out.shutdown(Shutdown::Write);
 }
