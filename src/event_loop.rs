@@ -7,9 +7,10 @@
 //! 3. dispatch each readiness event: accept until `WouldBlock`; flush then read sockets;
 //! 4. service sockets whose read/write budget ran out or that were resumed (`ready` list);
 //! 5. fire due timers and idle timeouts;
-//! 6. deliver `error`/`close` for sockets destroyed during the turn, then free their slots.
+//! 6. flush sockets corked during the turn (one `writev` each);
+//! 7. deliver `error`/`close` for sockets destroyed during the turn, then free their slots.
 //!
-//! Slots are freed only in step 6, after every event of the batch has been dispatched, so an
+//! Slots are freed only in step 7, after every event of the batch has been dispatched, so an
 //! event for a socket closed earlier in the batch finds its (destroyed) slot and is ignored;
 //! it can never reach a new socket that reused the key. Ids carry a generation for the same
 //! reason across turns.
