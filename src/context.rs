@@ -112,7 +112,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(registry: Registry) -> Self {
-        Context {
+        let mut cx = Context {
             registry,
             sockets: Slab::new(),
             servers: Slab::new(),
@@ -129,12 +129,14 @@ impl Context {
             now_ms: 0,
             spare_queues: Vec::new(),
             signals: None,
-            reserve_fd: File::open("/dev/null").ok(),
+            reserve_fd: None,
             stopped: false,
             shrink_below: 0,
             client_options: SocketOptions::default(),
             stats: Stats::default(),
-        }
+        };
+        cx.refill_reserve_fd();
+        cx
     }
 
     // ----- loop bookkeeping ---------------------------------------------------------------
@@ -289,11 +291,16 @@ impl Context {
         if !sock.has(flag::UNREF) {
             self.referenced_sockets -= 1;
         }
+        // An fd was just freed: take it back as the EMFILE reserve if it was spent.
+        self.refill_reserve_fd();
+        self.maybe_shrink();
+    }
+
+    /// Re-opens the EMFILE reserve fd if it is spent (and an fd is free to take).
+    pub(crate) fn refill_reserve_fd(&mut self) {
         if self.reserve_fd.is_none() {
-            // An fd was just freed: take it back as the EMFILE reserve.
             self.reserve_fd = File::open("/dev/null").ok();
         }
-        self.maybe_shrink();
     }
 
     /// After a burst, give the slab's memory back. Shrinking costs O(capacity) and can only

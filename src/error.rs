@@ -40,17 +40,21 @@ pub fn errno_name(err: &io::Error) -> Option<&'static str> {
 
 /// `"ECONNRESET: Connection reset by peer"`, or the plain message for non-OS errors.
 pub fn describe(err: &io::Error) -> String {
-    let text = err.to_string();
-    // std appends " (os error N)"; the errno name says the same more usefully.
-    let text = match text.find(" (os error") {
-        Some(i) => &text[..i],
-        None => &text[..],
-    };
+    let text = message(err);
     // Only a bare OS error gets the name; a `context` error already carries it in its text.
     match err.raw_os_error().and(errno_name(err)) {
         Some(name) => format!("{name}: {text}"),
-        None => text.to_string(),
+        None => text,
     }
+}
+
+/// The error's text without std's `" (os error N)"` suffix (the errno name says it better).
+pub fn message(err: &io::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(i) = text.find(" (os error") {
+        text.truncate(i);
+    }
+    text
 }
 
 /// Wraps `err` with what we were doing (`"listen 127.0.0.1:80"`), keeping its kind and errno

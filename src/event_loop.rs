@@ -467,7 +467,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
                 shed += 1;
             }
         }
-        cx.reserve_fd = std::fs::File::open("/dev/null").ok();
+        cx.refill_reserve_fd();
     }
     cx.stats_mut().rejected_no_fd += shed;
     log::warn!(
@@ -487,9 +487,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
 
 /// Re-registers a listener paused by `out_of_fds`; registration reports pending connections.
 fn resume_accepting<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
-    if cx.reserve_fd.is_none() {
-        cx.reserve_fd = std::fs::File::open("/dev/null").ok();
-    }
+    cx.refill_reserve_fd();
     let Some(server) = cx.servers.get_mut(key) else { return };
     if server.registered {
         return;

@@ -36,7 +36,7 @@ impl Listener {
         };
         result.map_err(|e| {
             let name = error::errno_name(&e).unwrap_or("error");
-            io::Error::new(e.kind(), format!("listen {name}: {} {addr}", strip_os(&e)))
+            io::Error::new(e.kind(), format!("listen {name}: {} {addr}", error::message(&e)))
         })
     }
 
@@ -52,14 +52,6 @@ impl Listener {
             Listener::Tcp(l) => l,
             Listener::Unix(l) => l,
         }
-    }
-}
-
-fn strip_os(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::line::LineSplitter;
-use crate::services::{peer_label, Roster};
+use crate::services::{peer_label, send, send_shared, Roster};
 use crate::write_queue::SharedBytes;
 
 /// Default longest accepted line, terminator excluded (`--max-line`).
@@ -150,9 +150,8 @@ impl Chat {
         self.out.clear();
         let _ = writeln!(self.out, "{}: {text}", me.name);
         let shared = self.broadcast(cx, Some(socket));
-        if self.config.echo_self && cx.is_writable(socket) {
-            cx.cork(socket);
-            cx.write_shared(socket, &shared);
+        if self.config.echo_self {
+            send_shared(cx, socket, &shared);
         }
         true
     }
@@ -240,21 +239,10 @@ impl Chat {
     fn broadcast(&self, cx: &mut Context, except: Option<SocketId>) -> SharedBytes {
         let line: SharedBytes = Rc::from(&self.out[..]);
         for (id, _) in self.members.iter() {
-            // A member that was ended (shutdown) or destroyed (output limit) stays listed until
-            // its close event; writing after end() would destroy it with an error.
-            if Some(id) != except && cx.is_writable(id) {
-                // Corked: every line of this turn reaches this member in one syscall.
-                cx.cork(id);
-                cx.write_shared(id, &line);
+            if Some(id) != except {
+                send_shared(cx, id, &line);
             }
         }
         line
-    }
-}
-
-/// A private reply; skipped when the socket no longer accepts writes (see `broadcast`).
-fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
-    if cx.is_writable(socket) {
-        cx.write(socket, bytes);
     }
 }

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::context::Context;
 use crate::frame::{Frame, FrameDecoder};
 use crate::handler::SocketId;
-use crate::services::{peer_label, Roster};
+use crate::services::{peer_label, send, send_shared, Roster};
 use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
 
@@ -790,23 +790,6 @@ impl Hub {
             .end();
         let line: SharedBytes = Rc::from(&self.out[..]);
         self.router.broadcast(cx, socket, &line);
-    }
-}
-
-/// A private reply; skipped when the socket no longer accepts writes (it was ended, e.g. at
-/// shutdown, or destroyed and its close is pending): writing after `end()` would destroy it.
-fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
-    if cx.is_writable(socket) {
-        cx.write(socket, bytes);
-    }
-}
-
-/// One recipient of a broadcast, by reference (see [`send`] for the writability check).
-fn send_shared(cx: &mut Context, socket: SocketId, line: &SharedBytes) {
-    if cx.is_writable(socket) {
-        // Corked: every broadcast of this turn reaches this socket in one syscall.
-        cx.cork(socket);
-        cx.write_shared(socket, line);
     }
 }
 

@@ -10,6 +10,25 @@ pub use roster::{Iter as RosterIter, Roster};
 use crate::addr::{display_socket_addr, SocketAddress};
 use crate::context::Context;
 use crate::handler::SocketId;
+use crate::write_queue::SharedBytes;
+
+/// A reply to one member. Skipped once the member was ended or destroyed: it stays listed until
+/// its close event, and writing after `end()` would destroy it with an error (Node's
+/// write-after-end).
+pub(crate) fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
+    if cx.is_writable(socket) {
+        cx.write(socket, bytes);
+    }
+}
+
+/// One recipient of a broadcast: queued by reference, and corked so every broadcast of this
+/// loop turn reaches it in one syscall. Skipped like [`send`].
+pub(crate) fn send_shared(cx: &mut Context, socket: SocketId, line: &SharedBytes) {
+    if cx.is_writable(socket) {
+        cx.cork(socket);
+        cx.write_shared(socket, line);
+    }
+}
 
 /// How chat labels a connection and hub names its session: `127.0.0.1:54321` / `[::1]:54321`
 /// for TCP peers (Node's `remoteAddress:remotePort`), `unix:<n>` for Unix-socket peers, which
