@@ -327,36 +327,13 @@ fn assert_complete_fanout(report: &Value, receivers: u64) {
     assert!(report["latency_us"]["p99"].as_f64().is_some_and(|v| v > 0.0), "{report:#}");
 }
 
-#[test]
-fn load_fanout_hub_delivers_every_message_to_every_receiver() {
-    let server = NodeServer::start("hub");
+/// Ten receivers and two senders at 500 msg/s for 1 s: every message reaches every receiver.
+fn fanout_delivers_everything(addr: &str, protocol: &str) {
     let (out, report) = load_json(&[
         "fanout",
-        &server.addr,
+        addr,
         "--protocol",
-        "hub",
-        "--receivers",
-        "10",
-        "--senders",
-        "2",
-        "-r",
-        "500",
-        "-T",
-        "1s",
-    ]);
-    assert_passed(&out, &report);
-    assert_eq!(report["fanout"]["protocol"], "hub");
-    assert_complete_fanout(&report, 10);
-}
-
-#[test]
-fn load_fanout_chat_delivers_every_message_to_every_receiver() {
-    let server = NodeServer::start("chat");
-    let (out, report) = load_json(&[
-        "fanout",
-        &server.addr,
-        "--protocol",
-        "chat",
+        protocol,
         "--receivers",
         "10",
         "--senders",
@@ -369,8 +346,25 @@ fn load_fanout_chat_delivers_every_message_to_every_receiver() {
         "1s",
     ]);
     assert_passed(&out, &report);
-    assert_eq!(report["fanout"]["protocol"], "chat");
+    assert_eq!(report["fanout"]["protocol"], protocol);
     assert_complete_fanout(&report, 10);
+}
+
+#[test]
+fn load_fanout_hub_delivers_every_message_to_every_receiver() {
+    fanout_delivers_everything(&NodeServer::start("hub").addr, "hub");
+}
+
+#[test]
+fn load_fanout_chat_delivers_every_message_to_every_receiver() {
+    fanout_delivers_everything(&NodeServer::start("chat").addr, "chat");
+}
+
+#[test]
+fn load_fanout_delivers_everything_through_netloops_own_chat_and_hub() {
+    let server = Netloop::serve(&["--chat", "127.0.0.1:0", "--hub", "127.0.0.1:0"], 2);
+    fanout_delivers_everything(&server.addr("chat"), "chat");
+    fanout_delivers_everything(&server.addr("hub"), "hub");
 }
 
 #[test]

@@ -17,7 +17,19 @@ fn opts(f: impl FnOnce(&mut ServerOptions)) -> ServerOptions {
     o
 }
 
-/// Records every event; the tests below wrap it with their own behaviour.
+/// Records `error` and `close`, the events every test checks the invariants of.
+macro_rules! record_error_and_close {
+    () => {
+        fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
+            self.log.push(s, Ev::Error(e.kind(), e.to_string()));
+        }
+        fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
+            self.log.push(s, Ev::Close(had_error));
+        }
+    };
+}
+
+/// Records `end`, `drain`, `error` and `close`; the tests below add their own behaviour.
 macro_rules! record_all {
     () => {
         fn on_end(&mut self, _cx: &mut Context, s: SocketId) {
@@ -26,12 +38,7 @@ macro_rules! record_all {
         fn on_drain(&mut self, _cx: &mut Context, s: SocketId) {
             self.log.push(s, Ev::Drain);
         }
-        fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-            self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-        }
-        fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
-            self.log.push(s, Ev::Close(had_error));
-        }
+        record_error_and_close!();
     };
 }
 
@@ -66,12 +73,7 @@ impl Handler for FillUntilFalse {
     fn on_end(&mut self, _cx: &mut Context, s: SocketId) {
         self.log.push(s, Ev::End);
     }
-    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
-        self.log.push(s, Ev::Close(had_error));
-    }
+    record_error_and_close!();
 }
 
 #[test]
@@ -245,12 +247,7 @@ impl Handler for HalfOpen {
     fn on_drain(&mut self, _cx: &mut Context, s: SocketId) {
         self.log.push(s, Ev::Drain);
     }
-    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
-        self.log.push(s, Ev::Close(had_error));
-    }
+    record_error_and_close!();
 }
 
 fn half_open_case(allow_half_open: bool) -> (Vec<u8>, Log) {
@@ -400,12 +397,7 @@ impl Handler for WriteToGone {
     fn on_drain(&mut self, _cx: &mut Context, s: SocketId) {
         self.log.push(s, Ev::Drain);
     }
-    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
-        self.log.push(s, Ev::Close(had_error));
-    }
+    record_error_and_close!();
 }
 
 #[test]
@@ -856,6 +848,7 @@ fn socket_properties_are_readable() {
 struct Corked {
     server: ServerId,
     queued_while_corked: Vec<usize>,
+    big_writes: Vec<bool>,
 }
 
 impl Handler for Corked {
@@ -866,6 +859,12 @@ impl Handler for Corked {
             assert!(cx.write(s, part), "small corked writes stay under the mark");
             self.queued_while_corked.push(cx.buffer_size(s));
         }
+        // As in Node (checked: writableLength 16397 -> write() false with a 16 KiB mark),
+        // corked bytes count toward the high-water mark.
+        let big = vec![b'.'; 4096];
+        for _ in 0..5 {
+            self.big_writes.push(cx.write(s, &big));
+        }
         cx.end(s); // FIN only after the end-of-turn flush
     }
 }
@@ -875,10 +874,14 @@ fn cork_queues_without_a_syscall_until_the_end_of_the_turn() {
     let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), |_, server| Corked {
         server,
         queued_while_corked: Vec::new(),
+        big_writes: Vec::new(),
     });
     let mut c = support::connect(inet(&addr));
-    assert_eq!(support::read_to_end(&mut c), b"one,two,three");
+    let mut want = b"one,two,three".to_vec();
+    want.extend_from_slice(&[b'.'; 5 * 4096]);
+    assert_eq!(support::read_to_end(&mut c), want);
     drop(c);
     let h = finish(done);
     assert_eq!(h.queued_while_corked, vec![4, 8, 13], "nothing reached the kernel while corked");
+    assert_eq!(h.big_writes, vec![true, true, true, false, false], "false once 16 KiB is queued");
 }
