@@ -260,19 +260,23 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
         }
         return;
     }
+    if ev.closed {
+        cx.sockets[key].flags |= flag::PEER_HUP;
+    }
     if ev.readable || ev.closed {
-        read(cx, buf, h, key, ev.closed);
+        read(cx, buf, h, key);
     }
 }
 
 /// Reads until `WouldBlock`, a short read, EOF, an error, `pause()`, or the budget.
-fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize, hup: bool) {
+fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
     let id = cx.id_of(key);
     for _ in 0..READ_BUDGET {
         let sock = &mut cx.sockets[key];
         if sock.has(flag::DESTROYED | flag::PAUSED | flag::READ_ENDED) {
             return;
         }
+        let hup = sock.has(flag::PEER_HUP);
         match sock.io.read(buf) {
             Ok(0) => return peer_ended(cx, h, key),
             Ok(n) => {
@@ -283,7 +287,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize, hup
                 h.on_data(cx, id, &buf[..n]);
                 // A short read emptied the socket: new data brings a new edge, so the extra
                 // read that would only say WouldBlock is skipped (it costs ~16% per round
-                // trip). After a hangup we read on to see EOF.
+                // trip). After a hang-up no edge is left to come: read on to EOF.
                 if n < buf.len() && !hup {
                     return;
                 }

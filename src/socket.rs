@@ -42,6 +42,10 @@ pub(crate) mod flag {
     pub const UNREF: u32 = 1 << 10;
     /// `cork()`: writes queue without a syscall until the loop flushes at the end of the turn.
     pub const CORKED: u32 = 1 << 11;
+    /// epoll reported the peer's hang-up. That edge comes once, so every later read (a resume
+    /// after the read budget ran out, say) must go on to EOF instead of stopping at a short
+    /// read.
+    pub const PEER_HUP: u32 = 1 << 12;
 }
 
 /// A TCP or Unix-domain stream, or nothing once destroyed (the fd is closed at once; the slot

@@ -523,6 +523,62 @@ fn pause_stops_reading_and_resume_reads_without_a_new_edge() {
     assert_eq!(h.received, 100_000);
 }
 
+/// Counts bytes and records `end`/`close` of one adopted socket; a timer bounds the run.
+struct ReadToEnd {
+    log: Log,
+    received: usize,
+}
+
+impl Handler for ReadToEnd {
+    fn on_data(&mut self, _cx: &mut Context, _s: SocketId, data: &[u8]) {
+        self.received += data.len();
+    }
+    fn on_timer(&mut self, cx: &mut Context, _t: TimerId) {
+        cx.stop();
+    }
+    record_all!();
+}
+
+#[test]
+fn end_arrives_after_a_burst_longer_than_the_read_budget() {
+    // The peer's data and FIN are all queued before the loop first looks: epoll reports the
+    // hang-up once, the read budget (16 x 64 KiB) runs out before the data does, and the
+    // reads resumed on the next turn must still go on to EOF rather than stop at the short
+    // tail read and wait for an edge that never comes.
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let payload = vec![7u8; (1 << 20) + 1000];
+    let want = payload.len() + (64 << 10);
+    let sock = socket2::SockRef::from(&theirs);
+    let _ = sock.set_send_buffer_size(want * 2);
+    if sock.send_buffer_size().unwrap() < want {
+        // Past net.core.wmem_max: root may still force it.
+        let size = (want * 2) as libc::c_int;
+        let size_ptr = (&size as *const libc::c_int).cast();
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+        // SAFETY: a valid fd and a pointer to a c_int of the given length.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size_ptr, len) };
+    }
+    assert!(
+        sock.send_buffer_size().unwrap() >= want,
+        "this test needs a {want}-byte socket buffer (raise net.core.wmem_max or run as root)"
+    );
+    theirs.set_nonblocking(true).unwrap();
+    theirs.write_all(&payload).expect("the whole burst fits in the socket buffer");
+    theirs.shutdown(Shutdown::Write).unwrap();
+
+    let mut el = netloop::EventLoop::new().unwrap();
+    let cx = el.context();
+    let s = cx.wrap_unix_stream(ours).unwrap();
+    let guard = cx.set_timer(Duration::from_secs(5));
+    cx.set_timer_ref(guard, false);
+    let mut h = ReadToEnd { log: Log::default(), received: 0 };
+    el.run(&mut h).unwrap();
+    assert_eq!(h.received, payload.len());
+    assert_eq!(h.log.of(s).first(), Some(&Ev::End), "{:?}", h.log.events);
+    h.log.check_invariants();
+}
+
 // ----- server: maxConnections, close(), getConnections() ------------------------------------
 
 struct Capped {
