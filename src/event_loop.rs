@@ -235,10 +235,14 @@ struct Readiness {
 
 /// A socket is ready: finish a pending connect, flush queued output, then read.
 fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize, ev: Readiness) {
-    let Some(sock) = cx.sockets.get(key) else { return };
+    let Some(sock) = cx.sockets.get_mut(key) else { return };
     if sock.has(flag::DESTROYED) {
         // Closed earlier in this batch; its slot is freed at the end of the turn.
         return;
+    }
+    if ev.closed {
+        // Kept even while paused: the hang-up is reported once.
+        sock.flags |= flag::PEER_HUP;
     }
     if sock.has(flag::CONNECTING) && (!(ev.writable || ev.closed) || !finish_connect(cx, h, key)) {
         return;
@@ -259,9 +263,6 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
             }
         }
         return;
-    }
-    if ev.closed {
-        cx.sockets[key].flags |= flag::PEER_HUP;
     }
     if ev.readable || ev.closed {
         read(cx, buf, h, key);

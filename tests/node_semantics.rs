@@ -523,48 +523,54 @@ fn pause_stops_reading_and_resume_reads_without_a_new_edge() {
     assert_eq!(h.received, 100_000);
 }
 
-/// Counts bytes and records `end`/`close` of one adopted socket; a timer bounds the run.
+/// Counts bytes and records `end`/`close` of one adopted socket. With `pause_for`, pauses
+/// at the first data and resumes on a timer. An unref'd guard timer bounds the run.
 struct ReadToEnd {
     log: Log,
     received: usize,
+    pause_for: Option<Duration>,
+    resume: Option<(TimerId, SocketId)>,
 }
 
 impl Handler for ReadToEnd {
-    fn on_data(&mut self, _cx: &mut Context, _s: SocketId, data: &[u8]) {
+    fn on_data(&mut self, cx: &mut Context, s: SocketId, data: &[u8]) {
         self.received += data.len();
+        if let Some(delay) = self.pause_for.take() {
+            cx.pause(s);
+            self.resume = Some((cx.set_timer(delay), s));
+        }
     }
-    fn on_timer(&mut self, cx: &mut Context, _t: TimerId) {
-        cx.stop();
+    fn on_timer(&mut self, cx: &mut Context, t: TimerId) {
+        match self.resume {
+            Some((timer, s)) if timer == t => cx.resume(s),
+            _ => cx.stop(), // the guard
+        }
     }
     record_all!();
 }
 
-#[test]
-fn end_arrives_after_a_burst_longer_than_the_read_budget() {
-    // The peer's data and FIN are all queued before the loop first looks: epoll reports the
-    // hang-up once, the read budget (16 x 64 KiB) runs out before the data does, and the
-    // reads resumed on the next turn must still go on to EOF rather than stop at the short
-    // tail read and wait for an edge that never comes.
+/// Queues `len` bytes and a FIN on a Unix pair before the loop first looks at it, then runs
+/// the loop over the other end; returns what the handler saw and the socket's id.
+fn read_queued_burst(len: usize, pause_for: Option<Duration>) -> (ReadToEnd, SocketId) {
     let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let payload = vec![7u8; (1 << 20) + 1000];
-    let want = payload.len() + (64 << 10);
+    let want = len + (64 << 10);
     let sock = socket2::SockRef::from(&theirs);
     let _ = sock.set_send_buffer_size(want * 2);
     if sock.send_buffer_size().unwrap() < want {
         // Past net.core.wmem_max: root may still force it.
         let size = (want * 2) as libc::c_int;
         let size_ptr = (&size as *const libc::c_int).cast();
-        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let optlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
         // SAFETY: a valid fd and a pointer to a c_int of the given length.
-        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size_ptr, len) };
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size_ptr, optlen) };
     }
     assert!(
         sock.send_buffer_size().unwrap() >= want,
         "this test needs a {want}-byte socket buffer (raise net.core.wmem_max or run as root)"
     );
     theirs.set_nonblocking(true).unwrap();
-    theirs.write_all(&payload).expect("the whole burst fits in the socket buffer");
+    theirs.write_all(&vec![7u8; len]).expect("the whole burst fits in the socket buffer");
     theirs.shutdown(Shutdown::Write).unwrap();
 
     let mut el = netloop::EventLoop::new().unwrap();
@@ -572,11 +578,30 @@ fn end_arrives_after_a_burst_longer_than_the_read_budget() {
     let s = cx.wrap_unix_stream(ours).unwrap();
     let guard = cx.set_timer(Duration::from_secs(5));
     cx.set_timer_ref(guard, false);
-    let mut h = ReadToEnd { log: Log::default(), received: 0 };
+    let mut h = ReadToEnd { log: Log::default(), received: 0, pause_for, resume: None };
     el.run(&mut h).unwrap();
-    assert_eq!(h.received, payload.len());
-    assert_eq!(h.log.of(s).first(), Some(&Ev::End), "{:?}", h.log.events);
     h.log.check_invariants();
+    (h, s)
+}
+
+#[test]
+fn end_arrives_after_a_burst_longer_than_the_read_budget() {
+    // epoll reports the hang-up once; the read budget (16 x 64 KiB) runs out before the data
+    // does, and the reads resumed on the next turn must still go on to EOF rather than stop
+    // at the short tail read and wait for an edge that never comes.
+    let len = (1 << 20) + 1000;
+    let (h, s) = read_queued_burst(len, None);
+    assert_eq!(h.received, len);
+    assert_eq!(h.log.of(s).first(), Some(&Ev::End), "{:?}", h.log.events);
+}
+
+#[test]
+fn end_arrives_after_resume_when_the_fin_came_while_paused() {
+    let len = (1 << 20) + 1000;
+    let (h, s) = read_queued_burst(len, Some(Duration::from_millis(50)));
+    assert!(h.resume.is_some(), "paused at the first data");
+    assert_eq!(h.received, len);
+    assert_eq!(h.log.of(s).first(), Some(&Ev::End), "{:?}", h.log.events);
 }
 
 // ----- server: maxConnections, close(), getConnections() ------------------------------------
