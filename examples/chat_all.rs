@@ -39,6 +39,7 @@ use std::io;
 use std::rc::Rc;
 
 use clap::Parser;
+use netloop::text::Utf8Decoder;
 use netloop::{
     Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketId, SocketOptions,
 };
@@ -55,7 +56,8 @@ struct Args {
 /// `splice` would be; fine for a chat room).
 #[derive(Default)]
 struct ChatAll {
-    clients: Vec<SocketId>,
+    /// Each client with its `setEncoding('utf8')` decoder, for the console.
+    clients: Vec<(SocketId, Utf8Decoder)>,
 }
 
 impl Handler for ChatAll {
@@ -66,7 +68,7 @@ impl Handler for ChatAll {
     }
 
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
-        self.clients.push(socket);
+        self.clients.push((socket, Utf8Decoder::new()));
         if let Some(peer) = cx.remote_address(socket) {
             println!("{peer} joined, {} online", self.clients.len());
         }
@@ -74,12 +76,15 @@ impl Handler for ChatAll {
 
     /// Every chunk to every client, the sender too. The chunk is copied once into shared
     /// bytes; what a slow reader's kernel buffer cannot take is queued by reference.
-    fn on_data(&mut self, cx: &mut Context, _socket: SocketId, data: &[u8]) {
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
         // `console.log(chunk)`, without doubling the newline the chunk usually ends with.
-        println!("{}", String::from_utf8_lossy(data).trim_end_matches(['\r', '\n']));
+        if let Some((_, decoder)) = self.clients.iter_mut().find(|(c, _)| *c == socket) {
+            println!("{}", decoder.decode(data).trim_end_matches(['\r', '\n']));
+        }
+        // Relayed as bytes: each receiver reassembles a split character itself.
         let chunk: SharedBytes = Rc::from(data);
-        for &client in &self.clients {
-            cx.write_shared(client, &chunk);
+        for (client, _) in &self.clients {
+            cx.write_shared(*client, &chunk);
         }
     }
 
@@ -89,7 +94,7 @@ impl Handler for ChatAll {
     }
 
     fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
-        self.clients.retain(|&c| c != socket);
+        self.clients.retain(|(c, _)| *c != socket);
         println!("a client left, {} online", self.clients.len());
     }
 }

@@ -39,6 +39,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
+use netloop::text::Utf8Decoder;
 use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketId};
 
 /// `socket.setTimeout(500)` on both sides.
@@ -103,6 +104,8 @@ struct Pair {
     clients: Vec<Client>,
     /// Server-side sockets and their peer's port, kept for the lines printed at `close`.
     accepted: HashMap<SocketId, u16>,
+    /// `setEncoding('utf8')` on every socket: a character split between reads stays whole.
+    decoders: HashMap<SocketId, Utf8Decoder>,
     writer: Writer,
 }
 
@@ -150,7 +153,7 @@ impl Handler for Pair {
     }
 
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
+        let text = self.decoders.entry(socket).or_default().decode(data);
         if let Some(client) = self.client(socket) {
             println!("[{}] from server: {text}", client.name);
         } else if let Some(&port) = self.accepted.get(&socket) {
@@ -201,6 +204,7 @@ impl Handler for Pair {
 
     fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
         self.writer.forget(socket);
+        self.decoders.remove(&socket);
         if let Some(i) = self.clients.iter().position(|c| c.socket == socket) {
             let client = self.clients.remove(i);
             println!("[{}] socket closed (had_error={had_error})", client.name);
@@ -223,7 +227,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let server = cx.listen(&addr, ServerOptions::default())?;
     // Bound already, so the real port is known (port 0 included) before the loop runs.
     let target = cx.server_address(server).cloned().ok_or("server vanished")?;
-    let mut pair = Pair { server, clients: Vec::new(), accepted: HashMap::new(), writer: Writer::default() };
+    let mut pair = Pair {
+        server,
+        clients: Vec::new(),
+        accepted: HashMap::new(),
+        decoders: HashMap::new(),
+        writer: Writer::default(),
+    };
     for name in ["example1", "example2"] {
         let socket = cx.connect(&target);
         pair.clients.push(Client { name, socket, sent: 0 });

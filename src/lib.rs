@@ -14,7 +14,8 @@
 //! - `socket`: one connection's state; [`write_queue`]: its pending output.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
 //! - `listener`: listening sockets with a real backlog.
-//! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols.
+//! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols;
+//!   [`text`]: Node's `setEncoding('utf8')`.
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
 //! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
@@ -40,6 +41,7 @@ pub mod options;
 pub mod serve;
 pub mod services;
 mod socket;
+pub mod text;
 pub mod timers;
 pub mod units;
 mod wrap;

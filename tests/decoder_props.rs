@@ -1,9 +1,10 @@
-//! Property tests for the line splitter, the hub frame decoder and the units /
-//! address helpers.
+//! Property tests for the line splitter, the hub frame decoder, the UTF-8 decoder and the
+//! units / address helpers.
 
 use netloop::addr::Address;
 use netloop::frame::{Frame, FrameDecoder, FrameTooLarge};
 use netloop::line::{LineSplitter, LineTooLong};
+use netloop::text::Utf8Decoder;
 use netloop::units::{format_size, parse_size};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -103,6 +104,18 @@ fn frame_bytes() -> impl Strategy<Value = Vec<u8>> {
             .prop_map(|(n, obj)| vec![if obj { b'{' } else { b'[' }; n]),
     ];
     prop::collection::vec(piece, 0..120).prop_map(|v| v.concat())
+}
+
+/// Mostly valid UTF-8 (1- to 4-byte characters) with some stray bytes mixed in.
+fn text_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            1 => any::<u8>().prop_map(|b| vec![b]),
+        ],
+        0..60,
+    )
+    .prop_map(|parts| parts.concat())
 }
 
 fn split_points() -> impl Strategy<Value = Vec<usize>> {
@@ -246,5 +259,18 @@ proptest! {
     #[test]
     fn address_parse_never_panics(s in "\\PC{0,24}") {
         let _ = s.parse::<Address>();
+    }
+
+    // Node's setEncoding('utf8'): however the stream is cut, the text is that of the whole.
+    #[test]
+    fn utf8_text_independent_of_split_points(data in text_bytes(), points in split_points()) {
+        let mut d = Utf8Decoder::new();
+        let mut text = String::new();
+        for chunk in split(&data, &points) {
+            text.push_str(&d.decode(chunk));
+            prop_assert!(d.pending() <= 3);
+        }
+        text.extend(d.end());
+        prop_assert_eq!(text, String::from_utf8_lossy(&data));
     }
 }

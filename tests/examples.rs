@@ -472,6 +472,16 @@ fn chat_all_sends_every_chunk_to_every_client_including_the_sender() {
     assert_eq!(read_line(&mut a_lines), "hi");
     server.wait_line("hello everyone");
 
+    // setEncoding('utf8'): a character split between two reads is printed whole.
+    send(&mut a, b"caf\xc3");
+    std::thread::sleep(Duration::from_millis(100)); // so the server most likely reads twice
+    send(&mut a, b"\xa9 au lait\n");
+    let line = server.wait_for("the rest of the split line", |l| l.ends_with("au lait"));
+    assert!(line == "\u{e9} au lait" || line == "caf\u{e9} au lait", "{line:?}");
+    assert!(server.seen.iter().all(|l| !l.contains('\u{fffd}')), "{:?}", server.seen);
+    assert_eq!(read_line(&mut b_lines), "caf\u{e9} au lait");
+    assert_eq!(read_line(&mut a_lines), "caf\u{e9} au lait");
+
     // A closed client is removed: the others carry on.
     drop((a, a_lines));
     server.wait_line("a client left, 1 online");
