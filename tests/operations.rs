@@ -170,3 +170,16 @@ fn a_client_that_never_registers_is_closed_after_the_register_timeout() {
     listener.write_all(br#"{"type":"leave","room":"news"}"#).unwrap();
     assert_eq!(read_line(&mut listener_r), r#"{"type":"left","room":"news"}"#);
 }
+
+#[test]
+fn sigterm_is_not_held_up_by_a_pending_registration_deadline() {
+    // A client came and went: its 30 s registration deadline must not keep the server alive.
+    let mut server = Netloop::serve(&["--hub", "127.0.0.1:0", "--register-timeout", "30s"], 1);
+    drop(connect(server.tcp("hub")));
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}

@@ -283,6 +283,14 @@ impl<'a> Iterator for ObjectMembers<'a> {
     }
 }
 
+/// The registration sweep's timer. Unreferenced: a pending deadline must not keep a
+/// shutting-down server alive (it held SIGTERM for up to `--register-timeout`).
+fn deadline_timer(cx: &mut Context, delay: Duration) -> TimerId {
+    let timer = cx.set_timer(delay);
+    cx.set_timer_ref(timer, false);
+    timer
+}
+
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     while matches!(bytes.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
@@ -481,7 +489,7 @@ impl Hub {
         if let Some(limit) = self.config.register_timeout {
             self.deadlines.push_back((cx.elapsed() + limit, socket));
             if self.deadline_timer.is_none() {
-                self.deadline_timer = Some(cx.set_timer(limit));
+                self.deadline_timer = Some(deadline_timer(cx, limit));
             }
         }
     }
@@ -496,7 +504,7 @@ impl Hub {
         let now = cx.elapsed();
         while let Some(&(deadline, socket)) = self.deadlines.front() {
             if deadline > now {
-                self.deadline_timer = Some(cx.set_timer(deadline - now));
+                self.deadline_timer = Some(deadline_timer(cx, deadline - now));
                 break;
             }
             self.deadlines.pop_front();
