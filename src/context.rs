@@ -94,6 +94,8 @@ pub struct Context {
     /// An fd held in reserve so that, when accept fails with EMFILE, we can free one, accept
     /// and close the pending connections (libuv's trick) instead of leaving them to rot.
     pub(crate) reserve_fd: Option<File>,
+    /// Loop-wide cap on open sockets, checked at accept ([`Context::set_max_sockets`]).
+    pub(crate) max_sockets: Option<usize>,
     pub(crate) stopped: bool,
     /// Socket count below which the next slab shrink is attempted (see `remove`).
     shrink_below: usize,
@@ -130,6 +132,7 @@ impl Context {
             spare_queues: Vec::new(),
             signals: None,
             reserve_fd: None,
+            max_sockets: None,
             stopped: false,
             shrink_below: 0,
             client_options: SocketOptions::default(),
@@ -427,6 +430,14 @@ impl Context {
         if let Some(k) = self.server_key(server) {
             self.servers[k].options.max_connections = max;
         }
+    }
+
+    /// Refuse new connections on every server while `max` sockets (accepted or outbound) are
+    /// open; `None` for no limit. Node's `maxConnections` is per server, so with several
+    /// listeners it cannot protect the process's fds; this cap can (`netloop serve` derives it
+    /// from the fd limit). A refused connection is handled as for `max_connections`.
+    pub fn set_max_sockets(&mut self, max: Option<usize>) {
+        self.max_sockets = max;
     }
 
     /// `server.unref()` / `server.ref()`.

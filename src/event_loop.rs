@@ -399,8 +399,10 @@ fn on_acceptable<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
             Ok((stream, peer)) => {
                 let sid = cx.server_id(key);
                 let server = &cx.servers[key];
-                if server.options.max_connections.is_some_and(|max| server.connections >= max) {
-                    refuse(cx, h, key, stream, &peer);
+                let per_server = server.options.max_connections.filter(|&max| server.connections >= max);
+                let loop_wide = cx.max_sockets.filter(|&max| cx.socket_count() >= max);
+                if let Some(limit) = per_server.or(loop_wide) {
+                    refuse(cx, h, key, stream, &peer, limit);
                     continue;
                 }
                 cx.servers[key].connections += 1;
@@ -423,13 +425,15 @@ fn on_acceptable<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     }
 }
 
-/// Over `max_connections`: say why (best effort), close, count, and tell the handler.
+/// Over `max_connections` or `max_sockets` (`limit`): say why (best effort), close, count,
+/// and tell the handler.
 fn refuse<H: Handler>(
     cx: &mut Context,
     h: &mut H,
     key: usize,
     mut stream: crate::socket::Stream,
     peer: &crate::SocketAddress,
+    limit: usize,
 ) {
     let server = &cx.servers[key];
     if let Some(msg) = &server.options.reject_message {
@@ -444,11 +448,7 @@ fn refuse<H: Handler>(
             }
         }
     }
-    log::warn!(
-        "{}: refused {peer}: max connections ({}) reached",
-        server.address,
-        server.options.max_connections.unwrap_or(0)
-    );
+    log::warn!("{}: refused {peer}: max connections ({limit}) reached", server.address);
     drop(stream);
     cx.stats_mut().rejected += 1;
     let sid = cx.server_id(key);

@@ -244,7 +244,7 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     idle_timeout: Duration,
 
-    /// Refuse connections beyond this many per listener [default: open file limit - 32].
+    /// Refuse connections beyond this many, all listeners together [default: open file limit - 32].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
 

@@ -57,7 +57,8 @@ impl ServiceKind {
 pub struct ServeConfig {
     /// Listeners and the service each runs.
     pub listeners: Vec<(ServiceKind, Address)>,
-    /// Options shared by every listener (`max_connections` is per listener).
+    /// Options shared by every listener. `max_connections` caps all listeners together
+    /// (applied with `Context::set_max_sockets`), since it is derived from the fd limit.
     pub server: ServerOptions,
     /// Echo's greeting, if any.
     pub echo_banner: Option<Vec<u8>>,
@@ -105,12 +106,15 @@ impl Serve {
             cx.set_timer_ref(timer, false);
             serve.stats_timer = Some(timer);
         }
+        let cap = config.server.max_connections;
+        cx.set_max_sockets(cap);
         for (kind, addr) in &config.listeners {
             let target =
                 addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
             let mut options = config.server.clone();
+            options.max_connections = None;
             if options.reject_message.is_none() {
-                options.reject_message = options.max_connections.map(|m| kind.reject_message(m));
+                options.reject_message = cap.map(|m| kind.reject_message(m));
             }
             let id = cx.listen(&target, options)?;
             if serve.table.len() <= id.index() {

@@ -263,6 +263,34 @@ fn max_connections_refuses_with_a_reason_and_keeps_existing_clients() {
 }
 
 #[test]
+fn max_connections_caps_every_listener_together() {
+    // The cap protects the process's fds, so it counts all listeners, not each one.
+    let server =
+        Netloop::serve(&["--echo", "127.0.0.1:0", "--hub", "127.0.0.1:0", "--max-connections", "3"], 2);
+    let (echo, hub) = (server.tcp("echo"), server.tcp("hub"));
+    let mut held: Vec<TcpStream> = vec![connect(echo), connect(echo), connect(hub)];
+    for c in &mut held[..2] {
+        c.write_all(b"1").unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).unwrap(); // accepted and served
+    }
+    let refused = support::read_to_end(&mut connect(hub));
+    assert_eq!(
+        String::from_utf8_lossy(&refused),
+        "{\"type\":\"error\",\"code\":\"server_full\",\"reason\":\"max connections 3\"}\n"
+    );
+    let refused = support::read_to_end(&mut connect(echo));
+    assert_eq!(String::from_utf8_lossy(&refused), "error: server full (max connections 3)\n");
+    // Closing one on the echo listener frees a place on the hub's.
+    drop(held.remove(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut again = connect(hub);
+    again.write_all(br#"{"type":"list"}"#).unwrap();
+    let line = support::read_line(&mut std::io::BufReader::new(again));
+    assert!(line.starts_with(r#"{"type":"list","count":"#), "{line}");
+}
+
+#[test]
 fn a_burst_of_connections_is_accepted_and_each_is_served() {
     let _ = netloop::limits::raise_fd_limit();
     let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
