@@ -623,6 +623,20 @@ impl Context {
         self.maybe_finish(key);
     }
 
+    /// `end()`, then `destroy()` if the socket is still open `grace` later: how a server
+    /// hangs up on a peer that broke a limit or idled. `end()` alone waits for the peer's FIN,
+    /// which a hostile or vanished peer never sends, and what it sends meanwhile is still read
+    /// (the socket sits in FIN-WAIT-2 for good). A FIN first, rather than closing now, lets the
+    /// last words (an error line) arrive: closing with unread input sends RST, which can
+    /// discard them.
+    pub fn end_within(&mut self, socket: SocketId, grace: Duration) {
+        if !self.is_open(socket) {
+            return;
+        }
+        self.end(socket);
+        self.set_internal_timer(grace.as_millis() as u64, TimerKind::EndDeadline(socket));
+    }
+
     /// `socket.end(data)`: `write(data)` then `end()`.
     pub fn end_with(&mut self, socket: SocketId, data: &[u8]) {
         self.write(socket, data);

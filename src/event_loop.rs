@@ -179,6 +179,7 @@ impl EventLoop {
             match kind {
                 TimerKind::App => h.on_timer(&mut self.cx, id),
                 TimerKind::AcceptRetry(key) => resume_accepting(&mut self.cx, h, key),
+                TimerKind::EndDeadline(socket) => self.cx.destroy(socket),
             }
         }
         let mut expired = std::mem::take(&mut self.expired_scratch);

@@ -206,11 +206,14 @@ impl Handler for Serve {
 
     fn on_timeout(&mut self, cx: &mut Context, socket: SocketId) {
         // Idle: end politely if nothing is queued; a peer that stopped reading gets no FIN
-        // it would never see, it is closed.
+        // it would never see, it is closed. One already ended has its deadline running.
+        if !cx.is_writable(socket) {
+            return;
+        }
         log::debug!("idle timeout: closing socket {}", socket.index());
         cx.stats_mut().timeout_disconnects += 1;
         if cx.buffer_size(socket) == 0 {
-            cx.end(socket);
+            cx.end_within(socket, crate::services::HANG_UP_GRACE);
         } else {
             cx.destroy(socket);
         }

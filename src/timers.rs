@@ -25,6 +25,8 @@ pub(crate) enum TimerKind {
     App,
     /// Re-arm a listener that stopped accepting because no fd was free.
     AcceptRetry(usize),
+    /// `Context::end_within`: destroy the socket if it is still open.
+    EndDeadline(crate::handler::SocketId),
 }
 
 struct Entry {

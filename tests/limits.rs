@@ -148,3 +148,59 @@ fn ten_thousand_connect_close_cycles_leave_nothing_behind() {
         h.peak_slots
     );
 }
+
+// ----- hanging up: a peer that does not close in turn is cut off -----------------------------
+
+/// Reads the server's last words up to its FIN, then keeps sending (as a hostile peer would)
+/// until a write fails; returns the last words, when the FIN came and how long after it the
+/// server let go.
+fn last_words_then_keep_sending(mut c: TcpStream) -> (String, Instant, Duration) {
+    use std::io::{Read, Write};
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut words = Vec::new();
+    c.read_to_end(&mut words).expect("the server's last words, then its FIN");
+    let fin = Instant::now();
+    while fin.elapsed() < Duration::from_secs(8) {
+        if c.write_all(&[b'x'; 100]).is_err() {
+            return (String::from_utf8_lossy(&words).into_owned(), fin, fin.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("still connected 8 s after the server's FIN: {}", String::from_utf8_lossy(&words));
+}
+
+/// Within the 2 s grace (`services::HANG_UP_GRACE`), give or take scheduling.
+fn assert_cut_off_within_the_grace(after_fin: Duration) {
+    assert!(after_fin < Duration::from_millis(4500), "cut off {after_fin:?} after the FIN");
+}
+
+#[test]
+fn a_chat_client_over_the_line_limit_is_cut_off_even_if_it_keeps_sending() {
+    let server = support::Netloop::serve(&["--chat", "127.0.0.1:0", "--max-line", "100"], 1);
+    let mut c = support::connect(server.tcp("chat"));
+    support::send(&mut c, &[b'a'; 150]);
+    let (words, _, after_fin) = last_words_then_keep_sending(c);
+    assert!(words.ends_with("* error: line too long (max 100 bytes)\n"), "{words:?}");
+    assert_cut_off_within_the_grace(after_fin);
+}
+
+#[test]
+fn a_hub_client_over_the_frame_limit_is_cut_off_even_if_it_keeps_sending() {
+    let server = support::Netloop::serve(&["--hub", "127.0.0.1:0", "--max-frame", "200"], 1);
+    let mut c = support::connect(server.tcp("hub"));
+    support::send(&mut c, &[b'['; 300]);
+    let (words, _, after_fin) = last_words_then_keep_sending(c);
+    assert!(words.contains(r#""code":"frame_too_large""#), "{words:?}");
+    assert_cut_off_within_the_grace(after_fin);
+}
+
+#[test]
+fn an_idle_client_is_ended_then_cut_off_even_if_it_wakes_up() {
+    let server = support::Netloop::serve(&["--echo", "127.0.0.1:0", "--idle-timeout", "300ms"], 1);
+    let start = Instant::now();
+    let c = support::connect(server.tcp("echo"));
+    let (words, fin, after_fin) = last_words_then_keep_sending(c);
+    assert_eq!(words, "");
+    assert!(fin - start >= Duration::from_millis(250), "ended {:?} after connecting", fin - start);
+    assert_cut_off_within_the_grace(after_fin);
+}

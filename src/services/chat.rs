@@ -219,7 +219,7 @@ impl Chat {
     /// hear "left" now rather than when the socket finally closes.
     fn hang_up(&mut self, cx: &mut Context, socket: SocketId, last_words: &str) {
         send(cx, socket, last_words.as_bytes());
-        cx.end(socket);
+        cx.end_within(socket, super::HANG_UP_GRACE);
         self.leave(cx, socket);
     }
 

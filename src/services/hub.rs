@@ -783,7 +783,7 @@ impl Hub {
     /// hear "offline" now rather than when the socket finally closes.
     fn hang_up(&mut self, cx: &mut Context, socket: SocketId, code: ErrorCode, reason: &str) {
         self.error(cx, socket, code, reason);
-        cx.end(socket);
+        cx.end_within(socket, super::HANG_UP_GRACE);
         self.depart(cx, socket);
     }
 
