@@ -679,6 +679,12 @@ impl Context {
         self.ready.push(socket);
     }
 
+    /// Node's `socket.allowHalfOpen`: after the peer's FIN the socket stays writable until
+    /// the application calls `end()`.
+    pub fn allows_half_open(&self, socket: SocketId) -> bool {
+        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::ALLOW_HALF_OPEN))
+    }
+
     /// True while paused.
     pub fn is_paused(&self, socket: SocketId) -> bool {
         self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED))

@@ -252,7 +252,7 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     backlog: u32,
 
-    /// Keep writing after the client half-closes (Node's allowHalfOpen).
+    /// Chat and hub keep sending to a client that half-closed (Node's allowHalfOpen).
     #[arg(long)]
     allow_half_open: bool,
 

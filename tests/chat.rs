@@ -91,6 +91,29 @@ fn node_pair_over_unix() {
 }
 
 #[test]
+fn a_half_closed_client_leaves_unless_half_open_is_allowed() {
+    for allow in [false, true] {
+        let (_server, addr) = chat(if allow { &["--allow-half-open"] } else { &[] });
+        let mut a = Client::join(addr, 1);
+        let mut b = Client::join(addr, 2);
+        a.expect(&format!("* {} joined, online now: 2", b.label));
+        // b says its last line and half-closes, as `netloop connect` does at stdin EOF.
+        b.send("bye for now\n");
+        b.writer.shutdown(Shutdown::Write).unwrap();
+        a.expect(&format!("{}: bye for now", b.label));
+        if allow {
+            // Still a member: it hears the room until it closes.
+            assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.label, b.label));
+            a.send("still there?\n");
+            b.expect(&format!("{}: still there?", a.label));
+        } else {
+            a.expect(&format!("* {} left, online now: 1", b.label));
+            b.expect_eof();
+        }
+    }
+}
+
+#[test]
 fn welcome_joined_left_and_online_counts() {
     let (_server, addr) = chat(&[]);
     let mut a = Client::join(addr, 1);

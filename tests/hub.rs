@@ -236,6 +236,27 @@ fn info_to_the_server_or_to_a_named_client() {
 }
 
 #[test]
+fn a_half_closed_client_departs_unless_half_open_is_allowed() {
+    for allow in [false, true] {
+        let (_server, addr) = hub(if allow { &["--allow-half-open"] } else { &[] });
+        let mut a = Client::named(addr, "a");
+        let mut b = Client::named(addr, "b");
+        a.line(); // b online
+        b.writer.shutdown(std::net::Shutdown::Write).unwrap();
+        if allow {
+            // Still registered, and still receiving.
+            assert!(a.list().starts_with(r#"{"type":"list","count":2,"#));
+            a.send(r#"{"type":"info","to":"b","message":"still there?"}"#);
+            b.expect(r#"{"type":"info","from":"a","message":"still there?"}"#);
+        } else {
+            let offline = a.line();
+            assert!(offline.starts_with(r#"{"type":"offline","clientName":"b""#), "{offline}");
+            b.expect_eof();
+        }
+    }
+}
+
+#[test]
 fn broadcast_reaches_every_other_client_byte_exact() {
     let (_server, addr) = hub(&[]);
     let mut a = Client::named(addr, "a");

@@ -122,9 +122,13 @@ impl Chat {
         }
     }
 
-    /// The client sent FIN: it has left. Our side is ended too, even with half-open allowed,
-    /// since a member that left is sent nothing more.
+    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
+    /// (`--allow-half-open`) it stays a member that only listens (`nc -N`, or
+    /// `netloop connect` after stdin EOF), until it closes.
     pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        if cx.allows_half_open(socket) {
+            return;
+        }
         self.leave(cx, socket);
         cx.end(socket);
     }

@@ -546,9 +546,12 @@ impl Hub {
         }
     }
 
-    /// The client sent FIN: it has left. Our side is ended too, even with half-open allowed,
-    /// since a departed client is sent nothing more.
+    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
+    /// (`--allow-half-open`) it stays registered and keeps receiving until it closes.
     pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        if cx.allows_half_open(socket) {
+            return;
+        }
         self.depart(cx, socket);
         cx.end(socket);
     }
