@@ -924,6 +924,180 @@ fn socket_properties_are_readable() {
     assert_eq!((read, written), (5, 5));
 }
 
+/// The loop's end of `client`'s connection, found among this process's fds (the loop runs on
+/// a thread of the test), so its options can be read back: (TCP_NODELAY, keepalive time).
+/// Waits (bounded) for the loop to accept it.
+fn options_of_the_server_end(client: &TcpStream) -> (bool, Option<Duration>) {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        if let Some(found) = find_the_server_end(client) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no fd in this process is the server end of {client:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn find_the_server_end(client: &TcpStream) -> Option<(bool, Option<Duration>)> {
+    use std::os::fd::BorrowedFd;
+    let (ours, theirs) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Some(fd) = entry.unwrap().file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: borrowed only for these getsockopt/getsockname calls; a stale fd number just
+        // fails them or names another socket, which the address check rejects.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let s = socket2::SockRef::from(&fd);
+        let addr = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+        if addr(s.local_addr()) == Some(theirs) && addr(s.peer_addr()) == Some(ours) {
+            let keepalive = s.keepalive().unwrap().then(|| s.tcp_keepalive_time().unwrap());
+            return Some((s.tcp_nodelay().unwrap(), keepalive));
+        }
+    }
+    None
+}
+
+/// `set` turns TCP_NODELAY and keepalive on, `unset` off, `ping` changes nothing; each is
+/// answered with `ok`.
+struct SocketOptionSetter;
+
+impl Handler for SocketOptionSetter {
+    fn on_data(&mut self, cx: &mut Context, s: SocketId, data: &[u8]) {
+        if data != b"ping" {
+            let on = data == b"set";
+            cx.set_no_delay(s, on).unwrap();
+            cx.set_keep_alive(s, on, Duration::from_secs(7)).unwrap();
+        }
+        cx.write(s, b"ok");
+    }
+    fn on_end(&mut self, cx: &mut Context, _s: SocketId) {
+        cx.stop();
+    }
+}
+
+#[test]
+fn no_delay_and_keep_alive_reach_the_socket_from_options_and_from_calls() {
+    // From the server's SocketOptions.
+    let so =
+        SocketOptions { no_delay: true, keep_alive: Some(Duration::from_secs(30)), ..Default::default() };
+    let (addr, done) = spawn("127.0.0.1:0", opts(|o| o.socket = so), |_, _| SocketOptionSetter);
+    let mut c = support::connect(inet(&addr));
+    let mut ok = [0u8; 2];
+    c.write_all(b"ping").unwrap(); // accepted and configured once it answers
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(options_of_the_server_end(&c), (true, Some(Duration::from_secs(30))));
+    drop(c);
+    finish(done);
+
+    // From setNoDelay / setKeepAlive calls, both ways.
+    let so = SocketOptions { no_delay: false, keep_alive: None, ..Default::default() };
+    let (addr, done) = spawn("127.0.0.1:0", opts(|o| o.socket = so), |_, _| SocketOptionSetter);
+    let mut c = support::connect(inet(&addr));
+    c.write_all(b"unset").unwrap();
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(options_of_the_server_end(&c), (false, None));
+    c.write_all(b"set").unwrap();
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(options_of_the_server_end(&c), (true, Some(Duration::from_secs(7))));
+    c.write_all(b"unset").unwrap();
+    c.read_exact(&mut ok).unwrap();
+    assert_eq!(options_of_the_server_end(&c), (false, None));
+    drop(c);
+    finish(done);
+}
+
+/// Writes until 256 KiB are queued (the client is not reading), then destroys the socket.
+struct Destroyer {
+    log: Log,
+    server: ServerId,
+    written: usize,
+    queued_before: usize,
+}
+
+impl Handler for Destroyer {
+    fn on_data(&mut self, cx: &mut Context, s: SocketId, _data: &[u8]) {
+        cx.close_server(self.server);
+        while cx.buffer_size(s) < 256 << 10 && self.written < 64 << 20 {
+            cx.write(s, &[b'z'; 16 << 10]);
+            self.written += 16 << 10;
+        }
+        self.queued_before = cx.buffer_size(s);
+        cx.destroy(s);
+        assert!(!cx.is_open(s) && !cx.is_writable(s));
+        assert!(!cx.write(s, b"after"), "writes after destroy() are refused");
+    }
+    record_all!();
+}
+
+#[test]
+fn destroy_drops_queued_output_and_closes_without_an_error() {
+    let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), |_, server| Destroyer {
+        log: Log::default(),
+        server,
+        written: 0,
+        queued_before: 0,
+    });
+    let mut c = support::connect(inet(&addr));
+    c.write_all(b"go").unwrap();
+    let h = finish(done);
+    // What the kernel had taken may still arrive; the queued rest never does.
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got); // EOF or a reset, either way the end
+    h.log.check_invariants();
+    let s = h.log.sockets()[0];
+    assert_eq!(h.log.of(s), vec![Ev::Close(false)], "no error, no drain, no end");
+    assert!(h.queued_before >= 256 << 10, "only {} bytes queued", h.queued_before);
+    assert!(got.len() + h.queued_before <= h.written, "received {} of {}", got.len(), h.written);
+}
+
+struct RefCounting {
+    closed: Vec<SocketId>,
+}
+
+impl Handler for RefCounting {
+    fn on_close(&mut self, _cx: &mut Context, s: SocketId, _had_error: bool) {
+        self.closed.push(s);
+    }
+}
+
+#[test]
+fn an_unref_socket_does_not_keep_the_loop_alive_and_a_referenced_one_does() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = SocketAddress::Inet(listener.local_addr().unwrap());
+    let mut el = netloop::EventLoop::new().unwrap();
+    let cx = el.context();
+    let unrefed = cx.connect(&target);
+    cx.set_socket_ref(unrefed, false);
+    let referenced = cx.connect(&target);
+    let (a, _) = listener.accept().unwrap();
+    let (b, _) = listener.accept().unwrap();
+    // Close both peers in 300 ms: only the referenced socket's close may end the run, and the
+    // unref'd one must not hold it either.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop((a, b));
+    });
+    let start = Instant::now();
+    let mut h = RefCounting { closed: Vec::new() };
+    el.run(&mut h).unwrap();
+    let took = start.elapsed();
+    closer.join().unwrap();
+    assert!(took >= Duration::from_millis(250), "returned after {took:?}, with a referenced socket open");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(h.closed.contains(&referenced), "{:?}", h.closed);
+
+    // Alone, an unref'd socket lets run() return at once.
+    let cx = el.context();
+    let lone = cx.connect(&target);
+    cx.set_socket_ref(lone, false);
+    let start = Instant::now();
+    el.run(&mut h).unwrap();
+    assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
+    assert!(!h.closed.contains(&lone));
+}
+
 // ----- cork ---------------------------------------------------------------------------------
 
 struct Corked {
