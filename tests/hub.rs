@@ -236,6 +236,28 @@ fn info_to_the_server_or_to_a_named_client() {
 }
 
 #[test]
+fn info_to_the_server_is_logged_at_the_default_level_within_a_rate_limit() {
+    let (mut server, addr) = hub(&[]);
+    let mut a = Client::named(addr, "a");
+    a.send(r#"{"type":"info","message":"hello server"}"#);
+    // A flood: at most 20 a second reach the log; the count of the rest follows.
+    for i in 0..60 {
+        a.send(format!(r#"{{"type":"info","message":"flood {i}"}}"#));
+    }
+    a.list(); // all handled
+    std::thread::sleep(Duration::from_millis(1100));
+    a.send(r#"{"type":"info","message":"after the flood"}"#);
+    a.list();
+    server.kill();
+    let log = server.stderr();
+    assert!(log.contains(r#"INFO  netloop::services::hub] info from a: "hello server""#), "{log}");
+    let logged = log.matches("info from a: \"flood").count();
+    assert!((19..=40).contains(&logged), "{logged} flood lines logged:\n{log}");
+    assert!(log.contains("info messages not logged (over 20 a second)"), "{log}");
+    assert!(log.contains(r#"info from a: "after the flood""#), "{log}");
+}
+
+#[test]
 fn a_half_closed_client_departs_unless_half_open_is_allowed() {
     for allow in [false, true] {
         let (_server, addr) = hub(if allow { &["--allow-half-open"] } else { &[] });
