@@ -183,3 +183,33 @@ fn sigterm_is_not_held_up_by_a_pending_registration_deadline() {
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
 }
+
+#[test]
+fn refusals_and_timeouts_are_counted() {
+    let server =
+        Netloop::serve(&["--hub", "127.0.0.1:0", "--max-connections", "2", "--register-timeout", "300ms"], 1);
+    let addr = server.tcp("hub");
+    let mut a = connect(addr);
+    a.write_all(br#"{"type":"sync","clientName":"a"}"#).unwrap();
+    let mut a_r = BufReader::new(a.try_clone().unwrap());
+    assert!(read_line(&mut a_r).starts_with(r#"{"type":"synced""#));
+    // b says nothing: closed at the registration deadline.
+    let mut b = connect(addr);
+    let words = support::read_to_end(&mut b);
+    assert!(String::from_utf8_lossy(&words).contains("register_timeout"));
+    drop(b);
+    std::thread::sleep(Duration::from_millis(100));
+    // c takes the second place; d is one too many.
+    let mut c = connect(addr);
+    c.write_all(br#"{"type":"sync","clientName":"c"}"#).unwrap();
+    assert!(read_line(&mut a_r).starts_with(r#"{"type":"online","clientName":"c""#));
+    let refused = support::read_to_end(&mut connect(addr));
+    assert!(String::from_utf8_lossy(&refused).contains("server_full"));
+    a.write_all(br#"{"type":"stats"}"#).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&read_line(&mut a_r)).unwrap();
+    assert_eq!(v["rejected"], 1, "{v}");
+    assert_eq!(v["timeoutDisconnects"], 1, "{v}");
+    assert_eq!(v["accepted"], 3, "{v}");
+    assert_eq!(v["connections"], 2, "{v}");
+    assert_eq!(v["hubClients"], 2, "{v}");
+}
