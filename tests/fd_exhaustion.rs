@@ -72,7 +72,8 @@ fn accept_survives_running_out_of_file_descriptors() {
     let before = cpu_ticks(&stat_file);
     std::thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(&stat_file) - before;
-    assert!(used <= 10, "loop used {used} ticks in 1 s while out of fds");
+    // One tick is 10 ms: a spinning loop would use ~100; retrying every 100 ms uses ~0.
+    assert!(used <= 3, "loop used {used} ticks in 1 s while out of fds");
 
     // Free some fds; a new connection is accepted without any other traffic.
     assert_eq!(ask("drop 5")["dropped"], 5);
