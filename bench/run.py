@@ -654,6 +654,7 @@ def run_neverread(cfg: Config, impl: str, protocol: str) -> dict:
                 sel.close()
 
         t_start = time.monotonic()
+        ticks0 = cpu_ticks(srv.pid)
         th = threading.Thread(target=blaster, daemon=True)
         th.start()
         # RSS every second for the series; every 0.1 s for the peak, so a spike between two
@@ -672,6 +673,7 @@ def run_neverread(cfg: Config, impl: str, protocol: str) -> dict:
                 break
         stop.set()
         th.join(timeout=5)
+        cpu_s = (cpu_ticks(srv.pid) - ticks0) / CLK_TCK if srv.alive() else None
         held = open_fds(srv.pid) - fds0 - 1 if srv.alive() else 0  # minus the sender
         growth = [g for _, g in series]
         half = len(growth) // 2
@@ -687,13 +689,15 @@ def run_neverread(cfg: Config, impl: str, protocol: str) -> dict:
             "rss_growth_end": growth[-1] if growth else None,
             "rss_growth_2nd_half": (growth[-1] - growth[half]) if len(growth) > 2 else None,
             "blast_mb_per_s": sent["bytes"] / 1e6 / max(1e-9, time.monotonic() - t_start),
+            "cpu_per_msg_us": (1e6 * cpu_s / sent["messages"]) if cpu_s is not None and sent["messages"] else None,
             "neverreaders_left": max(0, min(NEVERREAD_CLIENTS, held)),
             "rss_before": rss0,
             "_series": series,
             "_notes": notes,
             "_cmd": [cmdline(srv.argv, srv.port),
-                     f"(bench/run.py: {NEVERREAD_CLIENTS} clients that never read + 1 sender of "
-                     f"{BLAST_SIZE} B {protocol} messages for {secs:g}s)"],
+                     f"python3 bench/run.py --only {'neverread' if protocol == 'chat' else 'neverread-hub'}"
+                     f"  # {NEVERREAD_CLIENTS} clients that never read + 1 sender of "
+                     f"{BLAST_SIZE} B {protocol} messages for {secs:g}s, from bench/run.py itself"],
         }
     finally:
         for s in socks:
@@ -824,7 +828,8 @@ METRICS = {
     "neverread": [("rss_growth_peak", "server RSS growth, peak", "mem", True),
                   ("rss_growth_2nd_half", "RSS growth over the second half", "mem", True),
                   ("neverreaders_left", "never-readers still connected at the end", "count", None),
-                  ("blast_mb_per_s", "sender throughput (MB/s)", "float", False)],
+                  ("blast_mb_per_s", "sender throughput (MB/s)", "float", False),
+                  ("cpu_per_msg_us", "server CPU per 64 KiB message from the sender", "us", True)],
     "startup": [("start_ms", "spawn to listening line + first connect", "ms", True),
                 ("line_ms", "spawn to listening line", "ms", True),
                 ("rss_start", "server RSS at start (0.5 s after the listening line)", "mem", True),
@@ -1378,8 +1383,8 @@ def main() -> int:
             return 2
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     # As many idle connections as the fd limit allows: the server and the load each need one fd
-    # per connection under the same hard limit, and keep some for themselves.
-    idle_max = max(1000, ((hard if hard != resource.RLIM_INFINITY else 20_000) - 1000) // 1000 * 1000)
+    # per connection under the same hard limit, and keep under 100 for themselves.
+    idle_max = max(1000, ((hard if hard != resource.RLIM_INFINITY else 20_000) - 100) // 100 * 100)
     if args.quick:
         idle_max = min(idle_max, 4000)
     cfg = Config(netloop=netloop, load=load, node=args.node, quick=args.quick, reps=reps, d=d,
