@@ -1126,6 +1126,11 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
              "rates, above 1 means Node is faster). Each server runs with its defaults. See "
              "`bench/README.md` for what each scenario does.")
     L.append("")
+    L.append("Against Node the load generator has spare CPU and Node's core is saturated; against "
+             "netloop the generator's own core is the busier one (see \"load generator CPU busy\"), "
+             "so netloop's messages/s and latencies are bounded by the generator, not by netloop. "
+             "Server CPU per message is the fair comparison, and the one the targets use.")
+    L.append("")
 
     if not cfg.quick and cfg.reps < 3:
         L.append(f"> **Only {cfg.reps} repetition(s)**: issue 4 asks for at least 3.")
