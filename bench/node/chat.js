@@ -92,4 +92,4 @@ serve('chat', opts.listen, (socket, label) => {
   });
   socket.on('end', leave);
   socket.on('close', leave);
-});
+}, opts.maxConnections);

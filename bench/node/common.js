@@ -4,7 +4,7 @@ const fs = require('fs');
 const net = require('net');
 
 const USAGE = `usage: node <echo|chat|hub>.js [--listen ADDR]... [--max-line N] [--max-frame N]
-       [--chat-echo-self] [--hub-token SECRET]
+       [--chat-echo-self] [--hub-token SECRET] [--register-timeout MS] [--max-connections N]
 ADDR: HOST:PORT | PORT (= 127.0.0.1:PORT) | [V6]:PORT | unix:PATH`;
 
 function usage(msg) {
@@ -28,7 +28,12 @@ function parseAddr(s) {
 const hostPort = (address, port) => (net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`);
 
 function parseCli(defaultListen) {
-  const opts = { listen: [], maxLine: 65536, maxFrame: 1048576, chatEchoSelf: false, hubToken: null };
+  // The same defaults as netloop serve, where Node can express them (Node's maxConnections
+  // has no default: it cannot read the fd limit).
+  const opts = {
+    listen: [], maxLine: 65536, maxFrame: 1048576, chatEchoSelf: false, hubToken: null,
+    registerTimeoutMs: 10000, maxConnections: null,
+  };
   const args = process.argv.slice(2);
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
@@ -44,6 +49,13 @@ function parseCli(defaultListen) {
         case '--max-frame': opts.maxFrame = count(); break;
         case '--chat-echo-self': opts.chatEchoSelf = true; break;
         case '--hub-token': opts.hubToken = value(); break;
+        case '--register-timeout': {
+          const v = value();
+          if (!/^\d+$/.test(v)) usage(`--register-timeout wants milliseconds (0 = off), got ${v}`);
+          opts.registerTimeoutMs = Number(v);
+          break;
+        }
+        case '--max-connections': opts.maxConnections = count(); break;
         case '-h': case '--help': usage(); break;
         default: usage(`unknown argument ${flag}`);
       }
@@ -57,7 +69,7 @@ function parseCli(defaultListen) {
 
 // One net.Server per --listen, all feeding onConnection(socket, label). Prints the contract's
 // "<service> listening on <address>" line per listener; SIGTERM/SIGINT stop it cleanly.
-function serve(service, addrs, onConnection) {
+function serve(service, addrs, onConnection, maxConnections = null) {
   const sockets = new Set();
   let unixPeers = 0; // Unix peers have no address: the contract labels them unix:1, unix:2, ...
   const servers = addrs.map((addr) => {
@@ -71,6 +83,7 @@ function serve(service, addrs, onConnection) {
         ? `unix:${++unixPeers}` : hostPort(socket.remoteAddress, socket.remotePort);
       onConnection(socket, label);
     });
+    if (maxConnections !== null) server.maxConnections = maxConnections;
     server.on('error', (err) => {
       console.error(`${service}: ${err.message}`);
       process.exit(1);

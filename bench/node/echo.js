@@ -7,4 +7,4 @@ serve('echo', opts.listen, (socket) => {
   // pipe() is the one place Node applies backpressure for us: it pauses reading while the
   // socket's write buffer is over its highWaterMark. It also end()s us after the peer's FIN.
   socket.pipe(socket);
-});
+}, opts.maxConnections);

@@ -147,16 +147,26 @@ function handle(me, msg) {
   }
 }
 
+const KNOWN_TYPES = new Set(['sync', 'info', 'broadcast', 'join', 'leave', 'list']);
+
 serve('hub', opts.listen, (socket, sid) => {
   // Until a token-carrying sync arrives (--hub-token), a connection is invisible to others.
   const me = { socket, sid, name: null, rooms: new Set(), authed: opts.hubToken === null };
   const splitter = new FrameSplitter(opts.maxFrame);
   let gone = false;
   clients.push(me);
+  // Against slowloris: a connection that makes no valid request in time is hung up on.
+  let useful = false;
+  const deadline = opts.registerTimeoutMs > 0
+    ? setTimeout(() => {
+      if (!useful && !gone) hangUp('register_timeout', 'no valid request within the registration timeout');
+    }, opts.registerTimeoutMs).unref()
+    : null;
 
   const leave = () => {
     if (gone) return;
     gone = true;
+    if (deadline) clearTimeout(deadline);
     clients.splice(clients.indexOf(me), 1);
     if (me.name !== null) {
       names.delete(me.name);
@@ -183,7 +193,10 @@ serve('hub', opts.listen, (socket, sid) => {
     }
     if (msg === undefined) error(me, 'bad_json', 'frame is not valid JSON');
     else if (!isObject || typeof msg.type !== 'string') error(me, 'bad_message', 'expected an object with a string "type"');
-    else handle(me, msg);
+    else {
+      if (KNOWN_TYPES.has(msg.type)) useful = true;
+      handle(me, msg);
+    }
     return true;
   };
 
@@ -192,4 +205,4 @@ serve('hub', opts.listen, (socket, sid) => {
   });
   socket.on('end', leave);
   socket.on('close', leave);
-});
+}, opts.maxConnections);
