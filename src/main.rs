@@ -44,7 +44,10 @@ struct ConnectArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:
+#[command(subcommand_value_name = "MODE", subcommand_help_heading = "Modes", after_help = "Every mode takes ADDR (HOST:PORT, PORT, [V6]:PORT or unix:PATH) and its own options:
+netloop load MODE --help lists them.
+
+Examples:
   netloop load idle 127.0.0.1:8080 -c 19000 -T 30s
   netloop load echo 127.0.0.1:8080 -c 100 --size 64 -T 10s
   netloop load echo unix:/tmp/echo.sock -c 10 --size 64k --pipeline 4 --json
