@@ -44,7 +44,10 @@ struct ConnectArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(subcommand_value_name = "MODE", subcommand_help_heading = "Modes", after_help = "Every mode takes ADDR (HOST:PORT, PORT, [V6]:PORT or unix:PATH) and its own options:
+#[command(
+    subcommand_value_name = "MODE",
+    subcommand_help_heading = "Modes",
+    after_help = "Every mode takes ADDR (HOST:PORT, PORT, [V6]:PORT or unix:PATH) and its own options:
 netloop load MODE --help lists them.
 
 Examples:
@@ -55,7 +58,8 @@ Examples:
 
 Exit status: 0 when every check passed, 1 when one failed (failed or dropped connections,
 corrupt echoes, lost/undelivered/duplicated/reordered deliveries; the report says which), 2 for bad usage.
-Reference: docs/load.md")]
+Reference: docs/load.md"
+)]
 struct LoadArgs {
     #[command(subcommand)]
     mode: LoadMode,

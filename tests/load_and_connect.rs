@@ -284,6 +284,83 @@ fn load_idle_against_a_closed_port_reports_econnrefused_and_fails() {
 }
 
 #[test]
+fn load_idle_against_node_holds_every_connection() {
+    let server = NodeServer::start("echo");
+    let (out, report) = load_json(&["idle", &server.addr, "-c", "300", "-T", "300ms"]);
+    assert_passed(&out, &report);
+    assert_eq!(int(&report["connections"]["established"]), 300, "{report:#}");
+    assert_eq!(int(&report["connections"]["open_at_end"]), 300, "{report:#}");
+}
+
+#[test]
+fn load_idle_keeps_to_the_connect_rate_and_prints_progress() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    // No -q: the progress line goes to stderr once a second.
+    let out = netloop(
+        &[
+            "load",
+            "idle",
+            &server.addr("echo"),
+            "-c",
+            "200",
+            "--connect-rate",
+            "400",
+            "-T",
+            "1200ms",
+            "--json",
+        ],
+        b"",
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_passed(&out, &report);
+    let ramp = report["ramp_up_s"].as_f64().unwrap();
+    assert!((0.4..2.0).contains(&ramp), "200 connections at 400/s took {ramp} s");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("conns 200/200"), "no progress line: {err}");
+}
+
+#[test]
+fn load_idle_names_the_fd_limit_that_stops_it() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
+    cmd.args(["load", "idle", &server.addr("echo"), "-c", "1000", "-T", "300ms", "--json", "-q"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let lim = libc::rlimit { rlim_cur: 300, rlim_max: 300 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run netloop load");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let established = int(&report["connections"]["established"]);
+    assert!((200..300).contains(&established), "{report:#}");
+    let limit = report["connections"]["limit"].as_str().unwrap_or_default();
+    assert!(limit.contains("open file limit 300") && limit.contains("ulimit -Hn"), "{report:#}");
+}
+
+#[test]
+fn load_idle_spreads_over_more_loopback_sources_by_itself() {
+    // Past half the ephemeral port range one source address slows to a crawl (see
+    // src/load/sources.rs), so the generator moves on to 127.0.0.2 without being told.
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ports: Vec<usize> = range.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let half = (ports[1] - ports[0] + 1) / 2;
+    let n = half + 300;
+    assert!(n < 19_000, "the port range ({range}) is too wide for this machine's fd limit");
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let (out, report) = load_json(&["idle", &server.addr("echo"), "-c", &n.to_string(), "-T", "300ms"]);
+    assert_passed(&out, &report);
+    assert_eq!(int(&report["connections"]["established"]), n as u64, "{report:#}");
+    let sources = report["connections"]["sources"].as_str().unwrap_or_default();
+    assert!(sources.contains("127.0.0.2 (automatic)"), "{report:#}");
+}
+
+#[test]
 fn load_idle_uses_the_given_source_addresses() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
