@@ -349,7 +349,8 @@ fn load_idle_spreads_over_more_loopback_sources_by_itself() {
     // src/load/sources.rs), so the generator moves on to 127.0.0.2 without being told.
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     let ports: Vec<usize> = range.split_whitespace().map(|p| p.parse().unwrap()).collect();
-    let half = (ports[1] - ports[0] + 1) / 2;
+    let per_source = ports[1] - ports[0] + 1;
+    let half = per_source / 2; // the fast (even) half, as sources.rs counts it
     let n = half + 300;
     assert!(n < 19_000, "the port range ({range}) is too wide for this machine's fd limit");
     let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
