@@ -479,6 +479,26 @@ fn connect_pipes_stdin_lines_to_an_echo_server_and_exits_zero_when_it_closes() {
 }
 
 #[test]
+fn connect_takes_a_host_name_and_an_ipv6_address() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let port = server.tcp("echo").port();
+    let out = netloop(&["connect", &format!("localhost:{port}")], b"by name\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by name\n");
+
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; the [::1] half is skipped");
+        return;
+    }
+    let server = Netloop::serve(&["--echo", "[::1]:0"], 1);
+    let addr = server.addr("echo");
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let out = netloop(&["connect", &addr], b"over v6\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over v6\n");
+}
+
+#[test]
 fn connect_half_closes_on_stdin_eof_and_still_prints_everything() {
     // 2 MiB is more than the socket buffers hold: the echo can only finish after our FIN if
     // we keep reading while stdin is closed (and stdin waits while the server is behind).
