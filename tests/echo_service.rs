@@ -194,6 +194,28 @@ fn sigterm_flushes_queued_output_then_exits_zero() {
 }
 
 #[test]
+fn shutdown_gives_up_on_a_client_that_never_reads_after_the_timeout() {
+    let mut server = Netloop::serve(&["--echo", "127.0.0.1:0", "--shutdown-timeout", "700ms"], 1);
+    // A client that never reads: the server's queue for it can never drain.
+    let c = connect(server.tcp("echo"));
+    let w = {
+        let mut w = c.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&vec![1u8; 16 * 1024 * 1024]);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits after the shutdown timeout");
+    let took = start.elapsed();
+    assert!(status.success(), "a timed-out shutdown is still a clean exit: {status:?}");
+    assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(4), "{took:?}");
+    drop(c);
+    let _ = w.join();
+}
+
+#[test]
 fn a_second_signal_exits_at_once() {
     let mut server = Netloop::serve(&["--echo", "127.0.0.1:0", "--shutdown-timeout", "60s"], 1);
     // A client that never reads keeps the first shutdown waiting.
