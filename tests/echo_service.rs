@@ -5,7 +5,7 @@ mod loop_support;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netloop::services::echo::Echo;
@@ -193,18 +193,23 @@ fn sigterm_flushes_queued_output_then_exits_zero() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Connects and sends 16 MiB (on a thread) without ever reading, so the server's queue for it
+/// can never drain; returns once the server is surely holding output for it. Drop the stream,
+/// then join the thread.
+fn a_client_that_never_reads(addr: SocketAddr) -> (TcpStream, std::thread::JoinHandle<()>) {
+    let c = connect(addr);
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&vec![1u8; 16 * 1024 * 1024]);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    (c, writer)
+}
+
 #[test]
 fn shutdown_gives_up_on_a_client_that_never_reads_after_the_timeout() {
     let mut server = Netloop::serve(&["--echo", "127.0.0.1:0", "--shutdown-timeout", "700ms"], 1);
-    // A client that never reads: the server's queue for it can never drain.
-    let c = connect(server.tcp("echo"));
-    let w = {
-        let mut w = c.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let _ = w.write_all(&vec![1u8; 16 * 1024 * 1024]);
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let (c, w) = a_client_that_never_reads(server.tcp("echo"));
     let start = Instant::now();
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(10)).expect("exits after the shutdown timeout");
@@ -218,15 +223,8 @@ fn shutdown_gives_up_on_a_client_that_never_reads_after_the_timeout() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let mut server = Netloop::serve(&["--echo", "127.0.0.1:0", "--shutdown-timeout", "60s"], 1);
-    // A client that never reads keeps the first shutdown waiting.
-    let c = connect(server.tcp("echo"));
-    let w = {
-        let mut w = c.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let _ = w.write_all(&vec![1u8; 16 * 1024 * 1024]);
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    // It keeps the first shutdown waiting.
+    let (c, w) = a_client_that_never_reads(server.tcp("echo"));
     server.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(200));
     assert!(server.wait_exit(Duration::from_millis(10)).is_none(), "first signal waits for output");

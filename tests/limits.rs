@@ -174,24 +174,35 @@ fn assert_cut_off_within_the_grace(after_fin: Duration) {
     assert!(after_fin < Duration::from_millis(4500), "cut off {after_fin:?} after the FIN");
 }
 
+/// Breaks an input limit of `service` with `payload`, keeps sending after the server's FIN,
+/// checks it is cut off within the grace, and returns the server's last words.
+fn break_the_limit_and_keep_sending(args: &[&str], service: &str, payload: &[u8]) -> String {
+    let server = support::Netloop::serve(args, 1);
+    let mut c = support::connect(server.tcp(service));
+    support::send(&mut c, payload);
+    let (words, _, after_fin) = last_words_then_keep_sending(c);
+    assert_cut_off_within_the_grace(after_fin);
+    words
+}
+
 #[test]
 fn a_chat_client_over_the_line_limit_is_cut_off_even_if_it_keeps_sending() {
-    let server = support::Netloop::serve(&["--chat", "127.0.0.1:0", "--max-line", "100"], 1);
-    let mut c = support::connect(server.tcp("chat"));
-    support::send(&mut c, &[b'a'; 150]);
-    let (words, _, after_fin) = last_words_then_keep_sending(c);
+    let words = break_the_limit_and_keep_sending(
+        &["--chat", "127.0.0.1:0", "--max-line", "100"],
+        "chat",
+        &[b'a'; 150],
+    );
     assert!(words.ends_with("* error: line too long (max 100 bytes)\n"), "{words:?}");
-    assert_cut_off_within_the_grace(after_fin);
 }
 
 #[test]
 fn a_hub_client_over_the_frame_limit_is_cut_off_even_if_it_keeps_sending() {
-    let server = support::Netloop::serve(&["--hub", "127.0.0.1:0", "--max-frame", "200"], 1);
-    let mut c = support::connect(server.tcp("hub"));
-    support::send(&mut c, &[b'['; 300]);
-    let (words, _, after_fin) = last_words_then_keep_sending(c);
+    let words = break_the_limit_and_keep_sending(
+        &["--hub", "127.0.0.1:0", "--max-frame", "200"],
+        "hub",
+        &[b'['; 300],
+    );
     assert!(words.contains(r#""code":"frame_too_large""#), "{words:?}");
-    assert_cut_off_within_the_grace(after_fin);
 }
 
 #[test]

@@ -132,14 +132,23 @@ fn counters_are_logged_and_available_to_hub_clients() {
     assert!(err.contains("stats: connections=") && err.contains("input_limit=1"), "{err}");
 }
 
+/// A hub client registered as `name`: its stream, and a reader on it past the `synced` reply.
+fn synced_hub_client(
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
+    let mut c = connect(addr);
+    c.write_all(format!(r#"{{"type":"sync","clientName":"{name}"}}"#).as_bytes()).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    assert!(read_line(&mut r).starts_with(r#"{"type":"synced""#));
+    (c, r)
+}
+
 #[test]
 fn a_client_that_never_registers_is_closed_after_the_register_timeout() {
     let server = Netloop::serve(&["--hub", "127.0.0.1:0", "--register-timeout", "400ms"], 1);
     let addr = server.tcp("hub");
-    let mut good = connect(addr);
-    good.write_all(br#"{"type":"sync","clientName":"good"}"#).unwrap();
-    let mut good_r = BufReader::new(good.try_clone().unwrap());
-    assert!(read_line(&mut good_r).starts_with(r#"{"type":"synced""#));
+    let (mut good, mut good_r) = synced_hub_client(addr, "good");
     // A listen-only client: joining a room is a valid request, so it meets the deadline.
     let mut listener = connect(addr);
     listener.write_all(br#"{"type":"join","room":"news"}"#).unwrap();
@@ -189,10 +198,7 @@ fn refusals_and_timeouts_are_counted() {
     let server =
         Netloop::serve(&["--hub", "127.0.0.1:0", "--max-connections", "2", "--register-timeout", "300ms"], 1);
     let addr = server.tcp("hub");
-    let mut a = connect(addr);
-    a.write_all(br#"{"type":"sync","clientName":"a"}"#).unwrap();
-    let mut a_r = BufReader::new(a.try_clone().unwrap());
-    assert!(read_line(&mut a_r).starts_with(r#"{"type":"synced""#));
+    let (mut a, mut a_r) = synced_hub_client(addr, "a");
     // b says nothing: closed at the registration deadline.
     let mut b = connect(addr);
     let words = support::read_to_end(&mut b);
