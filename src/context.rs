@@ -83,6 +83,8 @@ pub struct Context {
     pub(crate) listening: Vec<ServerId>,
     /// Sockets that keep the loop alive (not `unref`-ed, not yet removed).
     referenced_sockets: usize,
+    /// Sockets not yet destroyed (slots waiting for their `'close'` are not counted).
+    open_sockets: usize,
     next_gen: u32,
     start: Instant,
     /// Loop time in ms, read once per wake: every timer and idle stamp uses it.
@@ -126,6 +128,7 @@ impl Context {
             servers_closing: Vec::new(),
             listening: Vec::new(),
             referenced_sockets: 0,
+            open_sockets: 0,
             next_gen: 0,
             start: Instant::now(),
             now_ms: 0,
@@ -250,6 +253,7 @@ impl Context {
         let gen = self.next_gen();
         let key = self.sockets.insert(Socket::new(io, gen, server, flags));
         self.referenced_sockets += 1;
+        self.open_sockets += 1;
         if let Some(t) = opts.idle_timeout {
             self.idle.set(key, clamp_ms(t), self.now32());
         }
@@ -264,6 +268,7 @@ impl Context {
             return;
         }
         sock.flags |= flag::DESTROYED;
+        self.open_sockets -= 1;
         if let Some(mut q) = sock.queue.take() {
             q.clear();
             if self.spare_queues.len() < SPARE_QUEUES {
@@ -290,6 +295,7 @@ impl Context {
 
     /// Removes a socket whose `'close'` has been delivered; its key may now be reused.
     pub(crate) fn remove(&mut self, key: usize) {
+        self.idle.remove(key);
         let sock = self.sockets.remove(key);
         if !sock.has(flag::UNREF) {
             self.referenced_sockets -= 1;
@@ -413,6 +419,8 @@ impl Context {
         if s.connections == 0 {
             self.servers_closing.push(key);
         }
+        // Closed before its 'listening' was delivered: Node skips it too.
+        self.listening.retain(|&l| l != server);
     }
 
     /// True until `close_server` was called.
@@ -676,7 +684,18 @@ impl Context {
         }
         sock.flags &= !flag::PAUSED;
         self.sync_interest(key);
-        self.ready.push(socket);
+        self.mark_ready(key);
+    }
+
+    /// Services `key` again later in this turn without waiting for an edge (data may be left
+    /// unread or unwritten); a socket is on the list at most once.
+    pub(crate) fn mark_ready(&mut self, key: usize) {
+        let sock = &mut self.sockets[key];
+        if !sock.has(flag::READY) {
+            sock.flags |= flag::READY;
+            let id = self.id_of(key);
+            self.ready.push(id);
+        }
     }
 
     /// Node's `socket.allowHalfOpen`: after the peer's FIN the socket stays writable until
@@ -703,7 +722,8 @@ impl Context {
     /// `socket.setTimeout(ms)`: `on_timeout` after this long without reads or writes;
     /// `Duration::ZERO` disables. Durations clamp to 2^31-1 ms, as Node's do.
     pub fn set_timeout(&mut self, socket: SocketId, idle: Duration) {
-        if let Some(key) = self.key_of(socket) {
+        // A destroyed socket's slot may be reused before its timer would fire.
+        if let Some(key) = self.key_of(socket).filter(|&k| !self.sockets[k].has(flag::DESTROYED)) {
             let now = self.now32();
             self.idle.set(key, clamp_ms(idle), now);
         }
@@ -788,9 +808,10 @@ impl Context {
             .collect()
     }
 
-    /// Live sockets (all servers and outbound).
+    /// Open sockets (all servers and outbound); a destroyed one stops counting at once, even
+    /// while its `'close'` is still to be delivered.
     pub fn socket_count(&self) -> usize {
-        self.sockets.len() - self.closing.len()
+        self.open_sockets
     }
 
     /// Slots the socket slab holds (live or free). Shrinks back after a burst of connections
@@ -808,7 +829,10 @@ impl Context {
 
     /// Node's `setTimeout(fn, delay)`: `on_timer(id)` once after `delay`.
     pub fn set_timer(&mut self, delay: Duration) -> TimerId {
-        self.timers.insert(self.now_ms, delay.as_millis() as u64, None, TimerKind::App)
+        // At least 1 ms, as in Node: a zero-delay timer re-armed from `on_timer` would
+        // otherwise be due again in the same pass and never let the loop poll.
+        let ms = (delay.as_millis() as u64).max(1);
+        self.timers.insert(self.now_ms, ms, None, TimerKind::App)
     }
 
     /// Node's `setInterval(fn, every)`: `on_timer(id)` every `every`.

@@ -122,6 +122,7 @@ impl EventLoop {
     fn poll_timeout(&mut self) -> Option<Duration> {
         let cx = &mut self.cx;
         if !cx.ready.is_empty()
+            || !cx.listening.is_empty()
             || !cx.closing.is_empty()
             || !cx.servers_closing.is_empty()
             || !cx.corked.is_empty()
@@ -145,6 +146,7 @@ impl EventLoop {
         std::mem::swap(&mut ready, &mut self.cx.ready);
         for id in ready.drain(..) {
             let Some(key) = self.cx.key_of(id) else { continue };
+            self.cx.sockets[key].flags &= !flag::READY;
             let ev = Readiness { readable: true, writable: true, closed: false, error: false };
             on_socket(&mut self.cx, &mut self.read_buf, h, key, ev);
         }
@@ -300,7 +302,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
         }
     }
     // Budget spent with data possibly left: no new edge will come, so come back ourselves.
-    cx.ready.push(id);
+    cx.mark_ready(key);
 }
 
 /// The peer sent FIN: `'end'`, then end our side too unless half-open is allowed.
@@ -339,10 +341,7 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     }
     match how {
         Flush::Blocked => {}
-        Flush::Budget => {
-            let id = cx.id_of(key);
-            cx.ready.push(id);
-        }
+        Flush::Budget => cx.mark_ready(key),
         Flush::Drained => {
             cx.recycle_queue(key);
             let sock = &mut cx.sockets[key];
@@ -465,12 +464,28 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
     let limit = crate::limits::fd_limit().map_or("?".to_string(), |n| n.to_string());
     let addr = cx.servers[key].address.clone();
     let mut shed = 0u64;
+    // Whether the backlog was emptied (accept said WouldBlock): only then will the listener's
+    // next connection raise a new edge.
+    let mut drained = false;
     if let Some(spare) = cx.reserve_fd.take() {
         drop(spare);
         if let Some(listener) = &cx.servers[key].listener {
-            while let Ok((stream, _)) = listener.accept() {
-                drop(stream);
-                shed += 1;
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        drop(stream);
+                        shed += 1;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        ) => {}
+                    Err(e) => {
+                        drained = e.kind() == io::ErrorKind::WouldBlock;
+                        break;
+                    }
+                }
             }
         }
         cx.refill_reserve_fd();
@@ -481,7 +496,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
          raise `ulimit -n` or lower --max-connections",
         error::describe(&e)
     );
-    if cx.reserve_fd.is_none() {
+    if cx.reserve_fd.is_none() || !drained {
         let server = &mut cx.servers[key];
         if let Some(l) = server.listener.as_mut() {
             let _ = cx.registry.deregister(l.source());
@@ -501,7 +516,12 @@ fn resume_accepting<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let Some(l) = server.listener.as_mut() else { return };
     match cx.registry.register(l.source(), listener_token(key), mio::Interest::READABLE) {
         Ok(()) => server.registered = true,
-        Err(e) => log::error!("re-arming listener {}: {}", server.address, error::describe(&e)),
+        Err(e) => {
+            // Try again later rather than never watch this listener again.
+            log::error!("re-arming listener {}: {}", server.address, error::describe(&e));
+            cx.set_internal_timer(ACCEPT_RETRY_MS, TimerKind::AcceptRetry(key));
+            return;
+        }
     }
     on_acceptable(cx, h, key);
 }

@@ -46,6 +46,8 @@ pub(crate) mod flag {
     /// after the read budget ran out, say) must go on to EOF instead of stopping at a short
     /// read.
     pub const PEER_HUP: u32 = 1 << 12;
+    /// On the loop's `ready` list: queued once however many budgets ran out.
+    pub const READY: u32 = 1 << 13;
 }
 
 /// A TCP or Unix-domain stream, or nothing once destroyed (the fd is closed at once; the slot
