@@ -187,7 +187,10 @@ impl EventLoop {
         let mut expired = std::mem::take(&mut self.expired_scratch);
         self.cx.idle.expire(self.cx.now32(), &mut expired);
         for key in expired.drain(..) {
-            if self.cx.sockets.get(key).is_some_and(|s| !s.has(flag::DESTROYED)) {
+            // An earlier `on_timeout` of this batch may have destroyed this socket, or written
+            // to it or re-armed its timer (so it is no longer idle).
+            let live = self.cx.sockets.get(key).is_some_and(|s| !s.has(flag::DESTROYED));
+            if live && !self.cx.idle.is_armed(key) {
                 let id = self.cx.id_of(key);
                 h.on_timeout(&mut self.cx, id);
             }

@@ -93,6 +93,11 @@ impl IdleTimers {
         self.links[key] = UNSET;
     }
 
+    /// Whether `key`'s countdown is running: false once it fired, until the next activity.
+    pub fn is_armed(&self, key: usize) -> bool {
+        self.links.get(key).is_some_and(|l| l.linked)
+    }
+
     /// Drops the side table beyond `len` keys (the slab shrank; those keys are all free).
     pub fn truncate(&mut self, len: usize) {
         for key in len..self.links.len() {
@@ -204,6 +209,18 @@ mod tests {
         assert_eq!(t.next_deadline(), Some(160));
         assert_eq!(expire(&mut t, 159), Vec::<usize>::new());
         assert_eq!(expire(&mut t, 160), vec![1]);
+    }
+
+    #[test]
+    fn a_fired_timer_is_disarmed_until_activity() {
+        let mut t = IdleTimers::default();
+        t.set(1, 100, 0);
+        assert!(t.is_armed(1));
+        assert_eq!(expire(&mut t, 100), vec![1]);
+        assert!(!t.is_armed(1));
+        t.touch(1, 150);
+        assert!(t.is_armed(1));
+        assert!(!t.is_armed(7), "never set");
     }
 
     #[test]

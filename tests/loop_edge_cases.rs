@@ -1,6 +1,7 @@
 //! Lifecycle edge cases of the loop, each a bug found in review: a timer armed on a destroyed
 //! socket, `'listening'` owed from inside a handler, a server closed before its `'listening'`,
-//! zero-delay timers re-armed forever, and `socket_count()` while closes are being delivered.
+//! zero-delay timers re-armed forever, `socket_count()` while closes are being delivered, and a
+//! timeout re-armed by another one of the same batch.
 
 mod loop_support;
 
@@ -258,4 +259,56 @@ fn a_server_closed_before_listening_never_reports_listening() {
     let mut h = ProbePort2 { evs: vec![], n: 0 };
     el.run(&mut h).unwrap();
     assert_eq!(h.evs, vec!["close".to_string()]);
+}
+
+// ----- a socket re-armed by an earlier on_timeout of the same batch is not timed out ----------
+
+struct ReArm {
+    server: ServerId,
+    socks: Vec<SocketId>,
+    /// (socket, when) of every on_timeout.
+    timeouts: Vec<(SocketId, Instant)>,
+}
+
+impl Handler for ReArm {
+    fn on_connection(&mut self, cx: &mut Context, _: ServerId, s: SocketId) {
+        self.socks.push(s);
+        if self.socks.len() == 2 {
+            cx.close_server(self.server);
+            // Same loop time, same duration: both expire in one batch.
+            for &s in &self.socks {
+                cx.set_timeout(s, Duration::from_millis(200));
+            }
+        }
+    }
+    fn on_timeout(&mut self, cx: &mut Context, s: SocketId) {
+        self.timeouts.push((s, Instant::now()));
+        if self.timeouts.len() == 1 {
+            // The first to time out re-arms the other one's countdown.
+            let other = *self.socks.iter().find(|&&o| o != s).unwrap();
+            cx.set_timeout(other, Duration::from_millis(200));
+        } else {
+            for &s in &self.socks {
+                cx.destroy(s);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_timeout_re_armed_by_an_earlier_one_in_the_same_batch_waits_its_new_time() {
+    let (addr, done) = spawn("127.0.0.1:0", ServerOptions::default(), |_, server| ReArm {
+        server,
+        socks: Vec::new(),
+        timeouts: Vec::new(),
+    });
+    let a = TcpStream::connect(inet(&addr)).unwrap();
+    let b = TcpStream::connect(inet(&addr)).unwrap();
+    let h = finish(done);
+    drop((a, b));
+    assert_eq!(h.timeouts.len(), 2, "{:?}", h.timeouts);
+    let (first, second) = (h.timeouts[0], h.timeouts[1]);
+    assert_ne!(first.0, second.0);
+    let gap = second.1 - first.1;
+    assert!(gap >= Duration::from_millis(150), "re-armed socket timed out {gap:?} after the re-arm");
 }
