@@ -194,15 +194,26 @@ fn socket_count_excludes_sockets_whose_close_is_being_delivered() {
 }
 
 // ----- a server closed before its 'listening': no 'listening', and run() returns -------------
-struct ProbePort {
+/// Its first timer listens and closes that server in the same breath; a later timer (an
+/// unref'd guard, if the test sets one) records that it had to wake the loop, and stops it.
+#[derive(Default)]
+struct ListenThenClose {
     evs: Vec<String>,
+    timers: u32,
 }
-impl Handler for ProbePort {
+
+impl Handler for ListenThenClose {
     fn on_timer(&mut self, cx: &mut Context, _: TimerId) {
-        let sv = cx
-            .listen(&SocketAddress::Inet("127.0.0.1:0".parse().unwrap()), ServerOptions::default())
-            .unwrap();
-        cx.close_server(sv);
+        self.timers += 1;
+        if self.timers == 1 {
+            let sv = cx
+                .listen(&SocketAddress::Inet("127.0.0.1:0".parse().unwrap()), ServerOptions::default())
+                .unwrap();
+            cx.close_server(sv);
+        } else {
+            self.evs.push("the guard timer woke the loop".into());
+            cx.stop();
+        }
     }
     fn on_listening(&mut self, _: &mut Context, _: ServerId) {
         self.evs.push("listening".into());
@@ -218,7 +229,7 @@ fn listen_then_close_in_a_timer_lets_run_return() {
     std::thread::spawn(move || {
         let mut el = netloop::EventLoop::new().unwrap();
         el.context().set_timer(Duration::from_millis(10));
-        let mut h = ProbePort { evs: vec![] };
+        let mut h = ListenThenClose::default();
         el.run(&mut h).unwrap();
         tx.send(h.evs).unwrap();
     });
@@ -226,37 +237,13 @@ fn listen_then_close_in_a_timer_lets_run_return() {
     assert_eq!(evs, vec!["close".to_string()]);
 }
 
-struct ProbePort2 {
-    evs: Vec<String>,
-    n: u32,
-}
-impl Handler for ProbePort2 {
-    fn on_timer(&mut self, cx: &mut Context, _: TimerId) {
-        self.n += 1;
-        if self.n == 1 {
-            let sv = cx
-                .listen(&SocketAddress::Inet("127.0.0.1:0".parse().unwrap()), ServerOptions::default())
-                .unwrap();
-            cx.close_server(sv);
-        } else {
-            self.evs.push("unref timer woke the loop".into());
-            cx.stop();
-        }
-    }
-    fn on_listening(&mut self, _: &mut Context, _: ServerId) {
-        self.evs.push("listening".into());
-    }
-    fn on_server_close(&mut self, _: &mut Context, _: ServerId) {
-        self.evs.push("close".into());
-    }
-}
 #[test]
 fn a_server_closed_before_listening_never_reports_listening() {
     let mut el = netloop::EventLoop::new().unwrap();
     el.context().set_timer(Duration::from_millis(10));
-    let t = el.context().set_timer(Duration::from_millis(1000));
-    el.context().set_timer_ref(t, false);
-    let mut h = ProbePort2 { evs: vec![], n: 0 };
+    let guard = el.context().set_timer(Duration::from_millis(1000));
+    el.context().set_timer_ref(guard, false);
+    let mut h = ListenThenClose::default();
     el.run(&mut h).unwrap();
     assert_eq!(h.evs, vec!["close".to_string()]);
 }
