@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{assert_node_ok, connect, node, read_line, unix_path, Netloop, WAIT};
+use support::{assert_node_ok, connect, node, read_line, Netloop, WAIT};
 
 /// One chat client: a buffered reader and a writer on the same TCP connection.
 struct Client {
@@ -63,26 +63,15 @@ impl Client {
     }
 }
 
-fn chat(extra: &[&str]) -> (Netloop, SocketAddr) {
-    let mut args = vec!["--chat", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let server = Netloop::serve(&args, 1);
-    let addr = server.tcp("chat");
-    (server, addr)
-}
-
 #[test]
 fn node_pair_over_tcp() {
-    let (server, _) = chat(&[]);
+    let (server, _) = Netloop::serve_one("chat", &[]);
     assert_node_ok(&node("chat_pair.js", &[&server.addr("chat")]));
 }
 
 #[test]
 fn node_pair_over_unix() {
-    let path = unix_path("chat");
-    let addr = format!("unix:{}", path.display());
-    let server = Netloop::serve(&["--chat", &addr], 1);
-    assert_eq!(server.addr("chat"), addr);
+    let (_server, addr) = Netloop::serve_unix("chat");
     let out = node("chat_pair.js", &[&addr]);
     assert_node_ok(&out);
     // Unix peers are numbered per service, from 1.
@@ -93,7 +82,7 @@ fn node_pair_over_unix() {
 #[test]
 fn a_half_closed_client_leaves_unless_half_open_is_allowed() {
     for allow in [false, true] {
-        let (_server, addr) = chat(if allow { &["--allow-half-open"] } else { &[] });
+        let (_server, addr) = Netloop::serve_one("chat", if allow { &["--allow-half-open"] } else { &[] });
         let mut a = Client::join(addr, 1);
         let mut b = Client::join(addr, 2);
         a.expect(&format!("* {} joined, online now: 2", b.label));
@@ -115,7 +104,7 @@ fn a_half_closed_client_leaves_unless_half_open_is_allowed() {
 
 #[test]
 fn welcome_joined_left_and_online_counts() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.expect(&format!("* {} joined, online now: 2", b.label));
@@ -132,7 +121,7 @@ fn welcome_joined_left_and_online_counts() {
 
 #[test]
 fn text_goes_to_the_others_trimmed_however_it_is_split() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     let mut c = Client::join(addr, 3);
@@ -164,7 +153,7 @@ fn text_goes_to_the_others_trimmed_however_it_is_split() {
 
 #[test]
 fn echo_self_sends_the_line_back_to_the_sender_too() {
-    let (_server, addr) = chat(&["--chat-echo-self"]);
+    let (_server, addr) = Netloop::serve_one("chat", &["--chat-echo-self"]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -182,7 +171,7 @@ fn echo_self_sends_the_line_back_to_the_sender_too() {
 
 #[test]
 fn nick_rules() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -223,7 +212,7 @@ fn nick_rules() {
 
 #[test]
 fn who_lists_names_in_connection_order() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     let mut c = Client::join(addr, 3);
@@ -244,7 +233,7 @@ fn who_lists_names_in_connection_order() {
 
 #[test]
 fn quit_says_bye_closes_and_ignores_the_rest_of_the_read() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -257,7 +246,7 @@ fn quit_says_bye_closes_and_ignores_the_rest_of_the_read() {
 
 #[test]
 fn unknown_commands() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     a.send("/frob x y\n/\n/NICK bob\n/who?\n  /quit now?\n");
     a.expect("* error: unknown command /frob");
@@ -271,7 +260,7 @@ fn unknown_commands() {
 
 #[test]
 fn line_limit_is_exact_and_closes_the_offender() {
-    let (_server, addr) = chat(&["--max-line", "16"]);
+    let (_server, addr) = Netloop::serve_one("chat", &["--max-line", "16"]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -296,7 +285,7 @@ fn line_limit_is_exact_and_closes_the_offender() {
 
 #[test]
 fn default_line_limit_is_64_kib() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -310,7 +299,7 @@ fn default_line_limit_is_64_kib() {
 
 #[test]
 fn invalid_utf8_is_replaced() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -320,7 +309,7 @@ fn invalid_utf8_is_replaced() {
 
 #[test]
 fn peer_fin_means_left_and_the_server_closes_too() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
@@ -334,7 +323,7 @@ fn peer_fin_means_left_and_the_server_closes_too() {
 
 #[test]
 fn server_full_is_refused_in_the_chat_protocol() {
-    let (_server, addr) = chat(&["--max-connections", "1"]);
+    let (_server, addr) = Netloop::serve_one("chat", &["--max-connections", "1"]);
     let mut a = Client::join(addr, 1);
     let mut refused = Client::connect(addr);
     refused.expect("* error: server full (max connections 1)");
@@ -361,7 +350,7 @@ fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> 
 
 #[test]
 fn binary_junk_never_hurts_the_server_or_the_others() {
-    let (_server, addr) = chat(&[]);
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut watcher = Client::join(addr, 1);
     let mut junk = Client::join(addr, 2);
     watcher.line();
@@ -422,7 +411,7 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
     const WINDOW: usize = 8;
     const MAX_BUFFER: u64 = 1 << 20;
 
-    let (mut server, addr) = chat(&["--max-buffer", "1m"]);
+    let (mut server, addr) = Netloop::serve_one("chat", &["--max-buffer", "1m"]);
     let started = Instant::now();
     let mut stalled: Vec<TcpStream> = (0..NON_READERS).map(|_| connect(addr)).collect();
     let mut readers: Vec<Client> = (0..READERS).map(|_| Client::connect(addr)).collect();

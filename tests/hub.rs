@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{assert_node_ok, connect, node, read_line, unix_path, Netloop, WAIT};
+use support::{assert_node_ok, connect, node, read_line, Netloop, WAIT};
 
 /// One hub client: a buffered reader and a writer on the same TCP connection.
 struct Client {
@@ -77,14 +77,6 @@ impl Client {
     }
 }
 
-fn hub(extra: &[&str]) -> (Netloop, SocketAddr) {
-    let mut args = vec!["--hub", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let server = Netloop::serve(&args, 1);
-    let addr = server.tcp("hub");
-    (server, addr)
-}
-
 /// The `list` reply for `(name, session id, rooms)` entries.
 fn list_of(clients: &[(Option<&str>, &str, &[&str])]) -> String {
     let entries: Vec<String> = clients
@@ -100,16 +92,13 @@ fn list_of(clients: &[(Option<&str>, &str, &[&str])]) -> String {
 
 #[test]
 fn node_pair_over_tcp() {
-    let (server, _) = hub(&[]);
+    let (server, _) = Netloop::serve_one("hub", &[]);
     assert_node_ok(&node("hub_pair.js", &[&server.addr("hub")]));
 }
 
 #[test]
 fn node_pair_over_unix() {
-    let path = unix_path("hub");
-    let addr = format!("unix:{}", path.display());
-    let server = Netloop::serve(&["--hub", &addr], 1);
-    assert_eq!(server.addr("hub"), addr);
+    let (_server, addr) = Netloop::serve_unix("hub");
     let out = node("hub_pair.js", &[&addr]);
     assert_node_ok(&out);
     let summary = String::from_utf8_lossy(&out.stdout);
@@ -118,13 +107,13 @@ fn node_pair_over_unix() {
 
 #[test]
 fn node_pair_with_token() {
-    let (server, _) = hub(&["--hub-token", "s3 cr\"et"]);
+    let (server, _) = Netloop::serve_one("hub", &["--hub-token", "s3 cr\"et"]);
     assert_node_ok(&node("hub_pair.js", &[&server.addr("hub"), "--token", "s3 cr\"et"]));
 }
 
 #[test]
 fn sync_registers_renames_and_announces() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
     // The optional message is accepted and ignored.
@@ -158,7 +147,7 @@ fn sync_registers_renames_and_announces() {
 
 #[test]
 fn sync_needs_a_short_string_name() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
     let sid = a.sid.clone();
     for bad in [
@@ -180,7 +169,7 @@ fn sync_needs_a_short_string_name() {
 
 #[test]
 fn name_taken_keeps_the_connection_and_frees_on_close() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "taken");
     let mut b = Client::connect(addr);
     b.send(r#"{"type":"sync","clientName":"taken"}"#);
@@ -198,7 +187,7 @@ fn name_taken_keeps_the_connection_and_frees_on_close() {
 
 #[test]
 fn info_to_the_server_or_to_a_named_client() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     let mut b = Client::named(addr, "b");
     a.line(); // b online
@@ -237,7 +226,7 @@ fn info_to_the_server_or_to_a_named_client() {
 
 #[test]
 fn info_to_the_server_is_logged_at_the_default_level_within_a_rate_limit() {
-    let (mut server, addr) = hub(&[]);
+    let (mut server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     a.send(r#"{"type":"info","message":"hello server"}"#);
     // A flood: at most 20 a second reach the log; the count of the rest follows.
@@ -260,7 +249,7 @@ fn info_to_the_server_is_logged_at_the_default_level_within_a_rate_limit() {
 #[test]
 fn a_half_closed_client_departs_unless_half_open_is_allowed() {
     for allow in [false, true] {
-        let (_server, addr) = hub(if allow { &["--allow-half-open"] } else { &[] });
+        let (_server, addr) = Netloop::serve_one("hub", if allow { &["--allow-half-open"] } else { &[] });
         let mut a = Client::named(addr, "a");
         let mut b = Client::named(addr, "b");
         a.line(); // b online
@@ -280,7 +269,7 @@ fn a_half_closed_client_departs_unless_half_open_is_allowed() {
 
 #[test]
 fn broadcast_reaches_every_other_client_byte_exact() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     let mut b = Client::named(addr, "b");
     a.line();
@@ -303,7 +292,7 @@ fn broadcast_reaches_every_other_client_byte_exact() {
 
 #[test]
 fn rooms() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     let mut b = Client::named(addr, "b");
     let mut c = Client::named(addr, "c");
@@ -381,7 +370,7 @@ fn rooms() {
 
 #[test]
 fn list_is_in_connection_order_with_null_names() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
     let c = Client::connect(addr);
@@ -395,7 +384,7 @@ fn list_is_in_connection_order_with_null_names() {
 
 #[test]
 fn malformed_frames_get_errors_and_the_connection_stays_usable() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
     let sid = a.sid.clone();
     let alone = list_of(&[(None, &sid, &[])]);
@@ -440,7 +429,7 @@ fn malformed_frames_get_errors_and_the_connection_stays_usable() {
 
 #[test]
 fn coalesced_and_split_frames() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
     let sid = a.sid.clone();
     // Two frames in one write, no separator.
@@ -462,7 +451,7 @@ fn coalesced_and_split_frames() {
 
 #[test]
 fn offline_on_close_for_named_clients_only() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut watcher = Client::named(addr, "watcher");
     let mut named = Client::named(addr, "leaver");
     watcher.line();
@@ -481,7 +470,7 @@ fn offline_on_close_for_named_clients_only() {
 
 #[test]
 fn token_is_required_first_and_pending_clients_are_invisible() {
-    let (_server, addr) = hub(&["--hub-token", "open sesame"]);
+    let (_server, addr) = Netloop::serve_one("hub", &["--hub-token", "open sesame"]);
     let sync = |name: &str, extra: &str| format!(r#"{{"type":"sync","clientName":"{name}"{extra}}}"#);
     let rejected: Vec<Vec<u8>> = vec![
         sync("x", "").into_bytes(),
@@ -520,7 +509,7 @@ fn token_is_required_first_and_pending_clients_are_invisible() {
 
 #[test]
 fn frame_limit_is_exact_and_closes_the_offender() {
-    let (_server, addr) = hub(&["--max-frame", "64"]);
+    let (_server, addr) = Netloop::serve_one("hub", &["--max-frame", "64"]);
     let mut a = Client::named(addr, "a");
     let frame = |len: usize| {
         let head = r#"{"type":"info","message":""#;
@@ -540,7 +529,7 @@ fn frame_limit_is_exact_and_closes_the_offender() {
 
 #[test]
 fn default_frame_limit_is_1_mib() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     let mut b = Client::named(addr, "b");
     a.line();
@@ -568,7 +557,7 @@ fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> 
 
 #[test]
 fn binary_junk_never_hurts_the_server_or_the_others() {
-    let (_server, addr) = hub(&["--max-frame", "64k"]);
+    let (_server, addr) = Netloop::serve_one("hub", &["--max-frame", "64k"]);
     let mut watcher = Client::named(addr, "watcher");
     let mut junk = Client::connect(addr);
     // A few hundred KB of random bytes: many bad frames, each answered, none fatal.
@@ -594,7 +583,7 @@ fn binary_junk_never_hurts_the_server_or_the_others() {
 
 #[test]
 fn server_full_is_refused_in_the_hub_protocol() {
-    let (_server, addr) = hub(&["--max-connections", "1"]);
+    let (_server, addr) = Netloop::serve_one("hub", &["--max-connections", "1"]);
     let mut a = Client::named(addr, "a");
     let mut refused = Client::connect(addr);
     refused.expect(r#"{"type":"error","code":"server_full","reason":"max connections 1"}"#);
@@ -619,7 +608,7 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
     const WINDOW: usize = 8;
     const MAX_BUFFER: u64 = 1 << 20;
 
-    let (mut server, addr) = hub(&["--max-buffer", "1m"]);
+    let (mut server, addr) = Netloop::serve_one("hub", &["--max-buffer", "1m"]);
     let started = Instant::now();
     let mut stalled: Vec<TcpStream> = (0..NON_READERS).map(|_| connect(addr)).collect();
     let mut readers: Vec<Client> = (0..READERS).map(|_| Client::connect(addr)).collect();
@@ -735,7 +724,7 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
 
 #[test]
 fn rooms_per_client_are_capped() {
-    let (_server, addr) = hub(&[]);
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::named(addr, "a");
     for i in 0..netloop::services::hub::MAX_ROOMS_PER_CLIENT {
         a.send(format!(r#"{{"type":"join","room":"r{i}"}}"#));

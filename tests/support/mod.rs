@@ -26,6 +26,26 @@ impl Netloop {
         Self::serve_env(args, expected, &[])
     }
 
+    /// Starts one `service` (`echo`, `chat`, `hub`) on a free loopback port, with `extra`
+    /// flags; returns the server and that port's address.
+    pub fn serve_one(service: &str, extra: &[&str]) -> (Netloop, std::net::SocketAddr) {
+        let flag = format!("--{service}");
+        let mut args = vec![flag.as_str(), "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = Self::serve(&args, 1);
+        let addr = server.tcp(service);
+        (server, addr)
+    }
+
+    /// Starts one `service` on a fresh Unix socket path; returns the server and its
+    /// `unix:PATH` address, checked against the listening line.
+    pub fn serve_unix(service: &str) -> (Netloop, String) {
+        let addr = format!("unix:{}", unix_path(service).display());
+        let server = Self::serve(&[&format!("--{service}"), &addr], 1);
+        assert_eq!(server.addr(service), addr);
+        (server, addr)
+    }
+
     /// Like `serve`, with extra environment variables (e.g. `RUST_LOG`).
     pub fn serve_env(args: &[&str], expected: usize, env: &[(&str, &str)]) -> Netloop {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
