@@ -346,6 +346,12 @@ class LoadRun:
         except json.JSONDecodeError as e:
             raise RuntimeError(f"load printed bad JSON ({e}): {text[:300]!r}") from None
 
+    def kill(self) -> None:
+        """Stops the generator if it is still running (a scenario that failed part-way)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def interrupt(self, timeout: float = 30.0) -> dict:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -417,24 +423,36 @@ def cmdline(argv: list[str], port: int) -> str:
     return s.replace(str(REPO) + "/", "")
 
 
-def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, secs: float) -> dict:
-    srv = start_server(cfg, impl, "echo")
+def sampled_load(cfg: Config, srv: Server, args: list[str], timeout: float, include_drain: bool = False):
+    """Runs `netloop load ARGS` to completion with the server's and the generator's CPU sampled.
+    Returns (run, report, t0, t1, server CPU s, load CPU s, quiet-machine notes) for the
+    measured window [t0, t1]."""
     sampler = Sampler(srv.pid, machine=True)
-    load_sampler = run = None
+    sampler.start()
+    run = load_sampler = None
     try:
-        sampler.start()
-        args = ["echo", srv.addr, "-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
-                "-T", f"{secs:g}s"]
         run = LoadRun(cfg, args)
         load_sampler = Sampler(run.proc.pid)
         load_sampler.start()
-        rep = run.wait(timeout=secs + 90)
+        rep = run.wait(timeout=timeout)
+    finally:
         sampler.stop()
-        load_sampler.stop()
-        t0, t1 = window_of(run, rep)
-        cpu = sampler.cpu_seconds(t0, t1)
-        load_cpu = load_sampler.cpu_seconds(t0, t1)
-        quiet = quiet_check(sampler, cpu, load_cpu, t0, t1)
+        if load_sampler is not None:
+            load_sampler.stop()
+        if run is not None:
+            run.kill()
+    t0, t1 = window_of(run, rep, include_drain=include_drain)
+    cpu = sampler.cpu_seconds(t0, t1)
+    load_cpu = load_sampler.cpu_seconds(t0, t1)
+    return run, rep, t0, t1, cpu, load_cpu, quiet_check(sampler, cpu, load_cpu, t0, t1)
+
+
+def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, secs: float) -> dict:
+    srv = start_server(cfg, impl, "echo")
+    try:
+        args = ["echo", srv.addr, "-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
+                "-T", f"{secs:g}s"]
+        run, rep, t0, t1, cpu, load_cpu, quiet = sampled_load(cfg, srv, args, timeout=secs + 90)
         rts = rep.get("round_trips") or 0
         lat = rep.get("latency_us") or {}
         echo = rep.get("echo") or {}
@@ -455,12 +473,6 @@ def run_echo_load(cfg: Config, impl: str, conns: int, size: int, pipeline: int, 
             out["_notes"].append(f"server exited during the run: {srv.stderr_tail()}")
         return out
     finally:
-        sampler.stop()
-        if run is not None and run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-        if load_sampler is not None:
-            load_sampler.stop()
         srv.stop()
 
 
@@ -523,9 +535,8 @@ def run_idle(cfg: Config, impl: str, n: int) -> dict:
             "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
         }
     finally:
-        if run is not None and run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+        if run is not None:
+            run.kill()
         srv.stop()
 
 
@@ -540,22 +551,11 @@ def sc_idle_max(cfg, impl):
 def run_fanout(cfg: Config, impl: str, protocol: str) -> dict:
     secs = cfg.d["fanout_s"]
     srv = start_server(cfg, impl, protocol)
-    sampler = Sampler(srv.pid, machine=True)
-    load_sampler = run = None
     try:
-        sampler.start()
         args = ["fanout", srv.addr, "--protocol", protocol, "--receivers", "1000", "--senders", "1",
                 "-r", "1000", "-T", f"{secs:g}s"]
-        run = LoadRun(cfg, args)
-        load_sampler = Sampler(run.proc.pid)
-        load_sampler.start()
-        rep = run.wait(timeout=secs + 120)
-        sampler.stop()
-        load_sampler.stop()
-        t0, t1 = window_of(run, rep, include_drain=True)
-        cpu = sampler.cpu_seconds(t0, t1)
-        load_cpu = load_sampler.cpu_seconds(t0, t1)
-        quiet = quiet_check(sampler, cpu, load_cpu, t0, t1)
+        run, rep, t0, t1, cpu, load_cpu, quiet = sampled_load(cfg, srv, args, timeout=secs + 120,
+                                                              include_drain=True)
         f = rep.get("fanout") or {}
         deliveries = f.get("deliveries") or rep.get("round_trips") or 0
         lat = rep.get("latency_us") or {}
@@ -575,12 +575,6 @@ def run_fanout(cfg: Config, impl: str, protocol: str) -> dict:
             "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
         }
     finally:
-        sampler.stop()
-        if run is not None and run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-        if load_sampler is not None:
-            load_sampler.stop()
         srv.stop()
 
 
