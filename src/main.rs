@@ -336,9 +336,10 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
     let max_connections = settle_connection_limit(args.max_connections);
     let config = ServeConfig {
         listeners,
+        max_connections: Some(max_connections),
         server: ServerOptions {
             backlog: args.backlog,
-            max_connections: Some(max_connections),
+            max_connections: None,
             reject_message: None,
             socket: SocketOptions {
                 high_water_mark: args.high_water_mark.max(1),

@@ -57,9 +57,12 @@ impl ServiceKind {
 pub struct ServeConfig {
     /// Listeners and the service each runs.
     pub listeners: Vec<(ServiceKind, Address)>,
-    /// Options shared by every listener. `max_connections` caps all listeners together
-    /// (applied with `Context::set_max_sockets`), since it is derived from the fd limit.
+    /// Options shared by every listener (its `max_connections`, if set, is Node's: per
+    /// listener).
     pub server: ServerOptions,
+    /// `--max-connections`: a cap on all listeners together (`Context::set_max_sockets`), since
+    /// it protects the process's fds, which every listener draws on.
+    pub max_connections: Option<usize>,
     /// Echo's greeting, if any.
     pub echo_banner: Option<Vec<u8>>,
     /// Chat's settings (shared by every chat listener: one chat room across them).
@@ -106,13 +109,12 @@ impl Serve {
             cx.set_timer_ref(timer, false);
             serve.stats_timer = Some(timer);
         }
-        let cap = config.server.max_connections;
+        let cap = config.max_connections;
         cx.set_max_sockets(cap);
         for (kind, addr) in &config.listeners {
             let target =
                 addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
             let mut options = config.server.clone();
-            options.max_connections = None;
             if options.reject_message.is_none() {
                 options.reject_message = cap.map(|m| kind.reject_message(m));
             }
