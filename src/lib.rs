@@ -15,7 +15,7 @@
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
 //! - `listener`: listening sockets with a real backlog.
 //! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols;
-//!   [`text`]: Node's `setEncoding('utf8')`.
+//!   [`text`]: Node's `setEncoding('utf8')`; [`printable`]: peer text made safe to show.
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
 //! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
@@ -38,6 +38,7 @@ pub mod line;
 mod listener;
 pub mod load;
 pub mod options;
+pub mod printable;
 pub mod serve;
 pub mod services;
 mod socket;
