@@ -19,6 +19,7 @@
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
 //! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
+//! - [`log_limit`]: rate-limited log lines for events any peer can trigger.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
 //! See `docs/architecture.md` and `docs/node-semantics.md` in the repository.
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod line;
 mod listener;
 pub mod load;
+pub mod log_limit;
 pub mod options;
 pub mod printable;
 pub mod serve;

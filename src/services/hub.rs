@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use crate::context::Context;
 use crate::frame::{Frame, FrameDecoder};
 use crate::handler::SocketId;
+use crate::log_limit::LogBudget;
 use crate::services::{peer_label, send, send_shared, Roster};
 use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
@@ -455,39 +456,13 @@ pub struct Hub {
     /// The timer armed for the head of `deadlines`.
     deadline_timer: Option<TimerId>,
     /// Rate limit for logging client `info` messages.
-    info_log: InfoLogBudget,
+    info_log: LogBudget,
 }
 
 /// Most client `info` messages logged per second; the rest are counted.
 const INFO_LOG_PER_SECOND: u32 = 20;
 /// Longest part of one `info` message that is logged.
 const INFO_LOG_MAX_BYTES: usize = 1024;
-
-/// Client `info` messages to the server are logged at info, as the seed prints them, but at
-/// most [`INFO_LOG_PER_SECOND`]: any client could otherwise flood the log. How many were
-/// dropped is said with the next line that is logged.
-#[derive(Debug, Default)]
-struct InfoLogBudget {
-    second: u64,
-    used: u32,
-    dropped: u64,
-}
-
-impl InfoLogBudget {
-    /// `Some(dropped since the last logged line)` if a line may be logged now.
-    fn take(&mut self, now: Duration) -> Option<u64> {
-        if now.as_secs() != self.second {
-            self.second = now.as_secs();
-            self.used = 0;
-        }
-        if self.used >= INFO_LOG_PER_SECOND {
-            self.dropped += 1;
-            return None;
-        }
-        self.used += 1;
-        Some(std::mem::take(&mut self.dropped))
-    }
-}
 
 impl Hub {
     /// A hub with no clients yet.
@@ -499,7 +474,7 @@ impl Hub {
             out: Vec::new(),
             deadlines: VecDeque::new(),
             deadline_timer: None,
-            info_log: InfoLogBudget::default(),
+            info_log: LogBudget::new(INFO_LOG_PER_SECOND),
         }
     }
 
@@ -697,7 +672,7 @@ impl Hub {
         };
         let Some(me) = self.router.members.get(socket) else { return };
         let Some(to) = request.to else {
-            if let Some(dropped) = self.info_log.take(cx.elapsed()) {
+            if let Some(dropped) = self.info_log.admit(cx.elapsed()) {
                 if dropped > 0 {
                     log::info!("{dropped} info messages not logged (over {INFO_LOG_PER_SECOND} a second)");
                 }
