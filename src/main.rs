@@ -252,7 +252,7 @@ struct ServeArgs {
     idle_timeout: Duration,
 
     /// Refuse connections beyond this many, all listeners together [default: open file limit - 32].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_max_connections)]
     max_connections: Option<usize>,
 
     /// listen() backlog.
@@ -267,8 +267,8 @@ struct ServeArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     no_delay: bool,
 
-    /// TCP keepalive with this initial delay (off by default).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// TCP keepalive with this initial delay, 1s to 32767s (off by default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_alive)]
     keep_alive: Option<Duration>,
 
     /// After SIGINT/SIGTERM, how long queued output may take to flush before exit.
@@ -280,12 +280,40 @@ fn parse_addr(s: &str) -> Result<Address, String> {
     s.parse::<Address>().map_err(|e| e.to_string())
 }
 
+/// Longest line or frame that may be asked for: each connection may buffer this much.
+const MAX_INPUT_LIMIT: usize = 1 << 30;
+
 /// A size limit for input: 0 would refuse every line or frame, so it is an error, not "off".
 fn parse_limit(s: &str) -> Result<usize, String> {
     match parse_size(s)? {
         0 => Err(format!("{s:?}: must be at least 1 byte")),
+        n if n > MAX_INPUT_LIMIT => {
+            Err(format!("{s:?}: at most 1 GiB (each connection may buffer this much)"))
+        }
         n => Ok(n),
     }
+}
+
+/// `--max-connections`: 0 would start a server that refuses everyone, so it is an error.
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => {
+            Err("0 would refuse every connection; give at least 1 (or leave it unset for the fd limit)"
+                .into())
+        }
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
+/// Linux takes a keepalive idle time of 1 to 32767 seconds (`TCP_KEEPIDLE`); outside that
+/// the setting would silently fail on every socket.
+fn parse_keep_alive(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(32_767) {
+        return Err(format!("{s:?}: the keepalive delay must be between 1s and 32767s"));
+    }
+    Ok(d)
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

@@ -2,7 +2,9 @@
 //!
 //! A listener table maps each server to the service it runs; the [`Handler`] impl routes each
 //! event to that service. Process-level policy lives here, not in the services: idle timeouts
-//! close sockets, the first SIGINT/SIGTERM stops accepting and flushes, a second one exits.
+//! close sockets, the first SIGINT/SIGTERM stops accepting and flushes, a second one exits,
+//! SIGHUP is logged and ignored (a closed terminal must not stop the server) and SIGUSR1 logs
+//! the counters.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -124,7 +126,8 @@ impl Serve {
             }
             serve.table[id.index()] = Some(*kind);
         }
-        cx.listen_signals(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        cx.listen_signals(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
         Ok(serve)
     }
 
@@ -237,20 +240,7 @@ impl Handler for Serve {
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
-            let st = cx.stats();
-            log::info!(
-                "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-                 disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
-                cx.socket_count(),
-                st.accepted,
-                st.rejected,
-                st.rejected_no_fd,
-                st.output_limit_disconnects,
-                st.input_limit_disconnects,
-                st.timeout_disconnects,
-                st.bytes_in,
-                st.bytes_out
-            );
+            log_counters(cx);
             return;
         }
         if self.hub.on_timer(cx, timer) {
@@ -268,6 +258,15 @@ impl Handler for Serve {
     }
 
     fn on_signal(&mut self, cx: &mut Context, signal: i32) {
+        match signal {
+            // Redis's choice: a daemon whose terminal closed keeps serving.
+            signal_hook::consts::SIGHUP => {
+                log::info!("SIGHUP: ignored (netloop has nothing to reload; SIGTERM stops it)");
+                return;
+            }
+            signal_hook::consts::SIGUSR1 => return log_counters(cx),
+            _ => {}
+        }
         if self.shutdown.is_some() {
             log::warn!("second signal ({signal}): exiting now");
             std::process::exit(128 + signal);
@@ -279,6 +278,24 @@ impl Handler for Serve {
         );
         self.begin_shutdown(cx);
     }
+}
+
+/// The counters at info level: every `--stats-interval` and on SIGUSR1.
+fn log_counters(cx: &Context) {
+    let st = cx.stats();
+    log::info!(
+        "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
+         disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
+        cx.socket_count(),
+        st.accepted,
+        st.rejected,
+        st.rejected_no_fd,
+        st.output_limit_disconnects,
+        st.input_limit_disconnects,
+        st.timeout_disconnects,
+        st.bytes_in,
+        st.bytes_out
+    );
 }
 
 /// Raises the fd limit and settles `max_connections`: the user's value clamped to what the

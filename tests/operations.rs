@@ -219,3 +219,86 @@ fn refusals_and_timeouts_are_counted() {
     assert_eq!(v["connections"], 2, "{v}");
     assert_eq!(v["hubClients"], 2, "{v}");
 }
+
+#[test]
+fn sighup_is_logged_and_ignored_and_sigusr1_logs_the_counters() {
+    let (mut server, addr) = Netloop::serve_one("echo", &[]);
+    let mut c = connect(addr);
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGHUP] {
+        server.signal(sig);
+        // Still serving, and the connection is untouched.
+        c.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+    }
+    assert!(server.wait_exit(Duration::from_millis(200)).is_none(), "a signal stopped the server");
+    let mut fresh = connect(addr);
+    fresh.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    fresh.read_exact(&mut b).unwrap();
+    drop((c, fresh));
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(support::WAIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let err = server.stderr();
+    assert_eq!(err.matches("SIGHUP: ignored").count(), 2, "{err}");
+    assert_eq!(
+        err.matches("stats: connections=1 accepted=1 ").count(),
+        1,
+        "SIGUSR1 logs the counters: {err}"
+    );
+}
+
+/// Runs `netloop serve ARGS`, which must refuse to start; returns its stderr.
+fn refused_options(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} must be refused at parse time: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} started listening: {err}");
+    err
+}
+
+#[test]
+fn absurd_durations_sizes_and_a_zero_connection_cap_are_refused_at_start() {
+    let echo = ["--echo", "127.0.0.1:0"];
+    for (flag, value, reason) in [
+        ("--idle-timeout", "18446744073709551s", "at most 24d 20h"),
+        ("--idle-timeout", "597h", "at most 24d 20h"),
+        ("--shutdown-timeout", "99999999999999999999", "at most 24d 20h"),
+        ("--stats-interval", "2147483648", "at most 24d 20h"),
+        ("--keep-alive", "10h", "between 1s and 32767s"),
+        ("--keep-alive", "500ms", "between 1s and 32767s"),
+        ("--max-buffer", "18446744073709551615", "at most 1 TiB"),
+        ("--high-water-mark", "2048g", "at most 1 TiB"),
+        ("--max-line", "2g", "at most 1 GiB"),
+        ("--max-frame", "0", "at least 1 byte"),
+        ("--max-connections", "0", "0 would refuse every connection"),
+        ("--max-connections", "lots", "at least 1"),
+    ] {
+        let mut args = echo.to_vec();
+        args.extend([flag, value]);
+        let err = refused_options(&args);
+        assert!(err.contains(flag) && err.contains(reason), "{flag} {value}: {err}");
+    }
+    // The largest accepted values still start.
+    let (server, _) = Netloop::serve_one(
+        "echo",
+        &[
+            "--idle-timeout",
+            "596h",
+            "--keep-alive",
+            "32767s",
+            "--max-buffer",
+            "1024g",
+            "--max-connections",
+            "1",
+        ],
+    );
+    drop(server);
+}
