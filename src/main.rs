@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use netloop::connect::ConnectConfig;
+use netloop::input_budget::InputLimits;
 use netloop::load::{EchoConfig, FanoutConfig, FanoutProtocol, LoadConfig, Mode};
 use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
@@ -221,6 +222,16 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     register_timeout: Duration,
 
+    /// Chat and hub: most bytes of unfinished lines and frames all connections together may
+    /// hold; past it the connection holding the most is cut with an error. 0 = off.
+    #[arg(long, value_name = "SIZE", default_value = "64m", value_parser = parse_size)]
+    max_input_total: usize,
+
+    /// Chat and hub: a line or frame must complete within this long of its first byte held;
+    /// a client that drips one slower is cut with an error (slowloris). 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    input_timeout: Duration,
+
     /// Text each echo connection gets first; \r \n \t \\ are unescaped ("Hello World!\r\n").
     #[arg(long, value_name = "TEXT")]
     echo_banner: Option<String>,
@@ -388,6 +399,10 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
         },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         shutdown_timeout: args.shutdown_timeout,
+        input: InputLimits {
+            max_total: (args.max_input_total > 0).then_some(args.max_input_total),
+            timeout: (!args.input_timeout.is_zero()).then_some(args.input_timeout),
+        },
     };
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;

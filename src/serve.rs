@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::addr::{Address, SocketAddress};
 use crate::context::Context;
 use crate::handler::{Handler, ServerId, SocketId};
+use crate::input_budget::{InputCut, InputLimits};
 use crate::limits;
 use crate::options::ServerOptions;
 use crate::services::chat::{Chat, ChatConfig};
@@ -75,6 +76,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Log the counters this often (`--stats-interval`).
     pub stats_interval: Option<Duration>,
+    /// Bounds on the unfinished lines and frames chat and hub hold (`--max-input-total`,
+    /// `--input-timeout`). Echo holds none: it is a pipe.
+    pub input: InputLimits,
 }
 
 /// The `serve` application: routes events to services and owns process policy.
@@ -111,6 +115,7 @@ impl Serve {
             cx.set_timer_ref(timer, false);
             serve.stats_timer = Some(timer);
         }
+        cx.set_input_limits(config.input);
         let cap = config.max_connections;
         cx.set_max_sockets(cap);
         for (kind, addr) in &config.listeners {
@@ -134,6 +139,16 @@ impl Serve {
     fn kind_of(&self, cx: &Context, socket: SocketId) -> Option<ServiceKind> {
         let server = cx.server_of(socket)?;
         self.table.get(server.index()).copied().flatten()
+    }
+
+    /// Tells the loop's input accounting what the service now holds for `socket`.
+    fn report_held_input(&self, cx: &mut Context, socket: SocketId) {
+        let held = match self.kind_of(cx, socket) {
+            Some(ServiceKind::Chat) => self.chat.held_input(socket),
+            Some(ServiceKind::Hub) => self.hub.held_input(socket),
+            Some(ServiceKind::Echo) | None => return,
+        };
+        cx.set_held_input(socket, held);
     }
 
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
@@ -188,6 +203,16 @@ impl Handler for Serve {
             Some(ServiceKind::Chat) => self.chat.on_data(cx, socket, data),
             Some(ServiceKind::Hub) => self.hub.on_data(cx, socket, data),
             None => {}
+        }
+        self.report_held_input(cx, socket);
+    }
+
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {
+        match self.kind_of(cx, socket) {
+            Some(ServiceKind::Chat) => self.chat.cut_input(cx, socket, cut),
+            Some(ServiceKind::Hub) => self.hub.cut_input(cx, socket, cut),
+            // Echo never holds input; the loop hangs up on anything else.
+            Some(ServiceKind::Echo) | None => {}
         }
     }
 
@@ -246,6 +271,10 @@ impl Handler for Serve {
         if self.hub.on_timer(cx, timer) {
             return;
         }
+        // A service timer may have changed what is held (chat delivering a partial line).
+        for socket in cx.input_holders() {
+            self.report_held_input(cx, socket);
+        }
         if self.shutdown == Some(timer) {
             let left = cx.sockets();
             if !left.is_empty() {
@@ -285,14 +314,18 @@ fn log_counters(cx: &Context) {
     let st = cx.stats();
     log::info!(
         "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-         disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
+         disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
+         input_held={} bytes_in={} bytes_out={}",
         cx.socket_count(),
         st.accepted,
         st.rejected,
         st.rejected_no_fd,
         st.output_limit_disconnects,
         st.input_limit_disconnects,
+        st.input_total_disconnects,
+        st.input_timeout_disconnects,
         st.timeout_disconnects,
+        cx.total_held_input(),
         st.bytes_in,
         st.bytes_out
     );

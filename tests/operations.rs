@@ -302,3 +302,52 @@ fn absurd_durations_sizes_and_a_zero_connection_cap_are_refused_at_start() {
     );
     drop(server);
 }
+
+#[test]
+fn two_thousand_refusals_cost_a_few_log_lines_whose_counts_add_up() {
+    const REFUSALS: u64 = 2000;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["serve", "--echo", "127.0.0.1:0", "--max-connections", "1", "--echo-banner", "+"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = read_line(&mut BufReader::new(child.stdout.take().unwrap()));
+    let addr: std::net::SocketAddr =
+        line.split_once(" listening on ").expect("listening line").1.parse().unwrap();
+    // The log, line by line, as the server writes it.
+    let (tx, log) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut held = connect(addr);
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).unwrap();
+    for _ in 0..REFUSALS {
+        let reply = support::read_to_end(&mut connect(addr));
+        assert!(reply.starts_with(b"error: server full"), "{}", String::from_utf8_lossy(&reply));
+    }
+    // Every refusal is accounted for, by its own line or a summary, without any further event
+    // (the summary of the last burst comes from a timer) and while the server keeps running.
+    let mut err = String::new();
+    let deadline = Instant::now() + support::WAIT;
+    let accounted = |err: &str| {
+        support::logged_events(err, "max connections (1) reached", "refused at max connections, not logged")
+    };
+    while accounted(&err) < REFUSALS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) => err += &(line + "\n"),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(accounted(&err), REFUSALS, "{err}");
+    let refusal_lines = err.lines().filter(|l| l.contains("refused")).count();
+    assert!(refusal_lines <= 40, "{refusal_lines} lines for {REFUSALS} refusals:\n{err}");
+    drop(held);
+}
