@@ -372,6 +372,14 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
     }
+    let largest_unit = args.max_line.max(args.max_frame);
+    if args.max_input_total > 0 && largest_unit > args.max_input_total {
+        log::warn!(
+            "--max-input-total ({} bytes) is below --max-line/--max-frame ({largest_unit} bytes): one client \
+             sending a line or frame that large is cut with input_limit",
+            args.max_input_total
+        );
+    }
     let max_connections = settle_connection_limit(args.max_connections);
     let config = ServeConfig {
         listeners,
