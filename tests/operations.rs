@@ -351,3 +351,19 @@ fn two_thousand_refusals_cost_a_few_log_lines_whose_counts_add_up() {
     assert!(refusal_lines <= 40, "{refusal_lines} lines for {REFUSALS} refusals:\n{err}");
     drop(held);
 }
+
+#[test]
+fn an_input_total_below_the_largest_frame_is_warned_about_at_start() {
+    let (mut server, _) = Netloop::serve_one("hub", &["--max-frame", "2m", "--max-input-total", "1m"]);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(support::WAIT).expect("exits");
+    let err = server.stderr();
+    assert!(
+        err.contains("--max-input-total (1048576 bytes) is below --max-line/--max-frame (2097152 bytes)"),
+        "{err}"
+    );
+    let (mut server, _) = Netloop::serve_one("hub", &[]);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(support::WAIT).expect("exits");
+    assert!(!server.stderr().contains("--max-input-total"), "the defaults are consistent");
+}
