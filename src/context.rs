@@ -16,10 +16,12 @@ use crate::addr::SocketAddress;
 use crate::error;
 use crate::handler::{ServerId, SocketId};
 use crate::idle::IdleTimers;
+use crate::input_budget::{InputBudget, InputCut, InputLimits};
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
 use crate::socket::{flag, interest_of, Socket, Stream, NO_SERVER};
 use crate::timers::{TimerId, TimerKind, Timers};
+use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
 use crate::write_queue::{SharedBytes, WriteQueue};
 
 /// Token of the signal pipe. Listener tokens count down from just below it; socket tokens are
@@ -57,6 +59,11 @@ pub struct Stats {
     pub input_limit_disconnects: u64,
     /// Connections closed by a service for idleness or a missed registration deadline.
     pub timeout_disconnects: u64,
+    /// Connections cut because all together held more unfinished input than
+    /// `--max-input-total` and theirs was the largest.
+    pub input_total_disconnects: u64,
+    /// Connections cut because a line or frame did not complete within `--input-timeout`.
+    pub input_timeout_disconnects: u64,
     /// Bytes read from all sockets.
     pub bytes_in: u64,
     /// Bytes written to all sockets.
@@ -103,6 +110,12 @@ pub struct Context {
     shrink_below: usize,
     client_options: SocketOptions,
     stats: Stats,
+    /// Unfinished input the application holds, per socket and in total.
+    input: InputBudget,
+    /// Sockets cut for their unfinished input whose `on_input_cut` the loop owes.
+    pub(crate) input_cuts: Vec<(SocketId, InputCut)>,
+    /// Budgets for the loop's repeated warnings.
+    pub(crate) warnings: Warnings,
 }
 
 impl std::fmt::Debug for Context {
@@ -140,6 +153,9 @@ impl Context {
             shrink_below: 0,
             client_options: SocketOptions::default(),
             stats: Stats::default(),
+            input: InputBudget::default(),
+            input_cuts: Vec::new(),
+            warnings: Warnings::default(),
         };
         cx.refill_reserve_fd();
         cx
@@ -283,6 +299,7 @@ impl Context {
         sock.io = Stream::Closed;
         let server = sock.server;
         self.idle.remove(key);
+        self.input.release(&mut self.sockets, key);
         if let Some(s) = self.servers.get_mut(server as usize).filter(|_| server != NO_SERVER) {
             // Counted down now, as Node's `_destroy` does, so getConnections() is exact.
             s.connections -= 1;
@@ -560,7 +577,9 @@ impl Context {
         };
         if let Some(limit) = limit.filter(|&l| queued > l) {
             self.stats.output_limit_disconnects += 1;
-            log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
+            if self.admit_warning(Warning::OutputLimit, 1) {
+                log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
+            }
             self.destroy_key(key, Some(error::output_limit(queued, limit)));
             return false;
         }
@@ -596,12 +615,14 @@ impl Context {
         let queued = q.len();
         self.stats.output_limit_disconnects += 1;
         let err = error::soft_output_limit(queued, soft, window);
-        log::warn!("{}: {err}", self.peer_label(key));
+        if self.admit_warning(Warning::OutputLimit, 1) {
+            log::warn!("{}: {err}", self.peer_label(key));
+        }
         self.destroy_key(key, Some(err));
         true
     }
 
-    fn peer_label(&self, key: usize) -> String {
+    pub(crate) fn peer_label(&self, key: usize) -> String {
         self.sockets[key].io.peer_addr().map_or_else(|_| format!("socket {key}"), |a| a.to_string())
     }
 
@@ -823,6 +844,91 @@ impl Context {
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    // ----- unfinished input ---------------------------------------------------------------
+
+    /// Sets the bounds on unfinished input ([`crate::input_budget`]).
+    pub fn set_input_limits(&mut self, limits: InputLimits) {
+        self.input.limits = limits;
+        self.arm_input_sweep();
+    }
+
+    /// The application holds `bytes` of unfinished input for `socket` (a partial line or frame
+    /// it keeps between reads; 0 for none). Report after every read that changes it, and when
+    /// anything else (a timer) does. If all sockets together now hold more than the limit, the
+    /// heaviest are cut: `on_input_cut` follows from the loop for each.
+    pub fn set_held_input(&mut self, socket: SocketId, bytes: usize) {
+        let Some(key) = self.key_of(socket) else { return };
+        if self.sockets[key].has(flag::DESTROYED | flag::INPUT_CUT) {
+            return;
+        }
+        self.input.set(&mut self.sockets, key, bytes, self.now_ms);
+        while let Some((heaviest, cut)) = self.input.heaviest_over_limit() {
+            self.cut_input(heaviest, cut);
+        }
+        self.arm_input_sweep();
+    }
+
+    /// Bytes of unfinished input last reported for `socket`.
+    pub fn held_input(&self, socket: SocketId) -> usize {
+        self.key_of(socket).map_or(0, |k| self.input.held(&self.sockets, k))
+    }
+
+    /// Bytes of unfinished input held for all sockets together.
+    pub fn total_held_input(&self) -> usize {
+        self.input.total()
+    }
+
+    /// Every socket that holds unfinished input, for re-reporting after a timer changed it.
+    pub fn input_holders(&self) -> Vec<SocketId> {
+        self.input.holder_keys().map(|k| self.id_of(k)).collect()
+    }
+
+    fn cut_input(&mut self, key: usize, cut: InputCut) {
+        self.input.release(&mut self.sockets, key);
+        self.sockets[key].flags |= flag::INPUT_CUT;
+        let id = self.id_of(key);
+        self.input_cuts.push((id, cut));
+    }
+
+    /// The input timeout's sweep: cut holds that made no progress for the timeout.
+    pub(crate) fn sweep_input(&mut self) {
+        self.input.sweep_armed = false;
+        let mut expired = Vec::new();
+        self.input.expired(self.now_ms, &mut expired);
+        for (key, cut) in expired {
+            self.cut_input(key, cut);
+        }
+        self.arm_input_sweep();
+    }
+
+    /// Arms the sweep for the earliest hold to time out, if something is held. Sweeps are at
+    /// least a tenth of the timeout apart (10 ms to 1 s), so holds that start one after another
+    /// cost a bounded number of scans.
+    fn arm_input_sweep(&mut self) {
+        let Some(timeout) = self.input.limits.timeout else { return };
+        if self.input.sweep_armed || self.input.is_empty() {
+            return;
+        }
+        let spacing = (timeout.as_millis() as u64 / 10).clamp(10, 1000);
+        let next = self.input.next_due().unwrap_or(self.now_ms);
+        let delay = next.saturating_sub(self.now_ms).max(spacing);
+        self.set_internal_timer(delay, TimerKind::InputSweep);
+        self.input.sweep_armed = true;
+    }
+
+    /// Whether a repeated warning of `kind` (standing for `items` events) may be logged now;
+    /// if not, it is counted and its summary timer armed.
+    pub(crate) fn admit_warning(&mut self, kind: Warning, items: u64) -> bool {
+        if self.warnings.admit(kind, self.elapsed(), items) {
+            return true;
+        }
+        if !self.warnings.summary_armed {
+            self.warnings.summary_armed = true;
+            self.set_internal_timer(SUMMARY_DELAY.as_millis() as u64, TimerKind::WarningSummary);
+        }
+        false
     }
 
     // ----- timers, signals, loop ----------------------------------------------------------

@@ -79,6 +79,8 @@ impl EventLoop {
         while self.cx.alive() {
             self.turn(handler)?;
         }
+        // What the warning budgets dropped is reported even when the process exits next.
+        self.cx.warnings.flush();
         Ok(())
     }
 
@@ -111,6 +113,7 @@ impl EventLoop {
         }
         self.run_ready(h);
         self.run_timers(h);
+        crate::input_budget::deliver_cuts(&mut self.cx, h);
         self.run_uncork(h);
         self.run_closing(h);
         // `close` handlers may have broadcast (a "left" notice): flush before sleeping.
@@ -126,6 +129,7 @@ impl EventLoop {
             || !cx.closing.is_empty()
             || !cx.servers_closing.is_empty()
             || !cx.corked.is_empty()
+            || !cx.input_cuts.is_empty()
             || cx.stopped
         {
             return Some(Duration::ZERO);
@@ -182,6 +186,8 @@ impl EventLoop {
                 TimerKind::App => h.on_timer(&mut self.cx, id),
                 TimerKind::AcceptRetry(key) => resume_accepting(&mut self.cx, h, key),
                 TimerKind::EndDeadline(socket) => self.cx.destroy(socket),
+                TimerKind::InputSweep => self.cx.sweep_input(),
+                TimerKind::WarningSummary => self.cx.warnings.flush(),
             }
         }
         let mut expired = std::mem::take(&mut self.expired_scratch);
@@ -451,7 +457,9 @@ fn refuse<H: Handler>(
             }
         }
     }
-    log::warn!("{}: refused {peer}: max connections ({limit}) reached", server.address);
+    if cx.admit_warning(crate::warnings::Warning::Refused, 1) {
+        log::warn!("{}: refused {peer}: max connections ({limit}) reached", cx.servers[key].address);
+    }
     drop(stream);
     cx.stats_mut().rejected += 1;
     let sid = cx.server_id(key);
@@ -494,11 +502,13 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
         cx.refill_reserve_fd();
     }
     cx.stats_mut().rejected_no_fd += shed;
-    log::warn!(
-        "{addr}: {} (open file limit {limit}): closed {shed} pending connection(s); \
+    if cx.admit_warning(crate::warnings::Warning::OutOfFds, shed) {
+        log::warn!(
+            "{addr}: {} (open file limit {limit}): closed {shed} pending connection(s); \
          raise `ulimit -n` or lower --max-connections",
-        error::describe(&e)
-    );
+            error::describe(&e)
+        );
+    }
     if cx.reserve_fd.is_none() || !drained {
         let server = &mut cx.servers[key];
         if let Some(l) = server.listener.as_mut() {

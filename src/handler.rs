@@ -84,6 +84,11 @@ pub trait Handler {
     /// `socket.on('close')`: exactly once per socket, always its last event.
     fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {}
 
+    /// The loop cut `socket` for the unfinished input it held ([`crate::input_budget`]): the
+    /// handler says why in its own protocol and hangs up (`end_within`). If the socket is
+    /// still writable afterwards, the loop destroys it.
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {}
+
     /// A timer set with `Context::set_timeout` / `set_interval` fired.
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {}
 

@@ -19,7 +19,9 @@
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
 //! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
-//! - [`log_limit`]: rate-limited log lines for events any peer can trigger.
+//! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
+//!   loop's own repeated warnings, budgeted and summarised.
+//! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
 //! See `docs/architecture.md` and `docs/node-semantics.md` in the repository.
@@ -34,6 +36,7 @@ pub mod event_loop;
 pub mod frame;
 pub mod handler;
 pub mod idle;
+pub mod input_budget;
 pub mod limits;
 pub mod line;
 mod listener;
@@ -47,6 +50,7 @@ mod socket;
 pub mod text;
 pub mod timers;
 pub mod units;
+mod warnings;
 mod wrap;
 pub mod write_queue;
 

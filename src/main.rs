@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use netloop::connect::ConnectConfig;
+use netloop::input_budget::InputLimits;
 use netloop::load::{EchoConfig, FanoutConfig, FanoutProtocol, LoadConfig, Mode};
 use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
@@ -221,6 +222,16 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     register_timeout: Duration,
 
+    /// Chat and hub: most bytes of unfinished lines and frames all connections together may
+    /// hold; past it the connection holding the most is cut with an error. 0 = off.
+    #[arg(long, value_name = "SIZE", default_value = "64m", value_parser = parse_size)]
+    max_input_total: usize,
+
+    /// Chat and hub: a line or frame must complete within this long of its first byte held;
+    /// a client that drips one slower is cut with an error (slowloris). 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    input_timeout: Duration,
+
     /// Text each echo connection gets first; \r \n \t \\ are unescaped ("Hello World!\r\n").
     #[arg(long, value_name = "TEXT")]
     echo_banner: Option<String>,
@@ -252,7 +263,7 @@ struct ServeArgs {
     idle_timeout: Duration,
 
     /// Refuse connections beyond this many, all listeners together [default: open file limit - 32].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_max_connections)]
     max_connections: Option<usize>,
 
     /// listen() backlog.
@@ -267,8 +278,8 @@ struct ServeArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     no_delay: bool,
 
-    /// TCP keepalive with this initial delay (off by default).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// TCP keepalive with this initial delay, 1s to 32767s (off by default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_alive)]
     keep_alive: Option<Duration>,
 
     /// After SIGINT/SIGTERM, how long queued output may take to flush before exit.
@@ -280,12 +291,40 @@ fn parse_addr(s: &str) -> Result<Address, String> {
     s.parse::<Address>().map_err(|e| e.to_string())
 }
 
+/// Longest line or frame that may be asked for: each connection may buffer this much.
+const MAX_INPUT_LIMIT: usize = 1 << 30;
+
 /// A size limit for input: 0 would refuse every line or frame, so it is an error, not "off".
 fn parse_limit(s: &str) -> Result<usize, String> {
     match parse_size(s)? {
         0 => Err(format!("{s:?}: must be at least 1 byte")),
+        n if n > MAX_INPUT_LIMIT => {
+            Err(format!("{s:?}: at most 1 GiB (each connection may buffer this much)"))
+        }
         n => Ok(n),
     }
+}
+
+/// `--max-connections`: 0 would start a server that refuses everyone, so it is an error.
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => {
+            Err("0 would refuse every connection; give at least 1 (or leave it unset for the fd limit)"
+                .into())
+        }
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
+/// Linux takes a keepalive idle time of 1 to 32767 seconds (`TCP_KEEPIDLE`); outside that
+/// the setting would silently fail on every socket.
+fn parse_keep_alive(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(32_767) {
+        return Err(format!("{s:?}: the keepalive delay must be between 1s and 32767s"));
+    }
+    Ok(d)
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -333,6 +372,14 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
     }
+    let largest_unit = args.max_line.max(args.max_frame);
+    if args.max_input_total > 0 && largest_unit > args.max_input_total {
+        log::warn!(
+            "--max-input-total ({} bytes) is below --max-line/--max-frame ({largest_unit} bytes): one client \
+             sending a line or frame that large is cut with input_limit",
+            args.max_input_total
+        );
+    }
     let max_connections = settle_connection_limit(args.max_connections);
     let config = ServeConfig {
         listeners,
@@ -360,6 +407,10 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
         },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         shutdown_timeout: args.shutdown_timeout,
+        input: InputLimits {
+            max_total: (args.max_input_total > 0).then_some(args.max_input_total),
+            timeout: (!args.input_timeout.is_zero()).then_some(args.input_timeout),
+        },
     };
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;

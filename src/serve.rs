@@ -2,7 +2,9 @@
 //!
 //! A listener table maps each server to the service it runs; the [`Handler`] impl routes each
 //! event to that service. Process-level policy lives here, not in the services: idle timeouts
-//! close sockets, the first SIGINT/SIGTERM stops accepting and flushes, a second one exits.
+//! close sockets, the first SIGINT/SIGTERM stops accepting and flushes, a second one exits,
+//! SIGHUP is logged and ignored (a closed terminal must not stop the server) and SIGUSR1 logs
+//! the counters.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use crate::addr::{Address, SocketAddress};
 use crate::context::Context;
 use crate::handler::{Handler, ServerId, SocketId};
+use crate::input_budget::{InputCut, InputLimits};
 use crate::limits;
 use crate::options::ServerOptions;
 use crate::services::chat::{Chat, ChatConfig};
@@ -73,6 +76,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Log the counters this often (`--stats-interval`).
     pub stats_interval: Option<Duration>,
+    /// Bounds on the unfinished lines and frames chat and hub hold (`--max-input-total`,
+    /// `--input-timeout`). Echo holds none: it is a pipe.
+    pub input: InputLimits,
 }
 
 /// The `serve` application: routes events to services and owns process policy.
@@ -109,6 +115,7 @@ impl Serve {
             cx.set_timer_ref(timer, false);
             serve.stats_timer = Some(timer);
         }
+        cx.set_input_limits(config.input);
         let cap = config.max_connections;
         cx.set_max_sockets(cap);
         for (kind, addr) in &config.listeners {
@@ -124,13 +131,24 @@ impl Serve {
             }
             serve.table[id.index()] = Some(*kind);
         }
-        cx.listen_signals(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        cx.listen_signals(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
         Ok(serve)
     }
 
     fn kind_of(&self, cx: &Context, socket: SocketId) -> Option<ServiceKind> {
         let server = cx.server_of(socket)?;
         self.table.get(server.index()).copied().flatten()
+    }
+
+    /// Tells the loop's input accounting what the service now holds for `socket`.
+    fn report_held_input(&self, cx: &mut Context, socket: SocketId) {
+        let held = match self.kind_of(cx, socket) {
+            Some(ServiceKind::Chat) => self.chat.held_input(socket),
+            Some(ServiceKind::Hub) => self.hub.held_input(socket),
+            Some(ServiceKind::Echo) | None => return,
+        };
+        cx.set_held_input(socket, held);
     }
 
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
@@ -186,6 +204,16 @@ impl Handler for Serve {
             Some(ServiceKind::Hub) => self.hub.on_data(cx, socket, data),
             None => {}
         }
+        self.report_held_input(cx, socket);
+    }
+
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {
+        match self.kind_of(cx, socket) {
+            Some(ServiceKind::Chat) => self.chat.cut_input(cx, socket, cut),
+            Some(ServiceKind::Hub) => self.hub.cut_input(cx, socket, cut),
+            // Echo never holds input; the loop hangs up on anything else.
+            Some(ServiceKind::Echo) | None => {}
+        }
     }
 
     fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {
@@ -237,24 +265,15 @@ impl Handler for Serve {
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
-            let st = cx.stats();
-            log::info!(
-                "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-                 disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
-                cx.socket_count(),
-                st.accepted,
-                st.rejected,
-                st.rejected_no_fd,
-                st.output_limit_disconnects,
-                st.input_limit_disconnects,
-                st.timeout_disconnects,
-                st.bytes_in,
-                st.bytes_out
-            );
+            log_counters(cx);
             return;
         }
         if self.hub.on_timer(cx, timer) {
             return;
+        }
+        // A service timer may have changed what is held (chat delivering a partial line).
+        for socket in cx.input_holders() {
+            self.report_held_input(cx, socket);
         }
         if self.shutdown == Some(timer) {
             let left = cx.sockets();
@@ -268,6 +287,15 @@ impl Handler for Serve {
     }
 
     fn on_signal(&mut self, cx: &mut Context, signal: i32) {
+        match signal {
+            // Redis's choice: a daemon whose terminal closed keeps serving.
+            signal_hook::consts::SIGHUP => {
+                log::info!("SIGHUP: ignored (netloop has nothing to reload; SIGTERM stops it)");
+                return;
+            }
+            signal_hook::consts::SIGUSR1 => return log_counters(cx),
+            _ => {}
+        }
         if self.shutdown.is_some() {
             log::warn!("second signal ({signal}): exiting now");
             std::process::exit(128 + signal);
@@ -279,6 +307,28 @@ impl Handler for Serve {
         );
         self.begin_shutdown(cx);
     }
+}
+
+/// The counters at info level: every `--stats-interval` and on SIGUSR1.
+fn log_counters(cx: &Context) {
+    let st = cx.stats();
+    log::info!(
+        "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
+         disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
+         input_held={} bytes_in={} bytes_out={}",
+        cx.socket_count(),
+        st.accepted,
+        st.rejected,
+        st.rejected_no_fd,
+        st.output_limit_disconnects,
+        st.input_limit_disconnects,
+        st.input_total_disconnects,
+        st.input_timeout_disconnects,
+        st.timeout_disconnects,
+        cx.total_held_input(),
+        st.bytes_in,
+        st.bytes_out
+    );
 }
 
 /// Raises the fd limit and settles `max_connections`: the user's value clamped to what the

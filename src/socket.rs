@@ -48,6 +48,8 @@ pub(crate) mod flag {
     pub const PEER_HUP: u32 = 1 << 12;
     /// On the loop's `ready` list: queued once however many budgets ran out.
     pub const READY: u32 = 1 << 13;
+    /// Cut for its unfinished input: what the application reports for it is ignored from now.
+    pub const INPUT_CUT: u32 = 1 << 14;
 }
 
 /// A TCP or Unix-domain stream, or nothing once destroyed (the fd is closed at once; the slot
@@ -169,6 +171,9 @@ pub(crate) struct Socket {
     pub server: u32,
     /// Bits from [`flag`].
     pub flags: u32,
+    /// Place + 1 in the loop's list of sockets holding unfinished input
+    /// ([`crate::input_budget`]), 0 when it holds none. Fills what was padding.
+    pub hold: u32,
 }
 
 /// `Socket::server` of outbound sockets.
@@ -176,7 +181,7 @@ pub(crate) const NO_SERVER: u32 = u32::MAX;
 
 impl Socket {
     pub fn new(io: Stream, gen: u32, server: u32, flags: u32) -> Self {
-        Socket { io, queue: None, bytes_read: 0, bytes_written: 0, gen, server, flags }
+        Socket { io, queue: None, bytes_read: 0, bytes_written: 0, gen, server, flags, hold: 0 }
     }
 
     #[inline]

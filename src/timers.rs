@@ -27,6 +27,10 @@ pub(crate) enum TimerKind {
     AcceptRetry(usize),
     /// `Context::end_within`: destroy the socket if it is still open.
     EndDeadline(crate::handler::SocketId),
+    /// Cut sockets whose unfinished input is older than the input timeout.
+    InputSweep,
+    /// Log what the warning budgets dropped.
+    WarningSummary,
 }
 
 struct Entry {

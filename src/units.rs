@@ -12,14 +12,21 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 const GIB: usize = 1024 * 1024 * 1024;
 
+/// The longest duration accepted: 2^31 - 1 ms (24 days 20 h), the most Node's timers (and the
+/// loop's idle timers) can represent. Longer is refused rather than silently clamped.
+pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// The largest size accepted: 1 TiB. Every size is a limit on memory, and a larger one cannot
+/// be meant (use the option's `0 = off` where it has one).
+pub const MAX_SIZE: usize = 1 << 40;
+
 /// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a bare number of
 /// milliseconds (as Node's timer APIs take).
 ///
 /// Units are case-insensitive and may be separated from the number by spaces.
 /// `0` (in any unit) is accepted; callers treat a zero duration as "off".
-/// Negative values, fractions, empty input, unknown units and values too large
-/// for a `u64` count of milliseconds are rejected with a message naming the
-/// input.
+/// Negative values, fractions, empty input, unknown units and values over
+/// [`MAX_DURATION`] are rejected with a message naming the input.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = split_number(s, "duration", "500ms, 30s, 2m, 1h or 250")?;
     let ms_per_unit: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -29,9 +36,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
-    let number: u64 = n.parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
-    let ms = number.checked_mul(ms_per_unit).ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
-    Ok(Duration::from_millis(ms))
+    let too_large = || format!("invalid duration {s:?}: too large (at most 24d 20h: 2147483647ms, 596h)");
+    let number: u64 = n.parse().map_err(|_| too_large())?;
+    let ms = number.checked_mul(ms_per_unit).filter(|&ms| ms <= MAX_DURATION.as_millis() as u64);
+    ms.map(Duration::from_millis).ok_or_else(too_large)
 }
 
 /// Parses a byte size: a bare number of bytes, or a number followed by a unit
@@ -40,8 +48,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// All units are binary (`1k` = 1024 bytes) and case-insensitive, and may be
 /// separated from the number by spaces, so every string produced by
 /// [`format_size`] parses back to the same value. Negative values, fractions,
-/// empty input, unknown units and values that overflow `usize` are rejected
-/// with a message naming the input.
+/// empty input, unknown units and values over [`MAX_SIZE`] are rejected with a
+/// message naming the input.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let (n, unit) = split_number(s, "size", "65536, 64k, 1MiB or 2g")?;
     let multiplier = match unit.to_ascii_lowercase().as_str() {
@@ -55,8 +63,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
             ))
         }
     };
-    let number: usize = n.parse().map_err(|_| format!("invalid size {s:?}: number too large"))?;
-    number.checked_mul(multiplier).ok_or_else(|| format!("invalid size {s:?}: too large"))
+    let too_large = || format!("invalid size {s:?}: too large (at most 1 TiB)");
+    let number: usize = n.parse().map_err(|_| too_large())?;
+    number.checked_mul(multiplier).filter(|&n| n <= MAX_SIZE).ok_or_else(too_large)
 }
 
 /// Formats a byte count for messages: the largest binary unit that divides it
@@ -143,10 +152,12 @@ mod tests {
 
     #[test]
     fn duration_overflow() {
-        let max = u64::MAX.to_string();
-        assert_eq!(parse_duration(&max), Ok(Duration::from_millis(u64::MAX)));
-        assert!(parse_duration(&format!("{max}s")).unwrap_err().contains("too large"));
-        assert!(parse_duration("99999999999999999999999").unwrap_err().contains("too large"));
+        assert_eq!(parse_duration("2147483647"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("596h"), Ok(Duration::from_secs(596 * 3600)));
+        for bad in ["2147483648", "597h", "2147484s", "18446744073709551s", "99999999999999999999999"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("too large") && err.contains("24d 20h"), "{err}");
+        }
     }
 
     #[test]
@@ -179,10 +190,12 @@ mod tests {
 
     #[test]
     fn size_overflow() {
+        assert_eq!(parse_size("1024g"), Ok(MAX_SIZE));
         let max = usize::MAX.to_string();
-        assert_eq!(parse_size(&max), Ok(usize::MAX));
-        assert!(parse_size(&format!("{max}k")).unwrap_err().contains("too large"));
-        assert!(parse_size(&format!("{max}0")).unwrap_err().contains("too large"));
+        for bad in [max.clone(), format!("{max}k"), format!("{max}0"), "1025g".into(), "1099511627777".into()]
+        {
+            assert!(parse_size(&bad).unwrap_err().contains("too large (at most 1 TiB)"), "{bad}");
+        }
     }
 
     #[test]
@@ -199,7 +212,7 @@ mod tests {
 
     #[test]
     fn format_parses_back() {
-        for n in [0, 1, 1023, 1024, 1536, 65536, 1 << 20, 3 << 30, usize::MAX] {
+        for n in [0, 1, 1023, 1024, 1536, 65536, 1 << 20, 3 << 30, MAX_SIZE] {
             assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
         }
     }

@@ -219,3 +219,151 @@ fn refusals_and_timeouts_are_counted() {
     assert_eq!(v["connections"], 2, "{v}");
     assert_eq!(v["hubClients"], 2, "{v}");
 }
+
+#[test]
+fn sighup_is_logged_and_ignored_and_sigusr1_logs_the_counters() {
+    let (mut server, addr) = Netloop::serve_one("echo", &[]);
+    let mut c = connect(addr);
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGHUP] {
+        server.signal(sig);
+        // Still serving, and the connection is untouched.
+        c.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+    }
+    assert!(server.wait_exit(Duration::from_millis(200)).is_none(), "a signal stopped the server");
+    let mut fresh = connect(addr);
+    fresh.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    fresh.read_exact(&mut b).unwrap();
+    drop((c, fresh));
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(support::WAIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let err = server.stderr();
+    assert_eq!(err.matches("SIGHUP: ignored").count(), 2, "{err}");
+    assert_eq!(
+        err.matches("stats: connections=1 accepted=1 ").count(),
+        1,
+        "SIGUSR1 logs the counters: {err}"
+    );
+}
+
+/// Runs `netloop serve ARGS`, which must refuse to start; returns its stderr.
+fn refused_options(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} must be refused at parse time: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} started listening: {err}");
+    err
+}
+
+#[test]
+fn absurd_durations_sizes_and_a_zero_connection_cap_are_refused_at_start() {
+    let echo = ["--echo", "127.0.0.1:0"];
+    for (flag, value, reason) in [
+        ("--idle-timeout", "18446744073709551s", "at most 24d 20h"),
+        ("--idle-timeout", "597h", "at most 24d 20h"),
+        ("--shutdown-timeout", "99999999999999999999", "at most 24d 20h"),
+        ("--stats-interval", "2147483648", "at most 24d 20h"),
+        ("--keep-alive", "10h", "between 1s and 32767s"),
+        ("--keep-alive", "500ms", "between 1s and 32767s"),
+        ("--max-buffer", "18446744073709551615", "at most 1 TiB"),
+        ("--high-water-mark", "2048g", "at most 1 TiB"),
+        ("--max-line", "2g", "at most 1 GiB"),
+        ("--max-frame", "0", "at least 1 byte"),
+        ("--max-connections", "0", "0 would refuse every connection"),
+        ("--max-connections", "lots", "at least 1"),
+    ] {
+        let mut args = echo.to_vec();
+        args.extend([flag, value]);
+        let err = refused_options(&args);
+        assert!(err.contains(flag) && err.contains(reason), "{flag} {value}: {err}");
+    }
+    // The largest accepted values still start.
+    let (server, _) = Netloop::serve_one(
+        "echo",
+        &[
+            "--idle-timeout",
+            "596h",
+            "--keep-alive",
+            "32767s",
+            "--max-buffer",
+            "1024g",
+            "--max-connections",
+            "1",
+        ],
+    );
+    drop(server);
+}
+
+#[test]
+fn two_thousand_refusals_cost_a_few_log_lines_whose_counts_add_up() {
+    const REFUSALS: u64 = 2000;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["serve", "--echo", "127.0.0.1:0", "--max-connections", "1", "--echo-banner", "+"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = read_line(&mut BufReader::new(child.stdout.take().unwrap()));
+    let addr: std::net::SocketAddr =
+        line.split_once(" listening on ").expect("listening line").1.parse().unwrap();
+    // The log, line by line, as the server writes it.
+    let (tx, log) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut held = connect(addr);
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).unwrap();
+    for _ in 0..REFUSALS {
+        let reply = support::read_to_end(&mut connect(addr));
+        assert!(reply.starts_with(b"error: server full"), "{}", String::from_utf8_lossy(&reply));
+    }
+    // Every refusal is accounted for, by its own line or a summary, without any further event
+    // (the summary of the last burst comes from a timer) and while the server keeps running.
+    let mut err = String::new();
+    let deadline = Instant::now() + support::WAIT;
+    let accounted = |err: &str| {
+        support::logged_events(err, "max connections (1) reached", "refused at max connections, not logged")
+    };
+    while accounted(&err) < REFUSALS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) => err += &(line + "\n"),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(accounted(&err), REFUSALS, "{err}");
+    let refusal_lines = err.lines().filter(|l| l.contains("refused")).count();
+    assert!(refusal_lines <= 40, "{refusal_lines} lines for {REFUSALS} refusals:\n{err}");
+    drop(held);
+}
+
+#[test]
+fn an_input_total_below_the_largest_frame_is_warned_about_at_start() {
+    let (mut server, _) = Netloop::serve_one("hub", &["--max-frame", "2m", "--max-input-total", "1m"]);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(support::WAIT).expect("exits");
+    let err = server.stderr();
+    assert!(
+        err.contains("--max-input-total (1048576 bytes) is below --max-line/--max-frame (2097152 bytes)"),
+        "{err}"
+    );
+    let (mut server, _) = Netloop::serve_one("hub", &[]);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(support::WAIT).expect("exits");
+    assert!(!server.stderr().contains("--max-input-total"), "the defaults are consistent");
+}

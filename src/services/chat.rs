@@ -138,6 +138,16 @@ impl Chat {
         self.leave(cx, socket);
     }
 
+    /// Bytes of an unfinished line held for `socket`, for the loop's input accounting.
+    pub fn held_input(&self, socket: SocketId) -> usize {
+        self.members.get(socket).map_or(0, |m| m.lines.buffered())
+    }
+
+    /// The loop cut `socket` for its unfinished input: say why, and hang up.
+    pub fn cut_input(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
+        self.hang_up(cx, socket, &format!("* error: {cut}\n"));
+    }
+
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
     /// the rest of the read is ignored.
     fn on_line(&mut self, cx: &mut Context, socket: SocketId, line: &[u8]) -> bool {

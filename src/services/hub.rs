@@ -71,6 +71,8 @@ enum ErrorCode {
     Unauthorized,
     FrameTooLarge,
     RegisterTimeout,
+    InputLimit,
+    InputTimeout,
 }
 
 impl ErrorCode {
@@ -84,6 +86,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::RegisterTimeout => "register_timeout",
+            ErrorCode::InputLimit => "input_limit",
+            ErrorCode::InputTimeout => "input_timeout",
         }
     }
 }
@@ -555,6 +559,20 @@ impl Hub {
         }
     }
 
+    /// Bytes of an unfinished frame held for `socket`, for the loop's input accounting.
+    pub fn held_input(&self, socket: SocketId) -> usize {
+        self.router.members.get(socket).map_or(0, |m| m.frames.buffered())
+    }
+
+    /// The loop cut `socket` for its unfinished input: say why, and hang up.
+    pub fn cut_input(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
+        let code = match cut {
+            crate::input_budget::InputCut::OverTotal { .. } => ErrorCode::InputLimit,
+            crate::input_budget::InputCut::Timeout { .. } => ErrorCode::InputTimeout,
+        };
+        self.hang_up(cx, socket, code, &cut.to_string());
+    }
+
     /// The client sent FIN: it has left, and our side is ended. With half-open allowed
     /// (`--allow-half-open`) it stays registered and keeps receiving until it closes.
     pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
@@ -755,6 +773,8 @@ impl Hub {
             ("outputLimitDisconnects", st.output_limit_disconnects),
             ("inputLimitDisconnects", st.input_limit_disconnects),
             ("timeoutDisconnects", st.timeout_disconnects),
+            ("inputTotalDisconnects", st.input_total_disconnects),
+            ("inputTimeoutDisconnects", st.input_timeout_disconnects),
             ("bytesIn", st.bytes_in),
             ("bytesOut", st.bytes_out),
         ] {

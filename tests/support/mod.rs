@@ -240,3 +240,19 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Events of one kind a server log accounts for: one per line containing `each`, plus the
+/// counts of its rate-limit summaries (`N more ... {summary}`).
+pub fn logged_events(log: &str, each: &str, summary: &str) -> u64 {
+    let mut total = 0;
+    for line in log.lines() {
+        if line.contains(each) {
+            total += 1;
+        } else if line.contains(summary) {
+            let after = line.split_once("] ").map_or(line, |(_, rest)| rest);
+            let count = after.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
+            total += count.expect("a summary starts with its count");
+        }
+    }
+    total
+}
