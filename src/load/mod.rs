@@ -16,6 +16,7 @@ pub mod fanout;
 pub mod idle;
 pub mod report;
 mod runner;
+mod schedule;
 mod sources;
 pub mod stats;
 

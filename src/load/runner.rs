@@ -20,7 +20,7 @@ use crate::addr::SocketAddress;
 use crate::context::Context;
 use crate::error;
 use crate::handler::{Handler, SocketId};
-use crate::load::report::{ConnectionReport, ModeReport, Report};
+use crate::load::report::{ConnectionReport, LatencyFrom, ModeReport, Report};
 use crate::load::sources::SourcePlan;
 use crate::load::stats::{
     fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Clock, Percentiles,
@@ -47,11 +47,13 @@ pub(crate) enum Handshake {
 #[derive(Debug)]
 pub(crate) struct Summary {
     /// Echo round trips or fan-out deliveries.
-    pub round_trips: u64,
-    /// Payload bytes received in the window.
+    pub completed: u64,
+    /// Bytes received in the window (echoed, delivered, or whatever the server sent idle ones).
     pub bytes: u64,
     /// Their latency.
     pub latency: Option<Percentiles>,
+    /// Where that latency starts; `None` when the mode measures none.
+    pub latency_from: Option<LatencyFrom>,
     /// The mode's own figures.
     pub details: ModeReport,
 }
@@ -505,12 +507,13 @@ impl<W: Workload> Runner<W> {
                 limit,
                 sources: self.s.sources.describe(self.next_slot),
             },
-            round_trips: summary.round_trips,
+            completed: summary.completed,
             // Over sending plus draining: results that arrive after the window still took
             // that long, so a server that falls behind cannot look like it kept up.
-            round_trips_per_s: per_second(summary.round_trips, duration_s + drain_s),
+            completed_per_s: per_second(summary.completed, duration_s + drain_s),
             bytes_per_s: per_second(summary.bytes, duration_s + drain_s),
             latency: summary.latency,
+            latency_from: summary.latency_from,
             details: summary.details,
             problems,
             interrupted: self.interrupted.is_some(),
