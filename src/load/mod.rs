@@ -107,7 +107,8 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
                 io::ErrorKind::InvalidInput,
                 format!(
                     "fanout needs {needed} connections but only {allowed} fit (open file limit {fd_limit}, \
-                     ulimit -n); lower --receivers"
+                     ulimit -n); lower -c/--receivers; {}",
+                    runner::PAST_ONE_PROCESS
                 ),
             ));
         }

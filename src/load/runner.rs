@@ -27,6 +27,13 @@ use crate::load::stats::{
 };
 use crate::timers::TimerId;
 
+/// How to hold more connections than one process's open file limit allows. Each process needs
+/// source addresses of its own: they would otherwise share the same ephemeral ports.
+pub(crate) const PAST_ONE_PROCESS: &str =
+    "to go past one process's limit, run more netloop load processes side by \
+     side, each with source addresses of its own (--source 127.0.0.2,127.0.0.3 for one, --source \
+     127.0.0.4,127.0.0.5 for the next)";
+
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How often `--connect-rate` pacing releases connects.
@@ -412,7 +419,7 @@ impl<W: Workload> Runner<W> {
                 }
                 _ => "",
             };
-            format!("open file limit {} (ulimit -n{hard})", self.s.fd_limit)
+            format!("open file limit {} (ulimit -n{hard}); {PAST_ONE_PROCESS}", self.s.fd_limit)
         };
         if self.planned < self.requested {
             return Some(if self.planned == self.s.fd_capacity {

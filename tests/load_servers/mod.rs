@@ -111,7 +111,7 @@ impl TestServer {
                 }
                 all.push((peer, writer));
             }
-            let mut lines = BufReader::with_capacity(256 * 1024, stream);
+            let mut lines = BufReader::new(stream);
             let mut line = Vec::new();
             loop {
                 line.clear();
