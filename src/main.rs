@@ -52,7 +52,8 @@ netloop load MODE --help lists them.
 
 -c is the connection count in every mode (fanout: receivers). -r is messages per second in
 total over all (sending) connections; --rate-per-conn is tcpkali's per-connection -r. With a
-rate, latency is timed from each message's scheduled send; without one (echo), it is closed-loop.
+rate, latency is timed from each message's scheduled send; without one (-r 0, echo's default),
+from the actual send: closed loop, and the report says so.
 
 Examples:
   netloop load idle 127.0.0.1:8080 -c 19000 -T 30s

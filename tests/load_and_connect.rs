@@ -236,9 +236,8 @@ fn load_echo_with_a_rate_keeps_to_it() {
     let per_s = report["round_trips_per_s"].as_f64().expect("rate");
     assert!((1500.0..=2100.0).contains(&per_s), "{report:#}");
     assert_eq!(report["echo"]["rate"], 2000);
-    // A server that keeps up: on schedule, so the run passes (above), nothing left behind
-    // beyond a tick's worth.
-    assert!(int(&report["echo"]["behind_schedule"]) <= 20, "{report:#}");
+    // A server that keeps up passes (above): within the rate's tolerance.
+    assert!(int(&report["echo"]["behind_schedule"]) < 100, "{report:#}");
     assert_eq!(report["latency_measured_from"], "scheduled_send", "{report:#}");
 }
 
