@@ -21,7 +21,9 @@
 
 use std::time::Duration;
 
-use crate::load::stats::{fmt_count, fmt_rate, per_second, LatencyRecorder, Percentiles};
+use hdrhistogram::Histogram;
+
+use crate::load::stats::{fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Percentiles};
 
 /// How far the messages sent may fall short of those the schedule asked for before the run
 /// counts as not keeping to the rate: 5%. A server that stalls briefly and then catches up
@@ -44,7 +46,7 @@ pub(crate) struct Schedule {
     sent_at_progress: u64,
     /// Intended time to actual send, per message: the generator's own lateness (its pacing
     /// granularity, or waiting for the server to take more).
-    delay: LatencyRecorder,
+    delay: Histogram<u64>,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -63,7 +65,7 @@ impl Schedule {
             sent: 0,
             asked: 0,
             sent_at_progress: 0,
-            delay: LatencyRecorder::new(),
+            delay: new_histogram(),
         }
     }
 
@@ -92,7 +94,8 @@ impl Schedule {
         let offset = (n * 1_000_000_000 / self.rate as u128).min(u64::MAX as u128) as u64;
         let intended = self.start_ns.saturating_add(offset);
         self.sent += 1;
-        self.delay.record(now.saturating_sub(intended));
+        // Past the histogram's 60 s, recorded as 60 s.
+        self.delay.saturating_record(now.saturating_sub(intended).max(1));
         intended.min(now)
     }
 
@@ -108,13 +111,12 @@ impl Schedule {
 
     /// Send-delay percentiles of the run.
     pub(crate) fn delay(&self) -> Option<Percentiles> {
-        self.delay.percentiles()
+        percentiles_of(&self.delay)
     }
 
     /// Progress-line fields for the last `seconds`: nothing while on schedule, else how far
     /// behind, and the words `RATE NOT MET` once past the tolerance.
     pub(crate) fn progress(&mut self, out: &mut String, seconds: f64) {
-        let _ = self.delay.take_interval_p99();
         let sent = self.sent - self.sent_at_progress;
         self.sent_at_progress = self.sent;
         let behind = self.behind();
