@@ -51,14 +51,21 @@ struct ConnectArgs {
     after_help = "Every mode takes ADDR (HOST:PORT, PORT, [V6]:PORT or unix:PATH) and its own options:
 netloop load MODE --help lists them.
 
+-c is the connection count in every mode (fanout: receivers). -r is messages per second in
+total over all (sending) connections; --rate-per-conn is tcpkali's per-connection -r. With a
+rate, latency is timed from each message's scheduled send; without one (-r 0, echo's default),
+from the actual send: closed loop, and the report says so.
+
 Examples:
   netloop load idle 127.0.0.1:8080 -c 19000 -T 30s
   netloop load echo 127.0.0.1:8080 -c 100 --size 64 -T 10s
+  netloop load echo 127.0.0.1:8080 -c 100 -r 10000 -T 10s
   netloop load echo unix:/tmp/echo.sock -c 10 --size 64k --pipeline 4 --json
-  netloop load fanout 127.0.0.1:9000 --protocol hub --receivers 1000 -r 1000
+  netloop load fanout 127.0.0.1:9000 --protocol hub -c 1000 -r 1000
 
 Exit status: 0 when every check passed, 1 when one failed (failed or dropped connections,
-corrupt echoes, lost/undelivered/duplicated/reordered deliveries; the report says which), 2 for bad usage.
+corrupt echoes, lost/undelivered/duplicated/reordered deliveries, a rate not met; the report
+says which), 2 for bad usage.
 Reference: docs/load.md"
 )]
 struct LoadArgs {
@@ -93,9 +100,15 @@ enum LoadMode {
         /// Messages in flight per connection.
         #[arg(long, value_name = "K", default_value_t = 1, value_parser = parse_pipeline)]
         pipeline: usize,
-        /// Total messages per second over all connections (0: send as soon as echoes return).
+        /// Messages per second in total, over all connections (tcpkali's -r is per connection:
+        /// that is --rate-per-conn). Latency is then timed from each message's scheduled send, and
+        /// a run more than 5% short of the rate fails. 0: closed loop, each connection sends as
+        /// soon as its echoes return.
         #[arg(short = 'r', long, value_name = "PER_S", default_value_t = 0)]
         rate: u64,
+        /// Messages per second per connection (tcpkali's -r): the same as -r with this times -c.
+        #[arg(long, value_name = "PER_S", conflicts_with = "rate")]
+        rate_per_conn: Option<u64>,
         #[command(flatten)]
         common: LoadCommon,
     },
@@ -107,15 +120,20 @@ enum LoadMode {
         /// The server's protocol.
         #[arg(long, value_enum)]
         protocol: ProtocolArg,
-        /// Receiving connections.
-        #[arg(long, value_name = "R", default_value_t = 100, value_parser = at_least_one)]
+        /// Receiving connections (senders come on top).
+        #[arg(short = 'c', long, visible_alias = "connections", value_name = "R", default_value_t = 100, value_parser = at_least_one)]
         receivers: usize,
         /// Sending connections (separate from the receivers).
         #[arg(long, value_name = "S", default_value_t = 1, value_parser = at_least_one)]
         senders: usize,
-        /// Total messages per second over all senders (0: as fast as the server takes them).
+        /// Messages per second in total, over all senders (tcpkali's -r is per connection: that
+        /// is --rate-per-conn). Latency is timed from each message's scheduled send, and a run
+        /// more than 5% short of the rate fails. 0: as fast as the server takes them.
         #[arg(short = 'r', long, value_name = "PER_S", default_value_t = 1000)]
         rate: u64,
+        /// Messages per second per sender (tcpkali's -r): the same as -r with this times --senders.
+        #[arg(long, value_name = "PER_S", conflicts_with = "rate")]
+        rate_per_conn: Option<u64>,
         /// Pad each message text to this size (0: about 40 bytes, unpadded).
         #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
         size: usize,
@@ -428,19 +446,36 @@ fn connect(args: ConnectArgs) -> std::io::Result<()> {
 fn load(args: LoadArgs) -> ExitCode {
     let (addr, common, mode) = match args.mode {
         LoadMode::Idle { addr, connections, common } => (addr, common, Mode::Idle { connections }),
-        LoadMode::Echo { addr, connections, size, pipeline, rate, common } => {
+        LoadMode::Echo { addr, connections, size, pipeline, rate, rate_per_conn, common } => {
+            let rate = total_rate(rate, rate_per_conn, connections);
             (addr, common, Mode::Echo(EchoConfig { connections, size, pipeline, rate }))
         }
-        LoadMode::Fanout { addr, protocol, receivers, senders, rate, size, drain_timeout, common } => {
+        LoadMode::Fanout {
+            addr,
+            protocol,
+            receivers,
+            senders,
+            rate,
+            rate_per_conn,
+            size,
+            drain_timeout,
+            common,
+        } => {
             let protocol = match protocol {
                 ProtocolArg::Chat => FanoutProtocol::Chat,
                 ProtocolArg::Hub => FanoutProtocol::Hub,
             };
+            let rate = total_rate(rate, rate_per_conn, senders);
             let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size });
             return run_load(addr, common, mode, drain_timeout);
         }
     };
     run_load(addr, common, mode, Duration::ZERO)
+}
+
+/// `-r` is the total; `--rate-per-conn` (tcpkali's meaning) is per sending connection.
+fn total_rate(total: u64, per_conn: Option<u64>, connections: usize) -> u64 {
+    per_conn.map_or(total, |r| r.saturating_mul(connections as u64))
 }
 
 fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {

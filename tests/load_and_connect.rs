@@ -2,6 +2,7 @@
 //! and the Node reference servers in `bench/node/`. Every run is short (about a second), every
 //! wait is bounded, every child is killed when its guard drops.
 
+mod load_servers;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use load_servers::{Pace, TestServer};
 use serde_json::Value;
 use support::{Netloop, WAIT};
 
@@ -234,6 +236,21 @@ fn load_echo_with_a_rate_keeps_to_it() {
     let per_s = report["round_trips_per_s"].as_f64().expect("rate");
     assert!((1500.0..=2100.0).contains(&per_s), "{report:#}");
     assert_eq!(report["echo"]["rate"], 2000);
+    // A server that keeps up passes (above): within the rate's tolerance.
+    assert!(int(&report["echo"]["behind_schedule"]) < 100, "{report:#}");
+    assert_eq!(report["latency_measured_from"], "scheduled_send", "{report:#}");
+}
+
+#[test]
+fn load_echo_without_a_rate_says_its_latency_is_closed_loop() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let (out, report) = load_json(&["echo", &server.addr("echo"), "-c", "2", "-T", "300ms"]);
+    assert_passed(&out, &report);
+    assert_eq!(report["latency_measured_from"], "actual_send", "{report:#}");
+    assert!(report["echo"]["send_delay_us"].is_null(), "{report:#}");
+    let table = netloop(&["load", "echo", &server.addr("echo"), "-c", "2", "-T", "300ms", "-q"], b"");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("(closed loop: from the actual send"), "{text}");
 }
 
 #[test]
@@ -247,6 +264,172 @@ fn load_echo_flags_a_server_that_does_not_echo_exactly() {
     // Before our first send it reads as unrequested data, after it as a wrong byte.
     let first = report["echo"]["first_corruption"].as_str().unwrap_or_default();
     assert!(first.contains("did not send") || first.contains("byte 0 of its stream"), "{report:#}");
+}
+
+// ----- -r: latency from the schedule, and overload ------------------------------------------
+
+/// Latency percentile `key` of a report, in milliseconds.
+fn latency_ms(report: &Value, key: &str) -> f64 {
+    report["latency_us"][key].as_f64().unwrap_or_else(|| panic!("no latency {key}: {report:#}")) / 1000.0
+}
+
+#[test]
+fn load_echo_with_a_rate_charges_a_stalled_server_from_the_schedule() {
+    // Blocked 100 ms every second. Two connections at pipeline 1 can have only two messages
+    // in flight when a stall starts; the other ~98 the schedule wants during it wait in the
+    // generator. Timed from their actual send they would look instant (p99 well under 1 ms);
+    // timed from their scheduled send, ~10% of messages wait 0-100 ms, so p99 is near 90 ms.
+    let server = TestServer::echo(Pace::stalls(Duration::from_millis(100), Duration::from_secs(1)));
+    let (out, report) =
+        load_json(&["echo", &server.target(), "-c", "2", "--pipeline", "1", "-r", "1000", "-T", "3s"]);
+    assert_passed(&out, &report);
+    assert_eq!(report["latency_measured_from"], "scheduled_send", "{report:#}");
+    let (p99, max) = (latency_ms(&report, "p99"), latency_ms(&report, "max"));
+    assert!(p99 >= 50.0, "p99 {p99} ms hides the 100 ms stalls: {report:#}");
+    assert!((90.0..1000.0).contains(&max), "max {max} ms for 100 ms stalls: {report:#}");
+    // The wait before sending is shown on its own, and it is part of the latency.
+    let delay_max = report["echo"]["send_delay_us"]["max"].as_f64().expect("send delay") / 1000.0;
+    assert!(delay_max >= 50.0 && delay_max <= max, "send delay max {delay_max} ms: {report:#}");
+}
+
+#[test]
+fn load_fanout_with_a_rate_shows_a_stalled_server_in_its_latency() {
+    // The chat server stops 100 ms every second; messages sent meanwhile wait in it.
+    let server = TestServer::chat(Pace::stalls(Duration::from_millis(100), Duration::from_secs(1)));
+    let (out, report) =
+        load_json(&["fanout", &server.target(), "--protocol", "chat", "-c", "2", "-r", "1000", "-T", "3s"]);
+    assert_passed(&out, &report);
+    assert_complete_fanout(&report, 2);
+    let (p99, max) = (latency_ms(&report, "p99"), latency_ms(&report, "max"));
+    assert!(p99 >= 50.0, "p99 {p99} ms hides the 100 ms stalls: {report:#}");
+    assert!((90.0..1000.0).contains(&max), "max {max} ms for 100 ms stalls: {report:#}");
+}
+
+#[test]
+fn load_fanout_with_a_rate_charges_messages_the_generator_sent_late() {
+    // The generator itself is frozen (SIGSTOP) for 200 ms mid-window: the ~200 messages due
+    // meanwhile leave late, all at once. Timed from that late send they would look instant;
+    // from their scheduled send they wait 0-200 ms, ~7% of all messages.
+    let server = Netloop::serve(&["--chat", "127.0.0.1:0"], 1);
+    let child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["load", "fanout", &server.addr("chat"), "--protocol", "chat", "-c", "2", "-r", "1000"])
+        .args(["-T", "3s", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netloop load");
+    let mut child = KillOnDrop(Some(child));
+    let running = child.0.as_mut().expect("running");
+    let pid = running.id() as libc::pid_t;
+    let progress = line_channel(running.stderr.take().expect("piped stderr"));
+    // The first progress line of the window: messages are flowing.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = progress
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a progress line with sent/s");
+        if line.contains("sent/s") {
+            break;
+        }
+    }
+    // SAFETY: signals to our own child, which is still running (it was not waited for).
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = wait_bounded(child.0.take().expect("running"));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_passed(&out, &report);
+    let (p99, max) = (latency_ms(&report, "p99"), latency_ms(&report, "max"));
+    assert!(p99 >= 50.0, "p99 {p99} ms hides the 200 ms the messages waited: {report:#}");
+    let delay_max = report["fanout"]["send_delay_us"]["max"].as_f64().expect("send delay") / 1000.0;
+    assert!(delay_max >= 150.0, "send delay max {delay_max} ms for a 200 ms freeze: {report:#}");
+    assert!(max >= delay_max, "the wait is part of the latency: {report:#}");
+}
+
+#[test]
+fn load_echo_that_falls_short_of_its_rate_says_so_and_fails() {
+    // 2 ms per message, one in flight per connection: two connections manage ~1,000/s of the
+    // 5,000/s asked for.
+    let server = TestServer::echo(Pace::costs(Duration::from_millis(2)));
+    let out =
+        netloop(&["load", "echo", &server.target(), "-c", "2", "-r", "5000", "-T", "2s", "--json"], b"");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("rate not met") && problems.contains("of the 5,000/s requested"), "{report:#}");
+    let e = &report["echo"];
+    assert!(e["messages_per_s"].as_f64().is_some_and(|r| r < 2000.0), "{report:#}");
+    assert!(int(&e["behind_schedule"]) > 3000, "{report:#}");
+    // Said while it happens, in the progress line.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("RATE NOT MET: sent"), "no warning in the progress line: {progress}");
+}
+
+#[test]
+fn load_fanout_whose_senders_are_held_back_says_the_rate_was_not_met() {
+    // The server takes 5 ms per line it reads: ~200 of the 2,000 messages/s asked for. The
+    // 16 KiB messages fill the socket buffers in well under a second, then the sender waits.
+    let server = TestServer::chat(Pace::costs(Duration::from_millis(5)));
+    let (out, report) = load_json(&[
+        "fanout",
+        &server.target(),
+        "--protocol",
+        "chat",
+        "-c",
+        "1",
+        "-r",
+        "2000",
+        "--size",
+        "16k",
+        "-T",
+        "2s",
+        "--drain-timeout",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("rate not met") && problems.contains("senders were blocked"), "{report:#}");
+    assert!(int(&report["fanout"]["behind_schedule"]) > 1000, "{report:#}");
+}
+
+#[test]
+fn load_echo_and_fanout_take_rate_per_conn_and_c_in_every_mode() {
+    // tcpkali's per-connection rate: 4 connections x 250/s is 1,000/s in total.
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0", "--chat", "127.0.0.1:0"], 2);
+    let (out, report) =
+        load_json(&["echo", &server.addr("echo"), "-c", "4", "--rate-per-conn", "250", "-T", "1s"]);
+    assert_passed(&out, &report);
+    assert_eq!(report["echo"]["rate"], 1000, "{report:#}");
+    let per_s = report["echo"]["messages_per_s"].as_f64().expect("rate");
+    assert!((900.0..=1050.0).contains(&per_s), "{report:#}");
+    // Fan-out: -c counts receivers (--receivers and --connections are the same option), and
+    // --rate-per-conn is per sender.
+    let (out, report) = load_json(&[
+        "fanout",
+        &server.addr("chat"),
+        "--protocol",
+        "chat",
+        "-c",
+        "3",
+        "--senders",
+        "2",
+        "--rate-per-conn",
+        "100",
+        "-T",
+        "1s",
+    ]);
+    assert_passed(&out, &report);
+    assert_eq!(report["fanout"]["receivers"], 3, "{report:#}");
+    assert_eq!(report["fanout"]["rate"], 200, "{report:#}");
+    assert_eq!(int(&report["connections"]["requested"]), 5, "{report:#}");
+    assert_complete_fanout(&report, 3);
+    let closed = format!("127.0.0.1:{}", closed_port());
+    for flag in ["--receivers", "--connections"] {
+        let (_, report) = load_json(&["fanout", &closed, "--protocol", "hub", flag, "2", "-T", "100ms"]);
+        assert_eq!(report["fanout"]["receivers"], 2, "{flag}: {report:#}");
+    }
 }
 
 // ----- load idle ------------------------------------------------------------------------------
@@ -341,6 +524,8 @@ fn load_idle_names_the_fd_limit_that_stops_it() {
     assert!((200..300).contains(&established), "{report:#}");
     let limit = report["connections"]["limit"].as_str().unwrap_or_default();
     assert!(limit.contains("open file limit 300") && limit.contains("ulimit -Hn"), "{report:#}");
+    // And how to go past one process.
+    assert!(limit.contains("run more netloop load processes") && limit.contains("--source"), "{report:#}");
 }
 
 #[test]
@@ -401,7 +586,9 @@ fn assert_complete_fanout(report: &Value, receivers: u64) {
     assert_eq!(int(&f["undelivered"]), 0, "{report:#}");
     assert_eq!(int(&f["reordered"]), 0, "{report:#}");
     assert_eq!(int(&f["duplicated"]), 0, "{report:#}");
-    assert_eq!(int(&report["round_trips"]), sent * receivers);
+    // Deliveries are not round trips: the report names them for what they are.
+    assert!(report.get("round_trips").is_none(), "{report:#}");
+    assert_eq!(report["latency_measured_from"], "scheduled_send", "{report:#}");
     assert!(report["latency_us"]["p99"].as_f64().is_some_and(|v| v > 0.0), "{report:#}");
 }
 
@@ -559,10 +746,83 @@ fn bad_load_arguments_are_rejected_with_a_reason() {
         (&["load", "idle", "127.0.0.1:1", "-T", "soon"], "invalid duration"),
         (&["load", "fanout", "127.0.0.1:1"], "--protocol"),
         (&["load", "idle", "::1:80"], "brackets"),
+        (&["load", "echo", "127.0.0.1:1", "-r", "10", "--rate-per-conn", "1"], "cannot be used with"),
+        (
+            &["load", "fanout", "127.0.0.1:1", "--protocol", "hub", "-r", "10", "--rate-per-conn", "1"],
+            "cannot be used with",
+        ),
     ] {
         let out = netloop(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn load_help_says_what_c_and_r_count() {
+    let out = netloop(&["load", "echo", "--help"], b"");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("in total, over all connections") && help.contains("--rate-per-conn"), "{help}");
+    let out = netloop(&["load", "fanout", "--help"], b"");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("-c, --receivers <R>") && help.contains("--connections"), "{help}");
+    assert!(help.contains("in total, over all senders"), "{help}");
+}
+
+/// The keys `docs/load.md` documents for the JSON report (the backticked names in the first
+/// column of its key table), with `a.b` for a key inside an object.
+fn documented_keys() -> std::collections::BTreeSet<String> {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/load.md"))
+        .expect("docs/load.md");
+    let table = doc.split("### JSON report").nth(1).expect("a JSON report section");
+    let mut keys = std::collections::BTreeSet::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        keys.extend(first.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    keys
+}
+
+/// A report's keys: top-level ones, and one level into `connections` and the mode's object.
+fn report_keys(report: &Value) -> std::collections::BTreeSet<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for (k, v) in report.as_object().expect("an object") {
+        match v.as_object() {
+            Some(inner) if ["connections", "idle", "echo", "fanout"].contains(&k.as_str()) => {
+                keys.extend(inner.keys().map(|i| format!("{k}.{i}")));
+            }
+            _ => {
+                keys.insert(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_report_key_of_every_mode_is_the_documented_schema() {
+    let documented = documented_keys();
+    // Round trips exist only in echo; fan-out counts deliveries under its own name.
+    let echo_only = ["round_trips", "round_trips_per_s"];
+    let closed = format!("127.0.0.1:{}", closed_port());
+    for args in [
+        vec!["idle", closed.as_str(), "-c", "1", "-T", "100ms"],
+        vec!["echo", closed.as_str(), "-c", "1", "-r", "10", "-T", "100ms"],
+        vec!["fanout", closed.as_str(), "--protocol", "chat", "-c", "1", "-T", "100ms"],
+    ] {
+        let mode = args[0];
+        let (_, report) = load_json(&args);
+        let keys = report_keys(&report);
+        let undocumented: Vec<_> = keys.difference(&documented).collect();
+        assert!(undocumented.is_empty(), "{mode}: keys missing from docs/load.md: {undocumented:?}");
+        for key in &documented {
+            let (top, inner) = key.split_once('.').map_or((key.as_str(), None), |(a, b)| (a, Some(b)));
+            let expected = match inner {
+                Some(_) => top == "connections" || top == mode,
+                None => mode == "echo" || !echo_only.contains(&top),
+            };
+            assert_eq!(keys.contains(key), expected, "{mode}: documented key {key}: {report:#}");
+        }
     }
 }

@@ -8,16 +8,20 @@
 //! no per-byte arithmetic. A byte from another connection, a lost, duplicated or reordered
 //! chunk, or a byte more than was sent shows up as a mismatch.
 //!
-//! A message's round trip ends when its last byte comes back. Send times live in one flat ring
-//! (K slots per connection), so recording a latency is two array accesses.
+//! A message's round trip ends when its last byte comes back. Its latency starts at the
+//! message's intended send time with a rate (see `schedule`: a stalled server is charged for
+//! the messages that had to wait), at its actual send in the closed loop. Those start times
+//! live in one flat ring (K slots per connection), so recording a latency is two array
+//! accesses.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::load::report::{EchoReport, ModeReport};
+use crate::load::report::{EchoReport, LatencyFrom, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
+use crate::load::schedule::Schedule;
 use crate::load::stats::{fmt_mb_per_s, fmt_ns, fmt_rate, per_second, LatencyRecorder};
 
 /// Pattern period: prime, so consecutive messages start at different pattern offsets.
@@ -64,7 +68,8 @@ pub(crate) struct EchoLoad {
     cfg: EchoConfig,
     pattern: Box<[u8]>,
     conns: Vec<Conn>,
-    /// Send time (run clock, ns) of each in-flight message: `pipeline` slots per connection.
+    /// Where each in-flight message's latency starts (run clock, ns): its intended send time
+    /// with a rate, its actual one without. `pipeline` slots per connection.
     stamps: Vec<u64>,
     latency: LatencyRecorder,
     running: bool,
@@ -75,11 +80,10 @@ pub(crate) struct EchoLoad {
     interval_bytes: u64,
     corrupt_connections: u64,
     first_corruption: Option<String>,
-    // Rate mode.
-    start_ns: u64,
-    scheduled: u64,
+    /// With a rate: when each message is due, and how far behind the generator is.
+    schedule: Option<Schedule>,
+    /// With a rate: connections with a free pipeline slot, in the order they freed it.
     has_room: VecDeque<u32>,
-    behind: u64,
 }
 
 impl std::fmt::Debug for EchoLoad {
@@ -124,10 +128,8 @@ impl EchoLoad {
             interval_bytes: 0,
             corrupt_connections: 0,
             first_corruption: None,
-            start_ns: 0,
-            scheduled: 0,
+            schedule: (cfg.rate > 0).then(|| Schedule::new(cfg.rate, TICK)),
             has_room: VecDeque::new(),
-            behind: 0,
             cfg,
         }
     }
@@ -142,13 +144,14 @@ impl EchoLoad {
         c.alive && !c.corrupt && self.in_flight(slot) < self.cfg.pipeline as u64
     }
 
-    /// Sends `n` messages on `slot` as one contiguous run of pattern bytes.
-    fn send(&mut self, cx: &mut Context, slot: usize, n: u64, now: u64) {
+    /// Sends `n` messages on `slot` as one contiguous run of pattern bytes; their latency will
+    /// be measured from `start` (run clock, ns).
+    fn send(&mut self, cx: &mut Context, slot: usize, n: u64, start: u64) {
         let k = self.cfg.pipeline;
         let c = &mut self.conns[slot];
         let Some(socket) = c.socket else { return };
         for i in 0..n {
-            self.stamps[slot * k + ((c.sent + i) % k as u64) as usize] = now;
+            self.stamps[slot * k + ((c.sent + i) % k as u64) as usize] = start;
         }
         let mut left = n as usize * self.cfg.size;
         self.bytes_sent += left as u64;
@@ -208,6 +211,26 @@ impl EchoLoad {
             self.has_room.push_back(slot as u32);
         }
     }
+
+    /// With a rate: sends the messages due by `now` on connections with room, each stamped
+    /// with its intended send time. What finds no room stays due (the schedule counts it).
+    fn pump(&mut self, cx: &mut Context, now: u64) {
+        let Some(mut schedule) = self.schedule.take() else { return };
+        let mut due = schedule.due(now);
+        while due > 0 {
+            let Some(slot) = self.has_room.pop_front() else { break };
+            let slot = slot as usize;
+            self.conns[slot].queued = false;
+            if !self.can_send(slot) {
+                continue;
+            }
+            let intended = schedule.take(now);
+            self.send(cx, slot, 1, intended);
+            due -= 1;
+            self.enqueue(slot);
+        }
+        self.schedule = Some(schedule);
+    }
 }
 
 impl Workload for EchoLoad {
@@ -250,10 +273,12 @@ impl Workload for EchoLoad {
         }
         c.completed = done;
         if self.running && newly > 0 {
-            if self.cfg.rate == 0 {
+            if self.schedule.is_none() {
                 self.send(cx, slot, newly, now);
             } else {
+                // Messages that waited for this slot go now, not at the next tick.
                 self.enqueue(slot);
+                self.pump(cx, now);
             }
         }
         Handshake::Pending
@@ -265,9 +290,11 @@ impl Workload for EchoLoad {
 
     fn start(&mut self, cx: &mut Context, now: u64) {
         self.running = true;
-        self.start_ns = now;
+        if let Some(schedule) = &mut self.schedule {
+            schedule.start(now);
+        }
         for slot in 0..self.conns.len() {
-            if self.cfg.rate == 0 {
+            if self.schedule.is_none() {
                 if self.can_send(slot) {
                     self.send(cx, slot, self.cfg.pipeline as u64, now);
                 }
@@ -278,26 +305,11 @@ impl Workload for EchoLoad {
     }
 
     fn tick_every(&self) -> Option<Duration> {
-        (self.cfg.rate > 0).then_some(TICK)
+        self.schedule.is_some().then_some(TICK)
     }
 
     fn tick(&mut self, cx: &mut Context, now: u64) {
-        let target =
-            (now.saturating_sub(self.start_ns) as u128 * self.cfg.rate as u128 / 1_000_000_000) as u64;
-        let mut due = target.saturating_sub(self.scheduled);
-        while due > 0 {
-            let Some(slot) = self.has_room.pop_front() else { break };
-            let slot = slot as usize;
-            self.conns[slot].queued = false;
-            if !self.can_send(slot) {
-                continue;
-            }
-            self.send(cx, slot, 1, now);
-            self.scheduled += 1;
-            due -= 1;
-            self.enqueue(slot);
-        }
-        self.behind = due;
+        self.pump(cx, now);
     }
 
     fn stop(&mut self) {
@@ -311,6 +323,9 @@ impl Workload for EchoLoad {
             fmt_rate(per_second(self.interval_round_trips, seconds)),
             fmt_mb_per_s(per_second(self.interval_bytes, seconds)),
         ));
+        if let Some(schedule) = &mut self.schedule {
+            schedule.progress(out, seconds);
+        }
         if self.corrupt_connections > 0 {
             out.push_str(&format!("  CORRUPT {}", self.corrupt_connections));
         }
@@ -318,7 +333,7 @@ impl Workload for EchoLoad {
         self.interval_bytes = 0;
     }
 
-    fn finish(&mut self, _duration_s: f64, _drain_s: f64, problems: &mut Vec<String>) -> Summary {
+    fn finish(&mut self, duration_s: f64, _drain_s: f64, problems: &mut Vec<String>) -> Summary {
         let zero =
             self.conns.iter().filter(|c| c.socket.is_some() && c.window_round_trips == 0).count() as u64;
         if self.corrupt_connections > 0 {
@@ -332,10 +347,24 @@ impl Workload for EchoLoad {
         if established && self.round_trips == 0 {
             problems.push("no round trip completed (is the target an echo server?)".into());
         }
+        if let Some(schedule) = &self.schedule {
+            let advice = format!(
+                "the server (or this generator: check its CPU) cannot sustain it with {} connection(s) \
+                 at pipeline {}: lower -r, or raise -c or --pipeline",
+                self.cfg.connections, self.cfg.pipeline
+            );
+            schedule.check(duration_s, &advice, problems);
+        }
+        let messages_sent = self.bytes_sent / self.cfg.size as u64;
         Summary {
-            round_trips: self.round_trips,
+            completed: self.round_trips,
             bytes: self.bytes_received,
             latency: self.latency.percentiles(),
+            latency_from: Some(if self.schedule.is_some() {
+                LatencyFrom::ScheduledSend
+            } else {
+                LatencyFrom::ActualSend
+            }),
             details: ModeReport::Echo(EchoReport {
                 size: self.cfg.size,
                 pipeline: self.cfg.pipeline,
@@ -345,7 +374,10 @@ impl Workload for EchoLoad {
                 corrupt_connections: self.corrupt_connections,
                 first_corruption: self.first_corruption.clone(),
                 zero_round_trip_connections: zero,
-                behind_schedule: self.behind,
+                messages_sent,
+                messages_per_s: per_second(messages_sent, duration_s),
+                behind_schedule: self.schedule.as_ref().map_or(0, Schedule::behind),
+                send_delay: self.schedule.as_ref().and_then(Schedule::delay),
             }),
         }
     }

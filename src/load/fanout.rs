@@ -3,8 +3,10 @@
 //!
 //! Each message's text is `NLM <run> <sender> <seq> <sent_ns>` (padded with `x` to `--size`):
 //! the run tag (so lines from another generator on the same server are ignored), the sender's
-//! slot, its sequence number (0, 1, 2, ...) and the send time on this process's monotonic
-//! clock. Chat carries it as a line (`text\n`, received as `<label>: text`); the hub as
+//! slot, its sequence number (0, 1, 2, ...) and the time its latency starts on this process's
+//! monotonic clock: with a rate, its intended send time (see `schedule`), so a message that
+//! waited in the generator (every sender blocked by backpressure, or the generator busy with
+//! a burst of deliveries) is charged for the wait; with no rate, its actual send. Chat carries it as a line (`text\n`, received as `<label>: text`); the hub as
 //! `{"type":"broadcast","message":"NLM ..."}` (received as
 //! `{"type":"broadcast","from":N,"message":"NLM ..."}`). Neither server echoes a message to
 //! its sender, and senders are separate connections, so every receiver should get every
@@ -28,8 +30,9 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::line::LineSplitter;
-use crate::load::report::{FanoutReport, ModeReport};
+use crate::load::report::{FanoutReport, LatencyFrom, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
+use crate::load::schedule::Schedule;
 use crate::load::stats::{fmt_count, fmt_ns, fmt_rate, per_second, LatencyRecorder};
 
 /// Rate pacing interval.
@@ -132,11 +135,11 @@ pub(crate) struct FanoutLoad {
     msg: Vec<u8>,
     latency: LatencyRecorder,
     running: bool,
-    start_ns: u64,
+    /// With a rate: when each message is due, and how far behind the senders are.
+    schedule: Option<Schedule>,
     sent_total: u64,
     interval_sent: u64,
     next_sender: usize,
-    behind: u64,
     deliveries: u64,
     interval_deliveries: u64,
     delivered_bytes: u64,
@@ -189,11 +192,10 @@ impl FanoutLoad {
             tag,
             latency: LatencyRecorder::new(),
             running: false,
-            start_ns: 0,
+            schedule: (cfg.rate > 0).then(|| Schedule::new(cfg.rate, TICK)),
             sent_total: 0,
             interval_sent: 0,
             next_sender: 0,
-            behind: 0,
             deliveries: 0,
             interval_deliveries: 0,
             delivered_bytes: 0,
@@ -288,15 +290,16 @@ impl FanoutLoad {
         }
     }
 
-    /// Puts sender `s`'s message number `seq`, stamped `now`, into `self.msg`.
-    fn compose(&mut self, s: usize, seq: u64, now: u64) {
+    /// Puts sender `s`'s message number `seq`, stamped `start` (where its latency starts),
+    /// into `self.msg`.
+    fn compose(&mut self, s: usize, seq: u64, start: u64) {
         self.msg.clear();
         if self.cfg.protocol == FanoutProtocol::Hub {
             self.msg.extend_from_slice(br#"{"type":"broadcast","message":""#);
         }
         let text_start = self.msg.len();
         // Writing into a Vec cannot fail.
-        let _ = write!(self.msg, "NLM {} {s} {seq} {now}", self.tag);
+        let _ = write!(self.msg, "NLM {} {s} {seq} {start}", self.tag);
         let text_len = self.msg.len() - text_start;
         if self.cfg.size > text_len {
             self.msg.push(b' ');
@@ -308,11 +311,12 @@ impl FanoutLoad {
         self.msg.push(b'\n');
     }
 
-    /// Writes one message from sender `s`; returns false when the sender must wait for drain.
-    fn send_one(&mut self, cx: &mut Context, s: usize, now: u64) -> bool {
+    /// Writes one message from sender `s`, its latency starting at `start`; returns false when
+    /// the sender must wait for drain.
+    fn send_one(&mut self, cx: &mut Context, s: usize, start: u64) -> bool {
         let Some(socket) = self.senders[s].socket else { return false };
         let seq = self.senders[s].sent;
-        self.compose(s, seq, now);
+        self.compose(s, seq, start);
         self.senders[s].sent += 1;
         self.sent_total += 1;
         self.interval_sent += 1;
@@ -441,7 +445,9 @@ impl Workload for FanoutLoad {
 
     fn start(&mut self, _cx: &mut Context, now: u64) {
         self.running = true;
-        self.start_ns = now;
+        if let Some(schedule) = &mut self.schedule {
+            schedule.start(now);
+        }
     }
 
     fn tick_every(&self) -> Option<Duration> {
@@ -452,7 +458,7 @@ impl Workload for FanoutLoad {
         if !self.running {
             return;
         }
-        if self.cfg.rate == 0 {
+        let Some(mut schedule) = self.schedule.take() else {
             for s in 0..self.senders.len() {
                 for _ in 0..BURST {
                     if !self.can_send(s) || !self.send_one(cx, s, now) {
@@ -461,16 +467,16 @@ impl Workload for FanoutLoad {
                 }
             }
             return;
-        }
-        let target =
-            (now.saturating_sub(self.start_ns) as u128 * self.cfg.rate as u128 / 1_000_000_000) as u64;
-        let mut due = target.saturating_sub(self.sent_total);
+        };
+        // What finds every sender blocked stays due (the schedule counts it).
+        let mut due = schedule.due(now);
         while due > 0 {
             let Some(s) = self.pick_sender() else { break };
-            self.send_one(cx, s, now);
+            let intended = schedule.take(now);
+            self.send_one(cx, s, intended);
             due -= 1;
         }
-        self.behind = due;
+        self.schedule = Some(schedule);
     }
 
     fn stop(&mut self) {
@@ -489,6 +495,9 @@ impl Workload for FanoutLoad {
             fmt_rate(per_second(self.interval_deliveries, seconds)),
             fmt_count(self.open_gaps),
         ));
+        if let Some(schedule) = &mut self.schedule {
+            schedule.progress(out, seconds);
+        }
         self.interval_sent = 0;
         self.interval_deliveries = 0;
     }
@@ -532,10 +541,23 @@ impl Workload for FanoutLoad {
         if self.reordered > 0 {
             problems.push(format!("{} deliveries reordered", fmt_count(self.reordered)));
         }
+        if let Some(schedule) = &self.schedule {
+            schedule.check(
+                duration_s,
+                "the senders were blocked (the server, or this generator: check its CPU, cannot take \
+                 messages that fast): lower -r",
+                problems,
+            );
+        }
         Summary {
-            round_trips: self.deliveries,
+            completed: self.deliveries,
             bytes: self.delivered_bytes,
             latency: self.latency.percentiles(),
+            latency_from: Some(if self.schedule.is_some() {
+                LatencyFrom::ScheduledSend
+            } else {
+                LatencyFrom::ActualSend
+            }),
             details: ModeReport::Fanout(FanoutReport {
                 protocol: self.cfg.protocol.name(),
                 receivers: self.cfg.receivers,
@@ -552,7 +574,8 @@ impl Workload for FanoutLoad {
                 duplicated: self.duplicated,
                 foreign: self.foreign,
                 drain_s,
-                behind_schedule: self.behind,
+                behind_schedule: self.schedule.as_ref().map_or(0, Schedule::behind),
+                send_delay: self.schedule.as_ref().and_then(Schedule::delay),
             }),
         }
     }

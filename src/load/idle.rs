@@ -11,12 +11,15 @@ use crate::load::runner::{Handshake, Summary, Workload};
 #[derive(Debug)]
 pub(crate) struct IdleLoad {
     connections: usize,
+    /// Everything the server sent; and only what it sent during the hold (for the rate).
     bytes_received: u64,
+    window_bytes: u64,
+    holding: bool,
 }
 
 impl IdleLoad {
     pub(crate) fn new(connections: usize) -> Self {
-        IdleLoad { connections, bytes_received: 0 }
+        IdleLoad { connections, bytes_received: 0, window_bytes: 0, holding: false }
     }
 }
 
@@ -31,20 +34,28 @@ impl Workload for IdleLoad {
 
     fn on_data(&mut self, _cx: &mut Context, _: usize, _: SocketId, data: &[u8], _: u64) -> Handshake {
         self.bytes_received += data.len() as u64;
+        if self.holding {
+            self.window_bytes += data.len() as u64;
+        }
         Handshake::Pending
     }
 
-    fn start(&mut self, _cx: &mut Context, _now_ns: u64) {}
+    fn start(&mut self, _cx: &mut Context, _now_ns: u64) {
+        self.holding = true;
+    }
 
-    fn stop(&mut self) {}
+    fn stop(&mut self) {
+        self.holding = false;
+    }
 
     fn progress(&mut self, _out: &mut String, _seconds: f64) {}
 
     fn finish(&mut self, _duration_s: f64, _drain_s: f64, _problems: &mut Vec<String>) -> Summary {
         Summary {
-            round_trips: 0,
-            bytes: 0,
+            completed: 0,
+            bytes: self.window_bytes,
             latency: None,
+            latency_from: None,
             details: ModeReport::Idle(IdleReport { bytes_received: self.bytes_received }),
         }
     }

@@ -4,7 +4,8 @@
 //! Modes: [`idle`] holds N connections; [`echo`] measures round trips and verifies every byte;
 //! [`fanout`] measures chat/hub delivery latency, loss and reordering. The generic half (pacing
 //! connects, failures by errno, phases, progress, the report) is in `runner`; each mode is a
-//! `Workload` plugged into it.
+//! `Workload` plugged into it. With a rate (`-r`, the total over all sending connections), echo
+//! and fan-out send on a `schedule` and time latency from each message's scheduled send.
 //!
 //! The generator must never be the bottleneck, so the hot paths allocate nothing and touch only
 //! the connection an event is about: a socket's slot is one table lookup, send buffers are
@@ -16,6 +17,7 @@ pub mod fanout;
 pub mod idle;
 pub mod report;
 mod runner;
+mod schedule;
 mod sources;
 pub mod stats;
 
@@ -106,7 +108,8 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
                 io::ErrorKind::InvalidInput,
                 format!(
                     "fanout needs {needed} connections but only {allowed} fit (open file limit {fd_limit}, \
-                     ulimit -n); lower --receivers"
+                     ulimit -n); lower -c/--receivers; {}",
+                    runner::PAST_ONE_PROCESS
                 ),
             ));
         }

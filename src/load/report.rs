@@ -1,7 +1,8 @@
 //! The result of a load run: a table for people, one JSON object for scripts.
 //!
 //! The JSON keys are a stable interface (documented in `docs/load.md`): keys are only ever
-//! added, never renamed or removed.
+//! added, never renamed or removed, and each names what it counts in every mode it appears in
+//! (fan-out deliveries are `fanout.deliveries`, never `round_trips`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,19 +25,52 @@ pub struct Report {
     /// How the connections went.
     pub connections: ConnectionReport,
     /// Completed exchanges: echo round trips, or fan-out deliveries; 0 for idle.
-    pub round_trips: u64,
-    /// `round_trips / duration_s`.
-    pub round_trips_per_s: f64,
-    /// Payload bytes received per second: echoed bytes, or delivered lines.
+    pub completed: u64,
+    /// `completed / (duration_s + drain)`.
+    pub completed_per_s: f64,
+    /// Bytes received per second: echoed bytes, delivered lines, or (idle) whatever the
+    /// server sent during the hold.
     pub bytes_per_s: f64,
     /// Round-trip (echo) or delivery (fan-out) latency; `None` for idle or with no samples.
     pub latency: Option<Percentiles>,
+    /// Where that latency starts; `None` for idle.
+    pub latency_from: Option<LatencyFrom>,
     /// The mode's own figures.
     pub details: ModeReport,
     /// Why the run counts as failed; empty when it passed.
     pub problems: Vec<String>,
     /// Set when a signal cut the run short.
     pub interrupted: bool,
+}
+
+/// Where a latency is measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyFrom {
+    /// With a rate: each message's intended send time, so waiting to be sent counts.
+    ScheduledSend,
+    /// With no rate (closed loop): the moment the message was written.
+    ActualSend,
+}
+
+impl LatencyFrom {
+    /// The JSON value of `latency_measured_from`.
+    pub fn key(self) -> &'static str {
+        match self {
+            LatencyFrom::ScheduledSend => "scheduled_send",
+            LatencyFrom::ActualSend => "actual_send",
+        }
+    }
+
+    /// The table's note after the percentiles.
+    fn words(self) -> &'static str {
+        match self {
+            LatencyFrom::ScheduledSend => "from each message's scheduled send",
+            LatencyFrom::ActualSend => {
+                "closed loop: from the actual send, so a stalled server \
+                                        delays sends instead of showing here; use -r for that"
+            }
+        }
+    }
 }
 
 /// Connection counts, failures by errno name, connect times.
@@ -105,8 +139,15 @@ pub struct EchoReport {
     pub first_corruption: Option<String>,
     /// Established connections that completed no round trip in the window.
     pub zero_round_trip_connections: u64,
-    /// With a rate: messages the schedule wanted but no connection had a free pipeline slot.
+    /// Messages sent during the window.
+    pub messages_sent: u64,
+    /// `messages_sent / duration_s`.
+    pub messages_per_s: f64,
+    /// With a rate: messages the schedule had asked for by the end that were never sent
+    /// (no connection had a free pipeline slot).
     pub behind_schedule: u64,
+    /// With a rate: how late messages were sent after their scheduled time.
+    pub send_delay: Option<Percentiles>,
 }
 
 /// `load fanout` figures.
@@ -143,8 +184,11 @@ pub struct FanoutReport {
     pub foreign: u64,
     /// Time spent after sending stopped waiting for the last deliveries.
     pub drain_s: f64,
-    /// With a rate: messages the schedule wanted while every sender was blocked.
+    /// With a rate: messages the schedule had asked for by the end that were never sent
+    /// (every sender was blocked).
     pub behind_schedule: u64,
+    /// With a rate: how late messages were sent after their scheduled time.
+    pub send_delay: Option<Percentiles>,
 }
 
 impl Report {
@@ -181,10 +225,13 @@ impl Report {
                 "sources": c.sources,
             }),
         );
-        out.insert("round_trips".into(), json!(self.round_trips));
-        out.insert("round_trips_per_s".into(), json!(round1(self.round_trips_per_s)));
+        if let ModeReport::Echo(_) = self.details {
+            out.insert("round_trips".into(), json!(self.completed));
+            out.insert("round_trips_per_s".into(), json!(round1(self.completed_per_s)));
+        }
         out.insert("bytes_per_s".into(), json!(round1(self.bytes_per_s)));
         out.insert("latency_us".into(), percentiles_json(self.latency.as_ref()));
+        out.insert("latency_measured_from".into(), json!(self.latency_from.map(LatencyFrom::key)));
         let (key, details) = match &self.details {
             ModeReport::Idle(d) => ("idle", json!({ "bytes_received": d.bytes_received })),
             ModeReport::Echo(d) => (
@@ -198,7 +245,10 @@ impl Report {
                     "corrupt_connections": d.corrupt_connections,
                     "first_corruption": d.first_corruption,
                     "zero_round_trip_connections": d.zero_round_trip_connections,
+                    "messages_sent": d.messages_sent,
+                    "messages_per_s": round1(d.messages_per_s),
                     "behind_schedule": d.behind_schedule,
+                    "send_delay_us": percentiles_json(d.send_delay.as_ref()),
                 }),
             ),
             ModeReport::Fanout(d) => (
@@ -213,7 +263,7 @@ impl Report {
                     "messages_per_s": round1(d.messages_per_s),
                     "deliveries": d.deliveries,
                     "deliveries_expected": d.deliveries_expected,
-                    "deliveries_per_s": round1(self.round_trips_per_s),
+                    "deliveries_per_s": round1(self.completed_per_s),
                     "lost": d.lost,
                     "undelivered": d.undelivered,
                     "reordered": d.reordered,
@@ -221,6 +271,7 @@ impl Report {
                     "foreign": d.foreign,
                     "drain_s": round3(d.drain_s),
                     "behind_schedule": d.behind_schedule,
+                    "send_delay_us": percentiles_json(d.send_delay.as_ref()),
                 }),
             ),
         };
@@ -287,17 +338,16 @@ impl Report {
             }
             ModeReport::Echo(d) => {
                 t.row("duration", format!("{:.2}s", self.duration_s));
+                t.row("messages", sent_text(d.messages_sent, d.messages_per_s, d.rate, d.behind_schedule));
                 t.row(
                     "round trips",
-                    format!("{} ({}/s)", fmt_count(self.round_trips), fmt_rate(self.round_trips_per_s)),
+                    format!("{} ({}/s)", fmt_count(self.completed), fmt_rate(self.completed_per_s)),
                 );
                 t.row(
                     "throughput",
                     format!("{} echoed ({} sent)", fmt_mb_per_s(self.bytes_per_s), fmt_count(d.bytes_sent)),
                 );
-                if let Some(p) = &self.latency {
-                    t.row("latency", percentiles_text(p));
-                }
+                self.latency_rows(&mut t, d.send_delay.as_ref());
                 t.row(
                     "verification",
                     format!(
@@ -307,29 +357,21 @@ impl Report {
                         d.zero_round_trip_connections
                     ),
                 );
-                if d.behind_schedule > 0 {
-                    t.row("behind", format!("{} messages behind the rate", fmt_count(d.behind_schedule)));
-                }
             }
             ModeReport::Fanout(d) => {
                 t.row("duration", format!("{:.2}s sending, {:.2}s draining", self.duration_s, d.drain_s));
-                t.row(
-                    "messages",
-                    format!("{} sent ({}/s)", fmt_count(d.messages_sent), fmt_rate(d.messages_per_s)),
-                );
+                t.row("messages", sent_text(d.messages_sent, d.messages_per_s, d.rate, d.behind_schedule));
                 t.row(
                     "deliveries",
                     format!(
                         "{} of {} expected ({}/s, {})",
                         fmt_count(d.deliveries),
                         fmt_count(d.deliveries_expected),
-                        fmt_rate(self.round_trips_per_s),
+                        fmt_rate(self.completed_per_s),
                         fmt_mb_per_s(self.bytes_per_s)
                     ),
                 );
-                if let Some(p) = &self.latency {
-                    t.row("latency", percentiles_text(p));
-                }
+                self.latency_rows(&mut t, d.send_delay.as_ref());
                 let mut check = format!(
                     "{} lost, {} undelivered, {} reordered, {} duplicated",
                     fmt_count(d.lost),
@@ -341,9 +383,6 @@ impl Report {
                     let _ = write!(check, ", {} lines from another run ignored", fmt_count(d.foreign));
                 }
                 t.row("verification", check);
-                if d.behind_schedule > 0 {
-                    t.row("behind", format!("{} messages behind the rate", fmt_count(d.behind_schedule)));
-                }
             }
         }
         if self.interrupted {
@@ -359,12 +398,38 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The latency row, saying where it is measured from, and with a rate the send delay.
+    fn latency_rows(&self, t: &mut Table, send_delay: Option<&Percentiles>) {
+        if let Some(p) = &self.latency {
+            let from = self.latency_from.map_or("", LatencyFrom::words);
+            t.row("latency", format!("{}  ({from})", percentiles_text(p)));
+        }
+        if let Some(p) = send_delay {
+            t.row("send delay", format!("{}  (scheduled to actual send)", percentiles_text(p)));
+        }
+    }
+}
+
 fn rate_text(rate: u64) -> String {
     if rate > 0 {
-        format!(", {} msg/s", fmt_count(rate))
+        format!(", {} msg/s in total", fmt_count(rate))
     } else {
         String::new()
     }
+}
+
+/// `3,000 sent (1,000/s of 1,000/s requested)`, and how far behind when the rate was not met.
+fn sent_text(sent: u64, per_s: f64, rate: u64, behind: u64) -> String {
+    let mut out = format!("{} sent ({}/s", fmt_count(sent), fmt_rate(per_s));
+    if rate > 0 {
+        let _ = write!(out, " of {}/s requested", fmt_count(rate));
+    }
+    out.push(')');
+    if behind > 0 {
+        let _ = write!(out, ", {} behind schedule at the end", fmt_count(behind));
+    }
+    out
 }
 
 /// `ECONNREFUSED 3, ETIMEDOUT 1`.

@@ -20,12 +20,19 @@ use crate::addr::SocketAddress;
 use crate::context::Context;
 use crate::error;
 use crate::handler::{Handler, SocketId};
-use crate::load::report::{ConnectionReport, ModeReport, Report};
+use crate::load::report::{ConnectionReport, LatencyFrom, ModeReport, Report};
 use crate::load::sources::SourcePlan;
 use crate::load::stats::{
     fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Clock, Percentiles,
 };
 use crate::timers::TimerId;
+
+/// How to hold more connections than one process's open file limit allows. Each process needs
+/// source addresses of its own: they would otherwise share the same ephemeral ports.
+pub(crate) const PAST_ONE_PROCESS: &str =
+    "to go past one process's limit, run more netloop load processes side by \
+     side, each with source addresses of its own (--source 127.0.0.2,127.0.0.3 for one, --source \
+     127.0.0.4,127.0.0.5 for the next)";
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -47,11 +54,13 @@ pub(crate) enum Handshake {
 #[derive(Debug)]
 pub(crate) struct Summary {
     /// Echo round trips or fan-out deliveries.
-    pub round_trips: u64,
-    /// Payload bytes received in the window.
+    pub completed: u64,
+    /// Bytes received in the window (echoed, delivered, or whatever the server sent idle ones).
     pub bytes: u64,
     /// Their latency.
     pub latency: Option<Percentiles>,
+    /// Where that latency starts; `None` when the mode measures none.
+    pub latency_from: Option<LatencyFrom>,
     /// The mode's own figures.
     pub details: ModeReport,
 }
@@ -410,7 +419,7 @@ impl<W: Workload> Runner<W> {
                 }
                 _ => "",
             };
-            format!("open file limit {} (ulimit -n{hard})", self.s.fd_limit)
+            format!("open file limit {} (ulimit -n{hard}); {PAST_ONE_PROCESS}", self.s.fd_limit)
         };
         if self.planned < self.requested {
             return Some(if self.planned == self.s.fd_capacity {
@@ -505,12 +514,13 @@ impl<W: Workload> Runner<W> {
                 limit,
                 sources: self.s.sources.describe(self.next_slot),
             },
-            round_trips: summary.round_trips,
+            completed: summary.completed,
             // Over sending plus draining: results that arrive after the window still took
             // that long, so a server that falls behind cannot look like it kept up.
-            round_trips_per_s: per_second(summary.round_trips, duration_s + drain_s),
+            completed_per_s: per_second(summary.completed, duration_s + drain_s),
             bytes_per_s: per_second(summary.bytes, duration_s + drain_s),
             latency: summary.latency,
+            latency_from: summary.latency_from,
             details: summary.details,
             problems,
             interrupted: self.interrupted.is_some(),
