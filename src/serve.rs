@@ -253,7 +253,7 @@ impl Handler for Serve {
             );
             return;
         }
-        if self.hub.on_timer(cx, timer) {
+        if self.hub.on_timer(cx, timer) || self.chat.on_timer(cx, timer) {
             return;
         }
         if self.shutdown == Some(timer) {

@@ -136,16 +136,16 @@ fn text_goes_to_the_others_trimmed_however_it_is_split() {
         b.expect(&format!("{from}: {want}"));
         c.expect(&format!("{from}: {want}"));
     }
-    // Split: one byte per write.
+    // Split: one byte per write (each its own segment: the client sets TCP_NODELAY).
     for byte in "  four five \r\n".bytes() {
         a.send([byte]);
-        std::thread::sleep(Duration::from_millis(2));
     }
     b.expect(&format!("{from}: four five"));
     c.expect(&format!("{from}: four five"));
-    // A '\r' not before the '\n' is text; Unicode whitespace is trimmed like str::trim.
+    // A '\r' not before the '\n' is text, shown escaped; Unicode whitespace is trimmed like
+    // str::trim.
     a.send("x\ry\n\u{3000}wide\u{a0}\n");
-    b.expect(&format!("{from}: x\ry"));
+    b.expect(&format!("{from}: x\\ry"));
     b.expect(&format!("{from}: wide"));
     // The sender got nothing back: its next line is the answer to its /who.
     assert_eq!(a.who(), format!("* online now: 3: {}, {}, {}", a.label, b.label, c.label));
@@ -303,22 +303,28 @@ fn invalid_utf8_is_replaced() {
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
-    b.send(b"caf\xc3\xa9 \xff\xfe ok\n");
-    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} ok", b.label));
+    // 0xFF is telnet's command byte: doubled, or before a byte that is no command, it is data.
+    b.send(b"caf\xc3\xa9 \xfe\xc0 \xff\xff \xffA ok\n");
+    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} \u{fffd} \u{fffd}A ok", b.label));
 }
 
 #[test]
 fn peer_fin_means_left_and_the_server_closes_too() {
-    let (_server, addr) = Netloop::serve_one("chat", &[]);
-    let mut a = Client::join(addr, 1);
-    let mut b = Client::join(addr, 2);
-    a.line();
-    // A final line without a newline is an unfinished line, not a message.
-    b.send("last words");
-    b.writer.shutdown(Shutdown::Write).expect("shutdown");
-    b.expect_eof();
-    a.expect(&format!("* {} left, online now: 1", b.label));
-    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+    for strict in [false, true] {
+        let (_server, addr) = Netloop::serve_one("chat", if strict { &["--chat-strict-lines"] } else { &[] });
+        let mut a = Client::join(addr, 1);
+        let mut b = Client::join(addr, 2);
+        a.line();
+        // Final words without a newline: complete at the FIN, unless only lines count.
+        b.send("last words");
+        b.writer.shutdown(Shutdown::Write).expect("shutdown");
+        b.expect_eof();
+        if !strict {
+            a.expect(&format!("{}: last words", b.label));
+        }
+        a.expect(&format!("* {} left, online now: 1", b.label));
+        assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+    }
 }
 
 #[test]
