@@ -825,3 +825,45 @@ fn a_join_storm_is_told_in_a_few_summary_lines() {
     assert!(told.iter().any(|l| l.starts_with("* left: ") && l.contains(" more; ")), "{told:#?}");
     assert_eq!(watcher.who(), format!("* online now: 1: {}", watcher.label));
 }
+
+/// Times the server's loop went to sleep and woke up (the main thread's voluntary context
+/// switches): a loop with no timer armed and nothing to do sleeps through.
+fn wakeups(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// Text without a newline costs a timer only while it waits: once it went out (or when all a
+/// member holds is half a character), the room holds no timer and the server sleeps.
+#[test]
+fn an_idle_room_holds_no_timer() {
+    const MEMBERS: usize = 50;
+    let (server, addr) = Netloop::serve_one("chat", &[]);
+    let mut watcher = Client::join(addr, 1);
+    let mut members: Vec<Client> = (0..MEMBERS).map(|_| Client::connect(addr)).collect();
+    for m in &mut members {
+        m.line(); // its welcome
+        m.send("typed, no newline");
+    }
+    // Half a character: held, but there is nothing to send yet.
+    members[0].send(b"\xc3");
+    let mut relayed = 0;
+    while relayed < MEMBERS {
+        if watcher.line().ends_with(": typed, no newline") {
+            relayed += 1;
+        }
+    }
+    // Let the presence interval run out, then watch the server sleep.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = wakeups(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = wakeups(server.pid()) - before;
+    assert!(woke <= 2, "an idle chat woke {woke} times in 1 s: a timer is still armed");
+    // The half character completes into the next message.
+    members[0].send(b"\xa9!\n");
+    watcher.expect(&format!("{}: \u{e9}!", members[0].label));
+}
