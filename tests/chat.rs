@@ -807,7 +807,8 @@ fn a_join_storm_is_told_in_a_few_summary_lines() {
         told.push(watcher.line());
     }
     eprintln!("{N} joins told in {} lines: {told:#?}", told.len());
-    assert!(told.len() <= 20, "{N} joins told in {} lines", told.len());
+    // At most 4 lines per 200 ms; the connects take far less than the 3 s this allows.
+    assert!(told.len() <= N / 5, "{N} joins told in {} lines", told.len());
     let summary = told.last().unwrap();
     assert!(summary.starts_with("* joined: ") && summary.contains(" more; online now: "), "{summary}");
     for mut c in storm {
@@ -821,7 +822,7 @@ fn a_join_storm_is_told_in_a_few_summary_lines() {
         assert!(told.len() < N, "one notice per leave: {told:#?}");
         told.push(watcher.line());
     }
-    assert!(told.len() <= 20, "{N} leaves told in {} lines: {told:#?}", told.len());
+    assert!(told.len() <= N / 5, "{N} leaves told in {} lines: {told:#?}", told.len());
     assert!(told.iter().any(|l| l.starts_with("* left: ") && l.contains(" more; ")), "{told:#?}");
     assert_eq!(watcher.who(), format!("* online now: 1: {}", watcher.label));
 }

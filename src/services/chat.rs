@@ -4,6 +4,12 @@
 //! A text line goes to every other member as `<name>: <text>`; `/nick`, `/who` and `/quit` are
 //! the commands. The wire format is in `docs/protocol.md`.
 //!
+//! Clients are not all line clients. Node-style clients send text without newlines, so text
+//! left without one is sent after [`FLUSH_AFTER`]; `telnet` mixes commands into its input, which
+//! [`TelnetFilter`] takes out; a browser sends HTTP, answered by [`http_probe`] before the
+//! connection is welcomed. Joins and leaves are told through [`Presence`], which coalesces
+//! storms.
+//!
 //! Where Node's chat writes each broadcast once per client (a string copied into every socket's
 //! buffer), we encode it once into [`SharedBytes`] and queue that by reference. A member that
 //! stops reading costs at most the listener's `max_buffer` of queued output before the core
