@@ -130,6 +130,24 @@ impl LineSplitter {
         Ok(())
     }
 
+    /// Hands the unfinished line held so far to `on_text`, as if its newline had come, and
+    /// forgets it: for a peer that sends text without newlines. The last bytes are kept back
+    /// if they are the start of a UTF-8 character that has not finished arriving (at most 3),
+    /// so the text handed out never ends in half a character. Does nothing if there is no
+    /// complete character to hand out.
+    pub fn flush_partial(&mut self, on_text: impl FnOnce(&[u8])) {
+        let end = self.buf.len() - crate::text::unfinished_tail(&self.buf);
+        if end == 0 {
+            return;
+        }
+        on_text(&self.buf[..end]);
+        if end == self.buf.len() {
+            self.clear_buf();
+        } else {
+            self.buf.drain(..end);
+        }
+    }
+
     /// Empties the buffer, giving large allocations back.
     fn clear_buf(&mut self) {
         if self.buf.capacity() > RELEASE_ABOVE {
@@ -333,6 +351,27 @@ mod tests {
             s.feed(b, |l| n = Some(l.len())).expect("exactly max");
         }
         assert_eq!(n, Some(256 * 1024));
+    }
+
+    #[test]
+    fn flushing_hands_out_the_partial_line_but_not_half_a_character() {
+        let mut s = LineSplitter::new(100);
+        let mut got = Vec::new();
+        assert_eq!(s.feed("caf\u{e9} \u{1f980}".as_bytes().split_at(9).0, |_| {}), Ok(()));
+        assert_eq!(s.buffered(), 9); // "café " and the crab but its last byte
+        s.flush_partial(|t| got.push(t.to_vec()));
+        assert_eq!(got, v(&["caf\u{e9} "]));
+        assert_eq!(s.buffered(), 3, "the unfinished character waits for the rest");
+        s.flush_partial(|t| got.push(t.to_vec()));
+        assert_eq!(got.len(), 1, "nothing complete to hand out");
+        assert_eq!(s.feed(&"\u{1f980}".as_bytes()[3..], |_| {}), Ok(()));
+        assert_eq!(s.feed(b"!\n", |l| got.push(l.to_vec())), Ok(()));
+        assert_eq!(got, v(&["caf\u{e9} ", "\u{1f980}!"]));
+        assert_eq!(s.buffered(), 0);
+        // A long partial gives its memory back once handed out.
+        assert_eq!(s.feed(&[b'x'; 90], |_| {}), Ok(()));
+        s.flush_partial(|t| assert_eq!(t.len(), 90));
+        assert_eq!(s.buffered(), 0);
     }
 
     #[test]

@@ -224,6 +224,11 @@ struct ServeArgs {
     #[arg(long)]
     chat_echo_self: bool,
 
+    /// Chat: only complete lines are messages; text without a newline waits for one (by
+    /// default it is sent 50 ms after it arrives).
+    #[arg(long)]
+    chat_strict_lines: bool,
+
     /// Chat: longest line (without its terminator); longer gets an error and is disconnected.
     #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_limit)]
     max_line: usize,
@@ -417,7 +422,11 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
             },
         },
         echo_banner: args.echo_banner.as_deref().map(unescape),
-        chat: ChatConfig { max_line: args.max_line, echo_self: args.chat_echo_self },
+        chat: ChatConfig {
+            max_line: args.max_line,
+            echo_self: args.chat_echo_self,
+            strict_lines: args.chat_strict_lines,
+        },
         hub: HubConfig {
             max_frame: args.max_frame,
             token: args.hub_token,

@@ -271,9 +271,12 @@ impl Handler for Serve {
         if self.hub.on_timer(cx, timer) {
             return;
         }
-        // A service timer may have changed what is held (chat delivering a partial line).
-        for socket in cx.input_holders() {
-            self.report_held_input(cx, socket);
+        if self.chat.on_timer(cx, timer) {
+            // Chat's timer delivers text held without a newline: what it holds changed.
+            for socket in cx.input_holders() {
+                self.report_held_input(cx, socket);
+            }
+            return;
         }
         if self.shutdown == Some(timer) {
             let left = cx.sockets();

@@ -67,9 +67,9 @@ impl Utf8Decoder {
     }
 }
 
-/// How many bytes at the end of `bytes` start a valid character that has not finished yet.
-/// Invalid bytes are not held: they decode to U+FFFD now, as in a whole-stream decode.
-fn unfinished_tail(bytes: &[u8]) -> usize {
+/// How many bytes at the end of `bytes` start a valid character that has not finished yet
+/// (0 to 3). Invalid bytes are not held: they decode to U+FFFD now, as in a whole-stream decode.
+pub fn unfinished_tail(bytes: &[u8]) -> usize {
     for back in 1..=MAX_PENDING.min(bytes.len()) {
         let start = bytes.len() - back;
         if bytes[start] & 0xC0 == 0x80 {

@@ -5,7 +5,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -136,16 +139,16 @@ fn text_goes_to_the_others_trimmed_however_it_is_split() {
         b.expect(&format!("{from}: {want}"));
         c.expect(&format!("{from}: {want}"));
     }
-    // Split: one byte per write.
+    // Split: one byte per write (each its own segment: the client sets TCP_NODELAY).
     for byte in "  four five \r\n".bytes() {
         a.send([byte]);
-        std::thread::sleep(Duration::from_millis(2));
     }
     b.expect(&format!("{from}: four five"));
     c.expect(&format!("{from}: four five"));
-    // A '\r' not before the '\n' is text; Unicode whitespace is trimmed like str::trim.
+    // A '\r' not before the '\n' is text, shown escaped; Unicode whitespace is trimmed like
+    // str::trim.
     a.send("x\ry\n\u{3000}wide\u{a0}\n");
-    b.expect(&format!("{from}: x\ry"));
+    b.expect(&format!("{from}: x\\ry"));
     b.expect(&format!("{from}: wide"));
     // The sender got nothing back: its next line is the answer to its /who.
     assert_eq!(a.who(), format!("* online now: 3: {}, {}, {}", a.label, b.label, c.label));
@@ -303,22 +306,28 @@ fn invalid_utf8_is_replaced() {
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
-    b.send(b"caf\xc3\xa9 \xff\xfe ok\n");
-    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} ok", b.label));
+    // 0xFF is telnet's command byte: doubled, or before a byte that is no command, it is data.
+    b.send(b"caf\xc3\xa9 \xfe\xc0 \xff\xff \xffA ok\n");
+    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} \u{fffd} \u{fffd}A ok", b.label));
 }
 
 #[test]
 fn peer_fin_means_left_and_the_server_closes_too() {
-    let (_server, addr) = Netloop::serve_one("chat", &[]);
-    let mut a = Client::join(addr, 1);
-    let mut b = Client::join(addr, 2);
-    a.line();
-    // A final line without a newline is an unfinished line, not a message.
-    b.send("last words");
-    b.writer.shutdown(Shutdown::Write).expect("shutdown");
-    b.expect_eof();
-    a.expect(&format!("* {} left, online now: 1", b.label));
-    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+    for strict in [false, true] {
+        let (_server, addr) = Netloop::serve_one("chat", if strict { &["--chat-strict-lines"] } else { &[] });
+        let mut a = Client::join(addr, 1);
+        let mut b = Client::join(addr, 2);
+        a.line();
+        // Final words without a newline: complete at the FIN, unless only lines count.
+        b.send("last words");
+        b.writer.shutdown(Shutdown::Write).expect("shutdown");
+        b.expect_eof();
+        if !strict {
+            a.expect(&format!("{}: last words", b.label));
+        }
+        a.expect(&format!("* {} left, online now: 1", b.label));
+        assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+    }
 }
 
 #[test]
@@ -529,4 +538,334 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
         "expected {NON_READERS} output-limit disconnects, log says {dropped}:\n{log}"
     );
     drop(readers);
+}
+
+/// A child process driven through its stdin, its stdout read line by line with bounded waits;
+/// killed on drop.
+struct Driven {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Driven {
+    fn spawn(cmd: &mut Command) -> Driven {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Driven { child, stdin, lines }
+    }
+
+    /// One of our Node client scripts, connected to `addr`.
+    fn node(script: &str, addr: SocketAddr) -> Driven {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node").join(script);
+        Driven::spawn(Command::new("node").arg(path).arg(addr.to_string()))
+    }
+
+    fn send(&mut self, text: &str) {
+        self.stdin.write_all(text.as_bytes()).expect("write to child");
+        self.stdin.flush().expect("flush to child");
+    }
+
+    /// Reads stdout lines until one satisfies `want`; returns it. Bounded by `WAIT`.
+    fn wait_for(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {what} from the child; it printed {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The label in `* <label> joined, online now: N`.
+fn joined_label(line: &str) -> String {
+    let rest = line.strip_prefix("* ").and_then(|l| l.split_once(" joined, online now: "));
+    rest.map(|(label, _)| label.to_string()).unwrap_or_else(|| panic!("not a join notice: {line:?}"))
+}
+
+/// The seeds' own chat clients send no newline: the stdin client writes each chunk trimmed, the
+/// readline client each line without its end. Each message must reach the others on its own,
+/// promptly, neither held back nor merged with the next, and the others' lines reach them.
+#[test]
+fn the_seed_clients_messages_reach_the_others_without_a_newline() {
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut watcher = Client::join(addr, 1);
+    for script in ["chat_stdin_client.js", "chat_readline_client.js"] {
+        let mut client = Driven::node(script, addr);
+        let label = joined_label(&watcher.line());
+        client.wait_for("welcome", |l| l.contains(&format!("* welcome {label}, online now: 2")));
+        for text in ["hello from node", "a second message", "\u{fc}ber \u{2713} third"] {
+            let typed = Instant::now();
+            client.send(&format!("{text}\n"));
+            watcher.expect(&format!("{label}: {text}"));
+            eprintln!("{script}: {text:?} reached the others in {:?}", typed.elapsed());
+        }
+        watcher.send("hi node\n");
+        let want = format!("{}: hi node", watcher.label);
+        client.wait_for("the watcher's line", |l| l.contains(&want));
+        drop(client);
+        watcher.expect(&format!("* {label} left, online now: 1"));
+    }
+}
+
+#[test]
+fn a_line_split_across_two_writes_10_ms_apart_is_one_message() {
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    for _ in 0..3 {
+        a.send("split in");
+        std::thread::sleep(Duration::from_millis(10));
+        a.send(" two\r\n");
+        b.expect(&format!("{}: split in two", a.label));
+    }
+    // Text that stays without a newline goes out once it has waited 50 ms for the rest.
+    let sent = Instant::now();
+    a.send("ping");
+    b.expect(&format!("{}: ping", a.label));
+    let waited = sent.elapsed();
+    eprintln!("text without a newline was relayed after {waited:?}");
+    assert!(waited >= Duration::from_millis(40), "relayed after {waited:?}: it did not wait for the rest");
+    // Its late newline is an empty line, ignored; the next message is whole.
+    a.send("\nnext\n");
+    b.expect(&format!("{}: next", a.label));
+}
+
+#[test]
+fn strict_lines_wait_for_the_newline() {
+    let (_server, addr) = Netloop::serve_one("chat", &["--chat-strict-lines"]);
+    let mut a = Client::join(addr, 1);
+    let mut b = Client::join(addr, 2);
+    a.line();
+    a.send("held for ");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send("a while\n");
+    b.expect(&format!("{}: held for a while", a.label));
+}
+
+/// A member's text cannot move the others' cursor, clear their screen or ring their bell: every
+/// control character but tab is shown escaped.
+#[test]
+fn control_characters_in_text_are_shown_escaped() {
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut a = Client::join(addr, 1);
+    let mut mallory = Client::join(addr, 2);
+    a.line();
+    let from = mallory.label.clone();
+    mallory.send("harmless\rmallory-is-admin: send password\n");
+    a.expect(&format!("{from}: harmless\\rmallory-is-admin: send password"));
+    mallory.send("\u{1b}[2J\u{7}bell\0nul\tta\u{7f}b\u{202e}evil\n");
+    a.expect(&format!("{from}: \\e[2J\\x07bell\\x00nul\tta\\x7fb\\u{{202e}}evil"));
+    mallory.send("/\u{1b}[31m\n");
+    mallory.expect("* error: unknown command /\\e[31m");
+    // Nicks are printable ASCII only.
+    mallory.send("/nick ad\u{1b}min\n");
+    mallory.expect("* error: invalid name");
+}
+
+/// What `telnet` sends: its lines end in CRLF, Ctrl-C is `IAC IP IAC DO TIMING-MARK`, and some
+/// modes negotiate options. The commands are stripped, requests refused, and the text between
+/// them relayed as usual.
+#[test]
+fn telnet_commands_are_stripped_and_negotiation_refused() {
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut a = Client::join(addr, 1);
+    let mut t = Client::join(addr, 2);
+    a.line();
+    let from = t.label.clone();
+    t.send("before\r\n");
+    a.expect(&format!("{from}: before"));
+    // Ctrl-C: the timing mark is answered (refused), which is what telnet waits for.
+    t.send(b"\xff\xf4\xff\xfd\x06");
+    let mut reply = [0u8; 3];
+    t.reader.read_exact(&mut reply).expect("an answer to DO TIMING-MARK");
+    assert_eq!(reply, [255, 252, 6], "IAC WONT TIMING-MARK");
+    // WILL NAWS gets DONT NAWS; a subnegotiation (split across writes) and WONT get nothing.
+    t.send(b"\xff\xfb\x1fafter\xff\xfa\x1f\x00");
+    std::thread::sleep(Duration::from_millis(5));
+    t.send(b"\x50\x00\x18\xff\xf0 ctrl-c\xff\xfc\x01\r\n");
+    t.reader.read_exact(&mut reply).expect("an answer to WILL NAWS");
+    assert_eq!(reply, [255, 254, 31], "IAC DONT NAWS");
+    a.expect(&format!("{from}: after ctrl-c"));
+    // A literal 0xFF is doubled in telnet; it is data.
+    t.send(b"\xff\xff!\r\n");
+    a.expect(&format!("{from}: \u{fffd}!"));
+    assert_eq!(t.who(), format!("* online now: 2: {}, {from}", a.label));
+}
+
+/// Fails with the install command when a tool the test needs is missing.
+fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "this test needs `{tool}`: apt-get install -y {package}");
+}
+
+/// Runs `telnet HOST PORT` on a pseudo-terminal and takes commands on stdin: `type TEXT` types
+/// TEXT (Python escapes: `\r` is Enter, `\x03` is Ctrl-C), `expect TEXT` waits until telnet
+/// has shown TEXT and answers `ok` (or `timeout: ...`), `pause SECONDS`.
+const TELNET_ON_A_PTY: &str = r#"
+import codecs, os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp('telnet', ['telnet', sys.argv[1], sys.argv[2]])
+shown = b''
+for command in sys.stdin:
+    verb, _, arg = command.rstrip('\n').partition(' ')
+    if verb == 'type':
+        os.write(fd, codecs.decode(arg, 'unicode_escape').encode('latin-1'))
+    elif verb == 'pause':
+        time.sleep(float(arg))
+    elif verb == 'expect':
+        want = arg.encode()
+        deadline = time.time() + 20
+        while want not in shown and time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    shown += os.read(fd, 4096)
+                except OSError:
+                    break
+        if want in shown:
+            shown = shown[shown.index(want) + len(want):]
+            print('ok', flush=True)
+        else:
+            print('timeout: telnet showed %r' % shown[-300:], flush=True)
+os.kill(pid, 9)
+"#;
+
+/// The real `telnet` client on a terminal: a user chats, presses Ctrl-C, and keeps chatting,
+/// still seeing what the others say.
+#[test]
+fn a_real_telnet_session_keeps_working_after_ctrl_c() {
+    require("telnet", "telnet");
+    require("python3", "python3");
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut watcher = Client::join(addr, 1);
+    let mut telnet = Driven::spawn(Command::new("python3").args([
+        "-c",
+        TELNET_ON_A_PTY,
+        &addr.ip().to_string(),
+        &addr.port().to_string(),
+    ]));
+    let expect = |telnet: &mut Driven, text: &str| {
+        telnet.send(&format!("expect {text}\n"));
+        let answer = telnet.wait_for("an answer from the pty driver", |_| true);
+        assert_eq!(answer, "ok", "telnet never showed {text:?}");
+    };
+    expect(&mut telnet, "* welcome ");
+    let label = joined_label(&watcher.line());
+    telnet.send("type hello from telnet\\r\n");
+    watcher.expect(&format!("{label}: hello from telnet"));
+    watcher.send("hello telnet\n");
+    expect(&mut telnet, &format!("{}: hello telnet", watcher.label));
+
+    telnet.send("type \\x03\npause 0.3\n");
+    telnet.send("type still here\\r\n");
+    // Nothing of the interrupt reached the room: the next line is the text typed after it.
+    watcher.expect(&format!("{label}: still here"));
+    // And telnet, answered, shows the room again.
+    watcher.send("after ctrl-c\n");
+    expect(&mut telnet, &format!("{}: after ctrl-c", watcher.label));
+}
+
+/// Joins and leaves in a storm are told in a few summary lines, not one line per member per
+/// change (O(N) output for N joins, not O(N²)); each joiner still gets its own welcome.
+#[test]
+fn a_join_storm_is_told_in_a_few_summary_lines() {
+    const N: usize = 300;
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut watcher = Client::join(addr, 1);
+    let storm: Vec<Client> = (0..N).map(|_| Client::connect(addr)).collect();
+
+    let mut told = Vec::new();
+    while !told.last().is_some_and(|l: &String| l.ends_with(&format!("; online now: {}", N + 1))) {
+        assert!(told.len() < N, "one notice per join: {told:#?}");
+        told.push(watcher.line());
+    }
+    eprintln!("{N} joins told in {} lines: {told:#?}", told.len());
+    // At most 4 lines per 200 ms; the connects take far less than the 3 s this allows.
+    assert!(told.len() <= N / 5, "{N} joins told in {} lines", told.len());
+    let summary = told.last().unwrap();
+    assert!(summary.starts_with("* joined: ") && summary.contains(" more; online now: "), "{summary}");
+    for mut c in storm {
+        let welcome = c.line();
+        assert!(welcome.starts_with(&format!("* welcome {}, online now: ", c.label)), "{welcome}");
+        drop(c); // a leave storm follows
+    }
+
+    let mut told = Vec::new();
+    while !told.last().is_some_and(|l: &String| l.ends_with("online now: 1")) {
+        assert!(told.len() < N, "one notice per leave: {told:#?}");
+        told.push(watcher.line());
+    }
+    assert!(told.len() <= N / 5, "{N} leaves told in {} lines: {told:#?}", told.len());
+    assert!(told.iter().any(|l| l.starts_with("* left: ") && l.contains(" more; ")), "{told:#?}");
+    assert_eq!(watcher.who(), format!("* online now: 1: {}", watcher.label));
+}
+
+/// Times the server's loop went to sleep and woke up (the main thread's voluntary context
+/// switches): a loop with no timer armed and nothing to do sleeps through.
+fn wakeups(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// Text without a newline costs a timer only while it waits: once it went out (or when all a
+/// member holds is half a character), the room holds no timer and the server sleeps.
+#[test]
+fn an_idle_room_holds_no_timer() {
+    const MEMBERS: usize = 50;
+    let (server, addr) = Netloop::serve_one("chat", &[]);
+    let mut watcher = Client::join(addr, 1);
+    let mut members: Vec<Client> = (0..MEMBERS).map(|_| Client::connect(addr)).collect();
+    for m in &mut members {
+        m.line(); // its welcome
+        m.send("typed, no newline");
+    }
+    // Half a character: held, but there is nothing to send yet.
+    members[0].send(b"\xc3");
+    let mut relayed = 0;
+    while relayed < MEMBERS {
+        if watcher.line().ends_with(": typed, no newline") {
+            relayed += 1;
+        }
+    }
+    // Let the presence interval run out, then watch the server sleep.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = wakeups(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = wakeups(server.pid()) - before;
+    assert!(woke <= 2, "an idle chat woke {woke} times in 1 s: a timer is still armed");
+    // The half character completes into the next message.
+    members[0].send(b"\xa9!\n");
+    watcher.expect(&format!("{}: \u{e9}!", members[0].label));
 }

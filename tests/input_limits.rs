@@ -266,3 +266,40 @@ fn partial_lines_are_bounded_together_and_in_time_by_the_loop() {
     assert!(matches!(h.cuts[0], InputCut::OverTotal { held: 60, limit: 100 }), "{:?}", h.cuts);
     assert!(matches!(h.cuts[1], InputCut::Timeout { .. }), "{:?}", h.cuts);
 }
+
+#[test]
+fn chat_text_delivered_without_a_newline_is_no_longer_held_input() {
+    // Chat hands on text without a newline after a short wait; once it has, nothing is held,
+    // so the sender must not later be cut for "unfinished input".
+    let (mut server, addr) = Netloop::serve_one("chat", &["--input-timeout", "1s", "--stats-interval", "0"]);
+    let (mut alice, mut alice_r) = client(addr);
+    let (mut bob, mut bob_r) = client(addr);
+    assert!(read_line(&mut alice_r).starts_with("* welcome"));
+    alice.write_all(b"/nick alice\n").unwrap();
+    assert!(read_line(&mut bob_r).starts_with("* welcome"));
+    bob.write_all(b"/nick bob\n").unwrap();
+    alice.write_all(b"no newline here").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = read_line(&mut bob_r);
+        if line.contains("no newline here") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob never got alice's text; last line {line:?}");
+    }
+    // Three input timeouts later alice is still a member and still heard.
+    std::thread::sleep(Duration::from_secs(3));
+    alice.write_all(b"still here\n").unwrap();
+    loop {
+        let line = read_line(&mut bob_r);
+        assert!(!line.contains("error"), "unexpected error line {line:?}");
+        if line.contains("still here") {
+            break;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(5), "alice was cut; last line {line:?}");
+    }
+    let (got, _) = received_within(&mut alice, Duration::from_millis(200));
+    assert!(!String::from_utf8_lossy(&got).contains("unfinished input"), "alice was told {got:?}");
+    drop(alice_r);
+    server.kill();
+}

@@ -4,19 +4,31 @@
 //! A text line goes to every other member as `<name>: <text>`; `/nick`, `/who` and `/quit` are
 //! the commands. The wire format is in `docs/protocol.md`.
 //!
+//! Clients are not all line clients. Node-style clients send text without newlines, so text
+//! left without one is sent after [`FLUSH_AFTER`]; `telnet` mixes commands into its input, which
+//! [`TelnetFilter`] takes out; a browser sends HTTP, answered by [`http_probe`] before the
+//! connection is welcomed. Joins and leaves are told through [`Presence`], which coalesces
+//! storms.
+//!
 //! Where Node's chat writes each broadcast once per client (a string copied into every socket's
 //! buffer), we encode it once into [`SharedBytes`] and queue that by reference. A member that
 //! stops reading costs at most the listener's `max_buffer` of queued output before the core
 //! disconnects it; the sender and the others are never slowed down by it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::line::LineSplitter;
+use crate::printable::{escape_controls, for_log};
+use crate::services::http_probe;
+use crate::services::presence::{self, Change, Presence, PRESENCE_INTERVAL};
+use crate::services::telnet::TelnetFilter;
 use crate::services::{peer_label, send, send_shared, Roster};
+use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
 
 /// Default longest accepted line, terminator excluded (`--max-line`).
@@ -24,6 +36,15 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 
 /// Longest nick in bytes.
 const MAX_NICK: usize = 32;
+
+/// How long text without a newline waits for the rest of its line before it is sent as it is.
+/// Long enough for a line that TCP cut in two to come together, short enough to feel instant.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
+/// How long a new connection waits for its welcome unless it speaks first. A browser sends its
+/// request as soon as it is connected; waiting this long lets it be answered in HTTP with
+/// nothing of the chat before the reply.
+pub const WELCOME_WAIT: Duration = Duration::from_millis(50);
 
 /// What `netloop serve` lets the user tune about chat.
 #[derive(Debug, Clone)]
@@ -33,12 +54,25 @@ pub struct ChatConfig {
     pub max_line: usize,
     /// Also send a member's text lines back to it (`--chat-echo-self`, seed 004's behaviour).
     pub echo_self: bool,
+    /// Only complete lines are messages (`--chat-strict-lines`): text without a newline waits
+    /// for it however long, and is dropped at close. Off by default: such text is sent after
+    /// [`FLUSH_AFTER`], as Node's chat servers relay each chunk.
+    pub strict_lines: bool,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig { max_line: DEFAULT_MAX_LINE, echo_self: false }
+        ChatConfig { max_line: DEFAULT_MAX_LINE, echo_self: false, strict_lines: false }
     }
+}
+
+/// An unfinished line being held, in loop time.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// When its first byte arrived: it is sent [`FLUSH_AFTER`] later.
+    since: Duration,
+    /// When it last grew: still growing in this loop turn means more may be waiting unread.
+    grew: Duration,
 }
 
 /// One connected chat client.
@@ -50,6 +84,16 @@ struct Member {
     has_nick: bool,
     /// The unfinished line between reads.
     lines: LineSplitter,
+    /// Takes telnet's commands out of the input.
+    telnet: TelnetFilter,
+    /// Welcomed and announced: counted online, sent broadcasts, listed by `/who`.
+    in_room: bool,
+    /// Whether a line was handled yet: the first one may be an HTTP request.
+    spoke: bool,
+    /// The unfinished line in `lines`, while one is held.
+    held: Option<Held>,
+    /// The timer that sends the held text; only while text is held.
+    flush_timer: Option<TimerId>,
 }
 
 /// The chat service: members in connection order, their nicks, and a scratch buffer that
@@ -58,6 +102,8 @@ struct Member {
 pub struct Chat {
     config: ChatConfig,
     members: Roster<Member>,
+    /// Members in the room (welcomed), the "online now" count.
+    in_room: usize,
     /// Nick to holder, so `/nick` checks uniqueness without scanning. Labels never collide
     /// with nicks: they contain ':', which a nick may not.
     nicks: HashMap<String, SocketId>,
@@ -65,42 +111,155 @@ pub struct Chat {
     unix_peers: u64,
     /// Where each outgoing line is built.
     out: Vec<u8>,
+    /// Connections waiting for their welcome, in connection order. All wait the same
+    /// [`WELCOME_WAIT`], so the queue is sorted by deadline and one timer serves them all;
+    /// those welcomed early (they spoke) or gone are skipped when their turn comes.
+    waiting: VecDeque<(Duration, SocketId)>,
+    /// The timer armed for the head of `waiting`.
+    welcome_timer: Option<TimerId>,
+    /// Whose held text each flush timer sends.
+    flush_timers: HashMap<TimerId, SocketId>,
+    /// Joins and leaves not yet told, how many were told one by one in the current interval,
+    /// and the timer that ends it (none while presence is quiet).
+    presence: Presence,
+    presence_told: usize,
+    presence_timer: Option<TimerId>,
+    /// Where presence notices are built (apart from `out`, which may hold a message).
+    notice: Vec<u8>,
+    /// Answers to telnet negotiation, before they are sent.
+    replies: Vec<u8>,
 }
 
 impl Chat {
     /// A chat service with no members yet.
     pub fn new(config: ChatConfig) -> Self {
-        Chat { config, members: Roster::new(), nicks: HashMap::new(), unix_peers: 0, out: Vec::new() }
+        Chat {
+            config,
+            members: Roster::new(),
+            in_room: 0,
+            nicks: HashMap::new(),
+            unix_peers: 0,
+            out: Vec::new(),
+            waiting: VecDeque::new(),
+            welcome_timer: None,
+            flush_timers: HashMap::new(),
+            presence: Presence::new(),
+            presence_told: 0,
+            presence_timer: None,
+            notice: Vec::new(),
+            replies: Vec::new(),
+        }
     }
 
-    /// Members currently in the chat (not counting those already told `* bye`).
+    /// Members currently in the chat (not counting those already told `* bye`, nor those not
+    /// welcomed yet).
     pub fn online(&self) -> usize {
-        self.members.len()
+        self.in_room
     }
 
-    /// A client connected: welcome it and tell the others.
+    /// A client connected. It is welcomed, and the others told, when it first sends something
+    /// or [`WELCOME_WAIT`] later, whichever comes first.
     pub fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
         let label = peer_label(cx, socket, &mut self.unix_peers);
-        let lines = LineSplitter::new(self.config.max_line);
-        self.members.insert(socket, Member { name: label, has_nick: false, lines });
-        let online = self.members.len();
-        let Some(me) = self.members.get(socket) else { return };
-        self.out.clear();
-        let _ = writeln!(self.out, "* welcome {}, online now: {online}", me.name);
-        send(cx, socket, &self.out);
-        self.out.clear();
-        let _ = writeln!(self.out, "* {} joined, online now: {online}", me.name);
-        self.broadcast(cx, Some(socket));
+        let member = Member {
+            name: label,
+            has_nick: false,
+            lines: LineSplitter::new(self.config.max_line),
+            telnet: TelnetFilter::new(),
+            in_room: false,
+            spoke: false,
+            held: None,
+            flush_timer: None,
+        };
+        self.members.insert(socket, member);
+        self.waiting.push_back((cx.elapsed() + WELCOME_WAIT, socket));
+        if self.welcome_timer.is_none() {
+            self.welcome_timer = Some(unreferenced_timer(cx, WELCOME_WAIT));
+        }
     }
 
-    /// Bytes arrived: split them into lines and act on each, in order.
+    /// A timer fired. Returns whether it was chat's.
+    pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.welcome_timer == Some(timer) {
+            self.welcome_timer = None;
+            self.welcome_due(cx);
+        } else if self.presence_timer == Some(timer) {
+            self.presence_timer = None;
+            self.presence_told = 0;
+            // Changes were gathered during the interval: tell them, and start the next one.
+            if !self.presence.is_empty() {
+                self.flush_presence(cx);
+                self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
+            }
+        } else if let Some(socket) = self.flush_timers.remove(&timer) {
+            self.flush_due(cx, socket);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Welcomes the members whose wait is over.
+    fn welcome_due(&mut self, cx: &mut Context) {
+        let now = cx.elapsed();
+        while let Some(&(due, socket)) = self.waiting.front() {
+            if due > now {
+                self.welcome_timer = Some(unreferenced_timer(cx, due - now));
+                break;
+            }
+            self.waiting.pop_front();
+            // Not one the server is already hanging up on (shutdown ends every socket).
+            if cx.is_writable(socket) {
+                self.welcome(cx, socket);
+            }
+        }
+    }
+
+    /// Brings a member into the room: its welcome, and the others are told.
+    fn welcome(&mut self, cx: &mut Context, socket: SocketId) {
+        let Some(me) = self.members.get_mut(socket) else { return };
+        if me.in_room {
+            return;
+        }
+        me.in_room = true;
+        self.in_room += 1;
+        self.out.clear();
+        let _ = writeln!(self.out, "* welcome {}, online now: {}", me.name, self.in_room);
+        send(cx, socket, &self.out);
+        let name = me.name.clone();
+        self.announce(cx, Change::Joined, socket, &name);
+    }
+
+    /// Bytes arrived: telnet commands out, then split into lines and act on each, in order.
     pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        let Some(member) = self.members.get_mut(socket) else { return };
+        let data = member.telnet.filter(data, &mut self.replies);
+        let in_room = member.in_room;
+        if !self.replies.is_empty() {
+            send(cx, socket, &self.replies);
+            self.replies.clear();
+        }
+        if data.is_empty() {
+            return;
+        }
+        // A browser gets its answer in HTTP, with no chat line before it.
+        if !in_room && !http_probe::starts_with_request(&data) {
+            self.welcome(cx, socket);
+        }
+        self.feed(cx, socket, &data);
+    }
+
+    /// Splits `data` into lines and handles each; then starts or stops the wait of the
+    /// unfinished line left over, if any.
+    fn feed(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
         let Some(member) = self.members.get_mut(socket) else { return };
         // The splitter is borrowed out of the member while its lines are handled, because
         // handling a line needs the whole service (it may broadcast, rename or remove).
         let mut lines = std::mem::replace(&mut member.lines, LineSplitter::new(0));
         let mut present = true;
+        let mut completed = false;
         let result = lines.feed(data, |line| {
+            completed = true;
             // Stop at once if handling made it leave, or the core destroyed it (output limit).
             if present {
                 present = cx.is_open(socket) && self.on_line(cx, socket, line);
@@ -111,8 +270,26 @@ impl Chat {
         }
         match result {
             Ok(()) => {
-                if let Some(member) = self.members.get_mut(socket) {
-                    member.lines = lines;
+                let now = cx.elapsed();
+                let Some(member) = self.members.get_mut(socket) else { return };
+                let holding = lines.buffered() > 0;
+                member.lines = lines;
+                if !holding {
+                    member.held = None;
+                    if let Some(timer) = member.flush_timer.take() {
+                        cx.clear_timer(timer);
+                        self.flush_timers.remove(&timer);
+                    }
+                    return;
+                }
+                member.held = match member.held {
+                    Some(held) if !completed => Some(Held { grew: now, ..held }),
+                    _ => Some(Held { since: now, grew: now }),
+                };
+                if !self.config.strict_lines && member.flush_timer.is_none() {
+                    let timer = unreferenced_timer(cx, FLUSH_AFTER);
+                    member.flush_timer = Some(timer);
+                    self.flush_timers.insert(timer, socket);
                 }
             }
             Err(too_long) => {
@@ -122,10 +299,62 @@ impl Chat {
         }
     }
 
+    /// A member's flush timer fired: its held text goes out as a message, unless the rest of
+    /// the line may be waiting unread (then it waits a little longer).
+    fn flush_due(&mut self, cx: &mut Context, socket: SocketId) {
+        let Some(member) = self.members.get_mut(socket) else { return };
+        member.flush_timer = None;
+        let Some(held) = member.held else { return };
+        let now = cx.elapsed();
+        let due = held.since + FLUSH_AFTER;
+        let wait = if cx.is_paused(socket) {
+            // We are not reading it: the rest of the line may be in the kernel already.
+            Some(FLUSH_AFTER)
+        } else if held.grew == now {
+            // Read this very turn and still unfinished: its read budget may have run out
+            // with more to come in the next turn.
+            Some(Duration::from_millis(1))
+        } else if now < due {
+            // The line it was armed for completed and a newer one started since.
+            Some(due - now)
+        } else {
+            None
+        };
+        if let Some(wait) = wait {
+            let timer = unreferenced_timer(cx, wait);
+            member.flush_timer = Some(timer);
+            self.flush_timers.insert(timer, socket);
+            return;
+        }
+        self.flush_held(cx, socket);
+    }
+
+    /// Sends the member's held text now, as if its newline had come.
+    fn flush_held(&mut self, cx: &mut Context, socket: SocketId) {
+        let Some(member) = self.members.get_mut(socket) else { return };
+        member.held = None;
+        if let Some(timer) = member.flush_timer.take() {
+            cx.clear_timer(timer);
+            self.flush_timers.remove(&timer);
+        }
+        let mut lines = std::mem::replace(&mut member.lines, LineSplitter::new(0));
+        let mut present = true;
+        lines.flush_partial(|text| present = cx.is_open(socket) && self.on_line(cx, socket, text));
+        if present {
+            if let Some(member) = self.members.get_mut(socket) {
+                member.lines = lines;
+            }
+        }
+    }
+
     /// The client sent FIN: it has left, and our side is ended. With half-open allowed
     /// (`--allow-half-open`) it stays a member that only listens (`nc -N`, or
-    /// `netloop connect` after stdin EOF), until it closes.
+    /// `netloop connect` after stdin EOF), until it closes. Either way its text without a
+    /// newline is complete now (dropped with `--chat-strict-lines`).
     pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        if !self.config.strict_lines {
+            self.flush_held(cx, socket);
+        }
         if cx.allows_half_open(socket) {
             return;
         }
@@ -151,6 +380,14 @@ impl Chat {
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
     /// the rest of the read is ignored.
     fn on_line(&mut self, cx: &mut Context, socket: SocketId, line: &[u8]) -> bool {
+        let Some(me) = self.members.get_mut(socket) else { return false };
+        if !me.spoke {
+            me.spoke = true;
+            if http_probe::is_request_line(line) {
+                self.refuse_http(cx, socket, line);
+                return false;
+            }
+        }
         // Borrowed unless the line holds invalid UTF-8, which is replaced (lossy).
         let text = String::from_utf8_lossy(line);
         let text = text.trim();
@@ -162,12 +399,27 @@ impl Chat {
         }
         let Some(me) = self.members.get(socket) else { return false };
         self.out.clear();
-        let _ = writeln!(self.out, "{}: {text}", me.name);
+        // Control characters shown, not obeyed: a `\r` or an ESC sequence must not rewrite
+        // the others' screens.
+        let _ = writeln!(self.out, "{}: {}", me.name, escape_controls(text, true));
         let shared = self.broadcast(cx, Some(socket));
         if self.config.echo_self {
             send_shared(cx, socket, &shared);
         }
         true
+    }
+
+    /// The first line was an HTTP request: answer it in HTTP and hang up, telling no one.
+    fn refuse_http(&mut self, cx: &mut Context, socket: SocketId, request_line: &[u8]) {
+        let reply =
+            http_probe::refusal(http_probe::Port::Chat, request_line, cx.local_address(socket).as_ref());
+        log::debug!(
+            "chat: answered an HTTP request with 400: {}",
+            for_log(&String::from_utf8_lossy(request_line))
+        );
+        send(cx, socket, &reply);
+        cx.end_within(socket, super::HANG_UP_GRACE);
+        self.leave(cx, socket);
     }
 
     /// `/word arg`. Returns false once the member has left.
@@ -180,12 +432,13 @@ impl Chat {
         match word {
             "nick" => self.nick(cx, socket, arg),
             "who" => {
-                let _ = write!(self.out, "* online now: {}: ", self.members.len());
-                for (i, (_, m)) in self.members.iter().enumerate() {
+                let _ = write!(self.out, "* online now: {}: ", self.in_room);
+                let names = self.members.iter().filter(|(_, m)| m.in_room).map(|(_, m)| &m.name);
+                for (i, name) in names.enumerate() {
                     if i > 0 {
                         self.out.extend_from_slice(b", ");
                     }
-                    self.out.extend_from_slice(m.name.as_bytes());
+                    self.out.extend_from_slice(name.as_bytes());
                 }
                 self.out.push(b'\n');
                 send(cx, socket, &self.out);
@@ -195,7 +448,7 @@ impl Chat {
                 return false;
             }
             _ => {
-                let _ = writeln!(self.out, "* error: unknown command /{word}");
+                let _ = writeln!(self.out, "* error: unknown command /{}", escape_controls(word, true));
                 send(cx, socket, &self.out);
             }
         }
@@ -204,6 +457,8 @@ impl Chat {
 
     /// `/nick NAME`: rename, unless the name is invalid or another member holds it.
     fn nick(&mut self, cx: &mut Context, socket: SocketId, name: &str) {
+        // Printable ASCII without ':' (which labels have) or spaces: names stay unambiguous
+        // in every notice and can never carry a control character.
         let valid = (1..=MAX_NICK).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !valid {
@@ -237,26 +492,77 @@ impl Chat {
         self.leave(cx, socket);
     }
 
-    /// Removes the member, if still present, and tells the others.
+    /// Removes the member, if still present, and tells the others if it was in the room.
     fn leave(&mut self, cx: &mut Context, socket: SocketId) {
         let Some(gone) = self.members.remove(socket) else { return };
         if gone.has_nick {
             self.nicks.remove(&gone.name);
         }
-        self.out.clear();
-        let _ = writeln!(self.out, "* {} left, online now: {}", gone.name, self.members.len());
-        self.broadcast(cx, None);
+        if let Some(timer) = gone.flush_timer {
+            cx.clear_timer(timer);
+            self.flush_timers.remove(&timer);
+        }
+        if gone.in_room {
+            self.in_room -= 1;
+            self.announce(cx, Change::Left, socket, &gone.name);
+        }
     }
 
-    /// Sends the line in `out` to every member except `except`, encoded once and shared by
-    /// all their queues; returns it so the caller may send it to `except` too.
-    fn broadcast(&self, cx: &mut Context, except: Option<SocketId>) -> SharedBytes {
-        let line: SharedBytes = Rc::from(&self.out[..]);
-        for (id, _) in self.members.iter() {
-            if Some(id) != except {
-                send_shared(cx, id, &line);
-            }
+    /// A join or leave: told at once while the interval's burst allows, else gathered into
+    /// the summary that ends the interval.
+    fn announce(&mut self, cx: &mut Context, change: Change, socket: SocketId, name: &str) {
+        if self.presence_told >= presence::BURST || !self.presence.is_empty() {
+            self.presence.record(change, socket, name);
+            return;
         }
-        line
+        self.presence_told += 1;
+        self.notice.clear();
+        presence::write_single(&mut self.notice, change, name, self.in_room);
+        let except = (change == Change::Joined).then_some(socket);
+        send_to_room(&self.members, cx, &self.notice, except);
+        if self.presence_timer.is_none() {
+            self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
+        }
     }
+
+    /// Tells the gathered joins and leaves now, if any.
+    fn flush_presence(&mut self, cx: &mut Context) {
+        if self.presence.is_empty() {
+            return;
+        }
+        let except = self.presence.take_notice(self.in_room, &mut self.notice);
+        send_to_room(&self.members, cx, &self.notice, except);
+    }
+
+    /// Sends the line in `out` to every member in the room except `except`, encoded once and
+    /// shared by all their queues; returns it so the caller may send it to `except` too.
+    /// Joins and leaves gathered so far are told first, so everyone hears of a member before
+    /// it speaks.
+    fn broadcast(&mut self, cx: &mut Context, except: Option<SocketId>) -> SharedBytes {
+        self.flush_presence(cx);
+        send_to_room(&self.members, cx, &self.out, except)
+    }
+}
+
+/// Sends `line` to every member in the room but `except`, one allocation shared by all.
+fn send_to_room(
+    members: &Roster<Member>,
+    cx: &mut Context,
+    line: &[u8],
+    except: Option<SocketId>,
+) -> SharedBytes {
+    let line: SharedBytes = Rc::from(line);
+    for (id, member) in members.iter() {
+        if member.in_room && Some(id) != except {
+            send_shared(cx, id, &line);
+        }
+    }
+    line
+}
+
+/// Chat's timers never keep a shutting-down server alive: they only matter while members do.
+fn unreferenced_timer(cx: &mut Context, delay: Duration) -> TimerId {
+    let timer = cx.set_timer(delay);
+    cx.set_timer_ref(timer, false);
+    timer
 }

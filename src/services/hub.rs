@@ -533,6 +533,14 @@ impl Hub {
 
     /// Bytes arrived: cut them into frames and act on each, in order.
     pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        // A browser pointed at the hub: answered in HTTP, then hung up on.
+        if cx.bytes_read(socket) == data.len() as u64 && super::http_probe::starts_with_request(data) {
+            let local = cx.local_address(socket);
+            let reply = super::http_probe::refusal(super::http_probe::Port::Hub, data, local.as_ref());
+            send(cx, socket, &reply);
+            cx.end_within(socket, super::HANG_UP_GRACE);
+            return self.depart(cx, socket);
+        }
         let Some(member) = self.router.members.get_mut(socket) else { return };
         // Borrowed out while its frames are handled, which needs the whole hub.
         let mut frames = std::mem::replace(&mut member.frames, FrameDecoder::new(0));

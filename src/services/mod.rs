@@ -2,8 +2,11 @@
 
 pub mod chat;
 pub mod echo;
+pub mod http_probe;
 pub mod hub;
+pub mod presence;
 mod roster;
+pub mod telnet;
 
 pub use roster::{Iter as RosterIter, Roster};
 

@@ -28,13 +28,13 @@ main(async () => {
   A.sock.write('hello\n');
   await B.lines.expect(`${A.label}: hello`);
   A.sock.write('/ni'); // a command split across two writes
-  await sleep(30);
+  await sleep(10); // well inside the 50 ms a partial line waits for the rest
   A.sock.write('ck alice\n');
   await A.lines.expect('* you are now alice');
   await B.lines.expect(`* ${A.label} is now alice`);
 
   A.sock.write('  hi th'); // split mid-line, surrounding whitespace, CRLF
-  await sleep(30);
+  await sleep(10); // well inside the 50 ms a partial line waits for the rest
   A.sock.write('ere \t\r\n');
   await B.lines.expect('alice: hi there');
 
