@@ -41,11 +41,11 @@ use presence::{Mark, Presence};
 /// Default longest accepted frame in bytes (`--max-frame`).
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 
-/// Longest client name and room name, in bytes.
 /// Rooms one client may be in at once: hub state per client stays bounded even for a client
 /// that reads its replies (names and rooms are at most 64 bytes each).
 pub const MAX_ROOMS_PER_CLIENT: usize = 64;
 
+/// Longest client name and room name, in bytes.
 const MAX_NAME: usize = 64;
 
 /// Clients a `list` page holds unless the request asks for fewer (or more, up to
