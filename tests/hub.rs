@@ -1241,3 +1241,45 @@ fn connect_escapes_raw_output_on_a_terminal_and_passes_it_through_a_pipe() {
     let out = child.wait_with_output().expect("netloop connect output");
     assert_eq!(out.stdout, input);
 }
+
+#[test]
+fn a_node_crowd_registers_with_coalesced_notices_and_bounded_lists() {
+    use netloop::services::hub::MAX_LIST_BYTES;
+    const CLIENTS: u64 = 300;
+    let (server, _) = Netloop::serve_one("hub", &[]);
+    let pid = server.pid().to_string();
+    let out = node(
+        "hub_crowd.js",
+        &[
+            &server.addr("hub"),
+            "--clients",
+            &CLIENTS.to_string(),
+            "--name-bytes",
+            "64",
+            "--rooms",
+            "64",
+            "--listers",
+            "10",
+            "--lists",
+            "5",
+            "--pid",
+            &pid,
+            "--timeout",
+            "18",
+        ],
+    );
+    assert_node_ok(&out);
+    let report = json(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["closedByServer"], 0, "{report}");
+    // One by one, each client would hear of every later one: CLIENTS² / 2 lines.
+    let registration = &report["registration"];
+    let notices =
+        registration["onlineLines"].as_u64().expect("n") + registration["presenceLines"].as_u64().expect("n");
+    assert!(notices < CLIENTS * CLIENTS / 8, "{notices} notice lines for {CLIENTS} joins: {report}");
+    // Every client is in 64 rooms of 64 bytes: the whole list would be ~1.4 MB.
+    let listing = &report["listing"];
+    assert_eq!(listing["requests"], 50, "{report}");
+    let reply = listing["replyBytes"].as_u64().expect("reply bytes");
+    assert!(reply > 0 && reply <= (MAX_LIST_BYTES + 9 * 1024) as u64, "{reply} bytes a list reply: {report}");
+}
