@@ -16,8 +16,13 @@
 //! With `--hub-name NAME` it speaks the JSON hub: it sends `{"type":"sync","clientName":NAME}`
 //! first, turns typed lines into hub frames ([`hub_frame`]) and prints each incoming message
 //! as one readable line ([`describe_hub_line`]).
+//!
+//! A peer must not be able to drive the user's terminal (move the cursor back over a name,
+//! clear the screen, ring the bell), so control characters are shown spelled out
+//! ([`crate::printable::escape_controls`], tab kept): always in hub mode, and for raw server
+//! output when stdout is a terminal ([`TerminalText`]). Piped, raw output stays byte-exact.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use serde_json::{json, Value};
 
@@ -27,6 +32,8 @@ use crate::error;
 use crate::event_loop::EventLoop;
 use crate::handler::{Handler, SocketId};
 use crate::options::SocketOptions;
+use crate::printable::escape_controls;
+use crate::text::Utf8Decoder;
 
 /// What `netloop connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -59,6 +66,7 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
         stdin,
         target,
         hub: config.hub_name.is_some(),
+        terminal: io::stdout().is_terminal().then(TerminalText::default),
         connected: false,
         server_lines: Vec::new(),
         stdin_lines: Vec::new(),
@@ -75,6 +83,8 @@ struct Client {
     stdin: SocketId,
     target: SocketAddress,
     hub: bool,
+    /// Raw mode with stdout on a terminal: server output is shown with controls escaped.
+    terminal: Option<TerminalText>,
     connected: bool,
     /// Hub mode: an unfinished line from the server.
     server_lines: Vec<u8>,
@@ -174,6 +184,9 @@ impl Handler for Client {
         if socket == self.server {
             if self.hub {
                 self.print_hub(cx, data, false);
+            } else if let Some(terminal) = &mut self.terminal {
+                let text = terminal.show(data);
+                self.print(cx, text.as_bytes());
             } else {
                 self.print(cx, data);
             }
@@ -189,6 +202,10 @@ impl Handler for Client {
             cx.end(self.server);
         } else if socket == self.server && self.hub {
             self.print_hub(cx, &[], true);
+        } else if socket == self.server {
+            if let Some(rest) = self.terminal.as_mut().and_then(TerminalText::end) {
+                self.print(cx, rest.as_bytes());
+            }
         }
     }
 
@@ -235,11 +252,62 @@ pub fn connect_error(err: &io::Error, target: &SocketAddress) -> io::Error {
     io::Error::new(err.kind(), text)
 }
 
+/// Server output made safe for a terminal, chunk by chunk: characters split across reads are
+/// kept whole, control characters are spelled out except tab and the line ends (`\n`, and the
+/// `\r` of a `\r\n`), and bytes that are not UTF-8 show as U+FFFD.
+#[derive(Debug, Default)]
+pub struct TerminalText {
+    utf8: Utf8Decoder,
+    /// The last chunk ended in `\r`: whether it ends a line depends on the next byte.
+    cr: bool,
+}
+
+impl TerminalText {
+    /// The next chunk, ready to print.
+    pub fn show(&mut self, chunk: &[u8]) -> String {
+        let mut text = String::new();
+        if std::mem::take(&mut self.cr) {
+            text.push('\r');
+        }
+        text.push_str(&self.utf8.decode(chunk));
+        if text.ends_with('\r') {
+            text.pop();
+            self.cr = true;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut lines = text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let last = lines.peek().is_none();
+            let (body, crlf) = match line.strip_suffix('\r') {
+                Some(body) if !last => (body, true),
+                _ => (line, false),
+            };
+            out.push_str(&escape_controls(body, true));
+            if crlf {
+                out.push('\r');
+            }
+            if !last {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// What was held back at the end of the stream.
+    pub fn end(&mut self) -> Option<String> {
+        let mut rest = self.utf8.end().unwrap_or_default();
+        if std::mem::take(&mut self.cr) {
+            rest.push('\r');
+        }
+        (!rest.is_empty()).then(|| escape_controls(&rest, true).into_owned())
+    }
+}
+
 /// The hub frame for one typed line (without its newline): `None` for a blank line.
 ///
 /// A line starting with `{` is sent as typed (raw JSON, for testing the server); a few
-/// commands build the other frames (`/join ROOM`, `/leave ROOM`, `/list`, `/to NAME TEXT`,
-/// `/name NAME`); anything else is a broadcast of the line's text. `Err` names an unknown or
+/// commands build the other frames (`/join ROOM`, `/leave ROOM`, `/list`, `/list CURSOR` for
+/// the page after a `more` hint, `/to NAME TEXT`, `/name NAME`); anything else is a broadcast of the line's text. `Err` names an unknown or
 /// incomplete command.
 pub fn hub_frame(line: &str) -> Result<Option<String>, String> {
     let text = line.trim_end_matches('\r');
@@ -260,6 +328,7 @@ pub fn hub_frame(line: &str) -> Result<Option<String>, String> {
     let frame = match (word, arg) {
         ("join" | "leave", room) if !room.is_empty() => json!({"type": word, "room": room}),
         ("list", "") => json!({"type": "list"}),
+        ("list", cursor) => json!({"type": "list", "cursor": cursor, "rooms": true}),
         ("name", name) if !name.is_empty() => json!({"type": "sync", "clientName": name}),
         ("to", rest) => match rest.split_once(char::is_whitespace) {
             Some((to, message)) => json!({"type": "info", "to": to, "message": message.trim()}),
@@ -267,7 +336,7 @@ pub fn hub_frame(line: &str) -> Result<Option<String>, String> {
         },
         _ => {
             return Err(format!(
-                "unknown or incomplete command /{word} (commands: /join ROOM, /leave ROOM, /list, \
+                "unknown or incomplete command /{word} (commands: /join ROOM, /leave ROOM, /list [CURSOR], \
                  /to NAME TEXT, /name NAME; other lines are broadcast, lines starting with {{ are sent raw)"
             ))
         }
@@ -278,8 +347,17 @@ pub fn hub_frame(line: &str) -> Result<Option<String>, String> {
 /// One hub message as a readable line: `[broadcast from Client-2] hello`,
 /// `[synced as Client-1, session 127.0.0.1:5000]`, `[error name_taken] name x is taken`. A
 /// string `message` is shown as its text, any other value as compact JSON; a line that is not
-/// a JSON object is shown as received.
+/// a JSON object is shown as received. Control characters are spelled out (tab kept), so the
+/// line is safe to print on a terminal and is one line.
 pub fn describe_hub_line(line: &[u8]) -> String {
+    let text = describe(line);
+    match escape_controls(&text, true) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
+}
+
+fn describe(line: &[u8]) -> String {
     let raw = || String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
     let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(line) else { return raw() };
     let field = |k: &str| match msg.get(k) {
@@ -327,7 +405,14 @@ pub fn describe_hub_line(line: &[u8]) -> String {
                     })
                     .collect()
             });
-            format!("[list: {} online] {}", field("count"), clients.join(", "))
+            let more = match msg.get("next").and_then(Value::as_str) {
+                Some(next) => format!(" (more: /list {next})"),
+                None => String::new(),
+            };
+            format!("[list: {} online] {}{more}", field("count"), clients.join(", "))
+        }
+        "presence" => {
+            format!("[presence: {} online, {} offline (/list for names)]", field("online"), field("offline"))
         }
         other => format!("[{other}] {}", Value::Object(msg.clone())),
     }
@@ -346,6 +431,7 @@ mod tests {
         assert_eq!(frame("/join lobby"), r#"{"room":"lobby","type":"join"}"#);
         assert_eq!(frame("/leave lobby"), r#"{"room":"lobby","type":"leave"}"#);
         assert_eq!(frame("/list"), r#"{"type":"list"}"#);
+        assert_eq!(frame("/list 42"), r#"{"cursor":"42","rooms":true,"type":"list"}"#);
         assert_eq!(frame("/name Bob"), r#"{"clientName":"Bob","type":"sync"}"#);
         assert_eq!(frame("/to Bob hi  there"), r#"{"message":"hi  there","to":"Bob","type":"info"}"#);
         assert_eq!(hub_frame("   "), Ok(None));
@@ -386,9 +472,37 @@ mod tests {
             ),
             "[list: 2 online] (no name) (s1), B (s2) in a,b"
         );
+        assert_eq!(
+            d(r#"{"type":"list","count":9,"clients":[{"clientName":"A","sessionId":"s1"}],"next":"7"}"#),
+            "[list: 9 online] A (s1) (more: /list 7)"
+        );
+        assert_eq!(
+            d(r#"{"type":"presence","online":12,"offline":3}"#),
+            "[presence: 12 online, 3 offline (/list for names)]"
+        );
+        // Whatever a peer put in a message or a line, the terminal sees no control characters.
+        assert_eq!(
+            d(r#"{"type":"broadcast","from":"A","message":"\u001b[2Jx\rforged\u0007\ttab"}"#),
+            "[broadcast from A] \\e[2Jx\\rforged\\x07\ttab"
+        );
+        assert_eq!(d("raw \u{1b}]0;title\u{7}"), "raw \\e]0;title\\x07");
         assert_eq!(d("not json"), "not json");
         assert_eq!(d("[1,2]"), "[1,2]");
         assert_eq!(d(r#"{"type":"new","x":1}"#), r#"[new] {"type":"new","x":1}"#);
+    }
+
+    #[test]
+    fn terminal_text_escapes_controls_but_keeps_lines_and_tabs() {
+        let mut t = TerminalText::default();
+        assert_eq!(t.show(b"a\tb\r\nc\x1b[2J\n"), "a\tb\r\nc\\e[2J\n");
+        assert_eq!(t.show(b"over\rwrite\x07\x00\n"), "over\\rwrite\\x07\\x00\n");
+        // A character and a CRLF split across reads.
+        assert_eq!(t.show(b"\xc3"), "");
+        assert_eq!(t.show(b"\xa9 x\r"), "\u{e9} x");
+        assert_eq!(t.show(b"\ny"), "\r\ny");
+        assert_eq!(t.show(b"\r"), "");
+        assert_eq!(t.end().as_deref(), Some("\\r"));
+        assert_eq!(t.show(b"\xff\n"), "\u{fffd}\n");
     }
 
     #[test]

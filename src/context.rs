@@ -68,6 +68,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to all sockets.
     pub bytes_out: u64,
+    /// Hub connections refused for a missing or wrong `--hub-token`.
+    pub auth_failures: u64,
+    /// Hub connections refused because their source failed the token check too often.
+    pub auth_throttled: u64,
 }
 
 /// Everything a [`crate::Handler`] may touch: sockets, servers, timers, signals.

@@ -17,8 +17,8 @@
 //! - any other byte at top level starts a junk run: one [`Frame::Malformed`] is
 //!   reported and everything up to and including the next `\n` is skipped;
 //! - nesting deeper than [`MAX_DEPTH`] levels is reported as one
-//!   [`Frame::Malformed`] and the rest of the line is skipped as junk, which
-//!   protects the JSON parser's recursion;
+//!   [`Frame::TooDeep`] and the rest of the line is skipped as junk, which
+//!   keeps hostile `[[[[...` away from any recursive JSON code;
 //! - a value longer than `max_frame` bytes, or a junk run longer than
 //!   `max_frame` bytes without a newline, fails with [`FrameTooLarge`].
 //!
@@ -31,12 +31,11 @@
 use std::fmt;
 
 /// Deepest bracket nesting passed on as a frame; one level more is
-/// [`Frame::Malformed`].
+/// [`Frame::TooDeep`].
 ///
-/// It exists to keep hostile input such as `[[[[...` away from the recursive
-/// JSON parser. (serde_json's own default limit is 127 levels, so a frame of
-/// exactly 128 levels is framed here and then rejected by the parser as
-/// `bad_json`; either way the connection is protected and stays usable.)
+/// It exists to keep hostile input such as `[[[[...` away from recursive JSON
+/// code. It matches serde_json's own recursion limit (128), so a value this
+/// framer passes on is never refused by a parser for its depth.
 pub const MAX_DEPTH: u32 = 128;
 
 /// Capacity above which an emptied buffer is given back to the allocator, so an
@@ -52,9 +51,12 @@ pub enum Frame<'a> {
     /// it and reports `bad_json` on failure.
     Json(&'a [u8]),
     /// Bytes that cannot be a frame (top-level junk, a value cut by a raw
-    /// newline, or nesting deeper than [`MAX_DEPTH`]); the caller reports
-    /// `bad_json` and the connection stays usable.
+    /// newline); the caller reports `bad_json` and the connection stays usable.
     Malformed,
+    /// A value nested deeper than [`MAX_DEPTH`] levels; the rest of its line is
+    /// skipped as junk. Reported apart from [`Frame::Malformed`] so the peer can
+    /// be told the real reason: the JSON may well be valid, just too deep.
+    TooDeep,
 }
 
 /// Error returned when a value, or a junk run without a newline, grows beyond
@@ -205,7 +207,7 @@ impl FrameDecoder {
                             b'"' => self.in_string = true,
                             b'{' | b'[' => {
                                 if self.depth >= MAX_DEPTH {
-                                    on_frame(Frame::Malformed);
+                                    on_frame(Frame::TooDeep);
                                     self.clear_buf();
                                     // The whole too-deep value so far counts
                                     // towards the junk run it turns into.
@@ -273,6 +275,7 @@ mod tests {
     enum Ev {
         J(Vec<u8>),
         M,
+        Deep,
     }
 
     fn j(s: &str) -> Ev {
@@ -287,6 +290,7 @@ mod tests {
                 evs.push(match f {
                     Frame::Json(b) => Ev::J(b.to_vec()),
                     Frame::Malformed => Ev::M,
+                    Frame::TooDeep => Ev::Deep,
                 })
             });
             if r.is_err() {
@@ -421,7 +425,7 @@ mod tests {
         check(10_000, &ok, vec![Ev::J(ok.clone().into_bytes())], Ok(()));
 
         let deep = format!("{}{}\n{{}}", "[".repeat(129), "]".repeat(129));
-        check(10_000, &deep, vec![Ev::M, j("{}")], Ok(()));
+        check(10_000, &deep, vec![Ev::Deep, j("{}")], Ok(()));
 
         // Deep nesting inside a string is fine.
         let s = format!("{{\"a\":\"{}\"}}", "[".repeat(500));
@@ -432,8 +436,8 @@ mod tests {
     fn too_deep_value_counts_towards_junk_limit() {
         let deep = format!("{}xx\n{{}}", "[".repeat(129));
         // 129 + 2 = 131 bytes before the newline.
-        check(131, &deep, vec![Ev::M, j("{}")], Ok(()));
-        check(130, &deep, vec![Ev::M], Err(FrameTooLarge { max: 130 }));
+        check(131, &deep, vec![Ev::Deep, j("{}")], Ok(()));
+        check(130, &deep, vec![Ev::Deep], Err(FrameTooLarge { max: 130 }));
     }
 
     #[test]

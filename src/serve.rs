@@ -318,7 +318,7 @@ fn log_counters(cx: &Context) {
     log::info!(
         "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
          disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-         input_held={} bytes_in={} bytes_out={}",
+         auth_failures={} auth_throttled={} input_held={} bytes_in={} bytes_out={}",
         cx.socket_count(),
         st.accepted,
         st.rejected,
@@ -328,6 +328,8 @@ fn log_counters(cx: &Context) {
         st.input_total_disconnects,
         st.input_timeout_disconnects,
         st.timeout_disconnects,
+        st.auth_failures,
+        st.auth_throttled,
         cx.total_held_input(),
         st.bytes_in,
         st.bytes_out

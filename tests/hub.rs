@@ -22,7 +22,23 @@ struct Client {
 
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
-        let stream = connect(addr);
+        Client::over(connect(addr))
+    }
+
+    /// Connects from another loopback address (`127.0.0.N`), a source of its own to the server.
+    fn connect_from(addr: SocketAddr, source: &str) -> Client {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        let local: SocketAddr = format!("{source}:0").parse().expect("source address");
+        socket.bind(&local.into()).expect("bind the source address");
+        socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client::over(stream)
+    }
+
+    fn over(stream: TcpStream) -> Client {
         let sid = stream.local_addr().expect("local addr").to_string();
         let writer = stream.try_clone().expect("clone");
         Client { reader: BufReader::new(stream), writer, sid }
@@ -55,11 +71,18 @@ impl Client {
 
     /// The next line is an error with this code: exactly the keys type, code, reason.
     fn expect_error(&mut self, code: &str) {
+        self.expect_error_saying(code, "");
+    }
+
+    /// The next line is an error with this code whose reason contains `words`.
+    fn expect_error_saying(&mut self, code: &str, words: &str) {
         let line = self.line();
         let prefix = format!(r#"{{"type":"error","code":"{code}","reason":""#);
         assert!(line.starts_with(&prefix) && line.ends_with("\"}"), "{}: want {code}, got {line}", self.sid);
         let v: serde_json::Value = serde_json::from_str(&line).expect("error is JSON");
         assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{line}");
+        let reason = v["reason"].as_str().expect("reason");
+        assert!(reason.contains(words), "{}: want a reason saying {words:?}, got {line}", self.sid);
     }
 
     /// The server must close now: EOF with nothing more before it.
@@ -134,10 +157,10 @@ fn sync_registers_renames_and_announces() {
     let mut c = Client::named(addr, "alice");
     a.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, c.sid));
     // Escapes in the name are decoded, then written back as JSON.stringify would.
-    c.send(r#"{"type":"sync","clientName":"\u00e9t\u00e9 \"q\"\t"}"#);
-    c.expect(&format!(r#"{{"type":"synced","clientName":"été \"q\"\t","sessionId":"{}"}}"#, c.sid));
+    c.send(r#"{"type":"sync","clientName":"\u00e9t\u00e9 \"q\" \\"}"#);
+    c.expect(&format!(r#"{{"type":"synced","clientName":"été \"q\" \\","sessionId":"{}"}}"#, c.sid));
     let want = format!(
-        r#"{{"type":"online","clientName":"été \"q\"\t","sessionId":"{}","previous":"alice"}}"#,
+        r#"{{"type":"online","clientName":"été \"q\" \\","sessionId":"{}","previous":"alice"}}"#,
         c.sid
     );
     a.expect(&want);
@@ -481,8 +504,9 @@ fn token_is_required_first_and_pending_clients_are_invisible() {
         b"garbage\n".to_vec(),
         b"[\"open sesame\"]".to_vec(),
     ];
-    for first in rejected {
-        let mut c = Client::connect(addr);
+    // Each from a source of its own: one source failing this often would be throttled.
+    for (i, first) in rejected.into_iter().enumerate() {
+        let mut c = Client::connect_from(addr, &format!("127.0.0.{}", 10 + i));
         c.send(&first);
         c.expect_error("unauthorized");
         c.expect_eof();
@@ -740,4 +764,523 @@ fn rooms_per_client_are_capped() {
     a.expect(r#"{"type":"left","room":"r0"}"#);
     a.send(r#"{"type":"join","room":"one-more"}"#);
     a.expect(r#"{"type":"joined","room":"one-more"}"#);
+}
+
+/// A hub line as JSON.
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+#[test]
+fn names_and_rooms_must_be_printable_text() {
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut a = Client::connect(addr);
+    let sid = a.sid.clone();
+    // As JSON escapes and as raw characters (JSON allows DEL, C1 controls and U+2028 raw).
+    let bad = [
+        r"harmless\rmallory",
+        r"two\nlines",
+        r"\u001b[2J",
+        r"bell\u0007",
+        r"nul\u0000",
+        r"tab\tname",
+        "del\u{7f}",
+        "c1\u{85}",
+        "line\u{2028}sep",
+        "rtl\u{202e}x",
+    ];
+    for name in bad {
+        a.send(format!(r#"{{"type":"sync","clientName":"{name}"}}"#));
+        a.expect_error_saying("bad_message", "clientName must be printable text");
+        for kind in ["join", "leave"] {
+            a.send(format!(r#"{{"type":"{kind}","room":"{name}"}}"#));
+            a.expect_error_saying("bad_message", "room must be printable text");
+        }
+        a.send(format!(r#"{{"type":"broadcast","room":"{name}","message":1}}"#));
+        a.expect_error_saying("bad_message", "room must be printable text");
+    }
+    assert_eq!(a.list(), list_of(&[(None, &sid, &[])]), "no name taken, no room joined");
+    // Printable text in any script is a name.
+    a.sync("名前 with spaces ☕");
+    a.send(r#"{"type":"join","room":"café \u00e9"}"#);
+    a.expect(r#"{"type":"joined","room":"café é"}"#);
+}
+
+#[test]
+fn lone_surrogates_and_deep_nesting_get_errors_that_say_so() {
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut a = Client::named(addr, "a");
+    let mut b = Client::named(addr, "b");
+    a.line(); // b online
+              // JSON.parse accepts a lone surrogate; it is no Unicode text, so no name.
+    a.send(r#"{"type":"sync","clientName":"\ud800"}"#);
+    a.expect_error_saying("bad_message", "clientName is not valid Unicode: it contains a lone surrogate");
+    a.send(r#"{"type":"join","room":"x\udc00"}"#);
+    a.expect_error_saying("bad_message", "room is not valid Unicode");
+    a.send(r#"{"type":"info","to":"\ud800","message":1}"#);
+    a.expect_error_saying("bad_message", "to is not valid Unicode");
+    a.send(r#"{"type":"\udfff"}"#);
+    a.expect_error_saying("bad_message", "type is not valid Unicode");
+    // A pair is one character.
+    a.send(r#"{"type":"sync","clientName":"\ud83d\ude00"}"#);
+    a.expect(&format!(r#"{{"type":"synced","clientName":"😀","sessionId":"{}"}}"#, a.sid));
+    b.line(); // the rename
+              // A message is relayed as sent, lone surrogate and all, as a Node relay would.
+    a.send(r#"{"type":"broadcast","message":"\ud800"}"#);
+    b.expect(r#"{"type":"broadcast","from":"😀","message":"\ud800"}"#);
+
+    // 128 levels (the object and 127 arrays) are fine; one more is refused, and says why.
+    let nested = |levels: usize| {
+        format!(r#"{{"type":"list","x":{}{}}}"#, "[".repeat(levels - 1), "]".repeat(levels - 1))
+    };
+    a.send(nested(128));
+    assert!(a.line().starts_with(r#"{"type":"list","count":2,"#));
+    // The rest of the line after the level too many is skipped, so end it.
+    a.send(nested(129) + "\n");
+    a.expect_error_saying("bad_json", "nested too deeply (at most 128 levels");
+    a.send(format!("{}\n", "[".repeat(10_000)));
+    a.expect_error_saying("bad_json", "nested too deeply");
+    assert!(a.list().starts_with(r#"{"type":"list","count":2,"#), "the connection stays usable");
+}
+
+#[test]
+fn the_info_log_line_escapes_what_the_client_sent() {
+    let (mut server, addr) = Netloop::serve_one("hub", &[]);
+    let mut a = Client::named(addr, "a");
+    // Raw U+2028 and U+202E are valid inside JSON strings; in a log they would start a new
+    // line on some viewers, or reorder it.
+    a.send("{\"type\":\"info\",\"message\":\"x\u{2028}[INFO] forged\u{202e}desrever\"}");
+    a.list();
+    server.kill();
+    let log = server.stderr();
+    assert!(log.contains(r#"info from a: "x\u{2028}[INFO] forged\u{202e}desrever""#), "{log}");
+    assert!(!log.contains('\u{2028}') && !log.contains('\u{202e}'), "{log}");
+}
+
+#[test]
+fn failed_token_checks_are_counted_logged_and_throttled_per_source() {
+    use netloop::services::hub::{AUTH_BLOCK_FOR, AUTH_FAILURES_ALLOWED};
+    let (mut server, addr) = Netloop::serve_one("hub", &["--hub-token", "t0ken"]);
+    let sync =
+        |name: &str, token: &str| format!(r#"{{"type":"sync","clientName":"{name}","token":"{token}"}}"#);
+    let mut admin = Client::connect(addr);
+    admin.send(sync("admin", "t0ken"));
+    admin.expect(&format!(r#"{{"type":"synced","clientName":"admin","sessionId":"{}"}}"#, admin.sid));
+
+    // The allowed failures, then one more, which blocks the source.
+    for i in 0..=AUTH_FAILURES_ALLOWED {
+        let mut guess = Client::connect_from(addr, "127.0.0.2");
+        guess.send(sync("guesser", &format!("guess{i}")));
+        guess.expect_error_saying("unauthorized", "the first frame must be a sync carrying the token");
+        guess.expect_eof();
+    }
+    // Blocked: refused at once, before any frame, even with the right token.
+    let blocked_at = Instant::now();
+    let mut refused = Client::connect_from(addr, "127.0.0.2");
+    refused
+        .expect_error_saying("unauthorized", "too many failed token checks from this address; try again in ");
+    refused.expect_eof();
+    // Another source is not affected.
+    let mut other = Client::connect_from(addr, "127.0.0.3");
+    other.send(sync("other", "t0ken"));
+    other.expect(&format!(r#"{{"type":"synced","clientName":"other","sessionId":"{}"}}"#, other.sid));
+    admin.line(); // other online
+
+    admin.send(r#"{"type":"stats"}"#);
+    let stats = json(&admin.line());
+    assert_eq!(stats["authFailures"], u64::from(AUTH_FAILURES_ALLOWED) + 1, "{stats}");
+    assert_eq!(stats["authThrottled"], 1, "{stats}");
+
+    // Released when the block is over: poll, bounded.
+    let deadline = blocked_at + AUTH_BLOCK_FOR + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "still blocked {:?} after the block began", blocked_at.elapsed());
+        std::thread::sleep(Duration::from_millis(250));
+        let mut again = Client::connect_from(addr, "127.0.0.2");
+        again.send(sync("late", "t0ken"));
+        let line = again.line();
+        if line.starts_with(r#"{"type":"synced","clientName":"late""#) {
+            break;
+        }
+        assert!(line.contains("too many failed token checks"), "{line}");
+    }
+    let waited = blocked_at.elapsed();
+    assert!(waited + Duration::from_millis(500) >= AUTH_BLOCK_FOR, "released after only {waited:?}");
+
+    server.kill();
+    let log = server.stderr();
+    assert!(log.contains("failed the token check (1 from 127.0.0.2 recently)"), "{log}");
+    let blocking = format!(
+        "blocking 127.0.0.2 for {}s after {} failures",
+        AUTH_BLOCK_FOR.as_secs(),
+        AUTH_FAILURES_ALLOWED + 1
+    );
+    assert!(log.contains(&blocking), "{log}");
+    assert!(
+        log.contains("hub: refused a connection from 127.0.0.2: blocked for failed token checks"),
+        "{log}"
+    );
+}
+
+#[test]
+fn failed_token_checks_are_logged_within_a_budget() {
+    let (mut server, addr) = Netloop::serve_one("hub", &["--hub-token", "t0ken"]);
+    // Forty failures from forty sources (none blocked), well inside a second or two.
+    let started = Instant::now();
+    for i in 0..40 {
+        let mut c = Client::connect_from(addr, &format!("127.0.1.{}", i + 1));
+        c.send(r#"{"type":"list"}"#);
+        c.expect_error("unauthorized");
+    }
+    let seconds = started.elapsed().as_secs() + 2;
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut last = Client::connect_from(addr, "127.0.2.1");
+    last.send(r#"{"type":"list"}"#);
+    last.expect_error("unauthorized");
+    server.kill();
+    let log = server.stderr();
+    let lines = log.matches("failed the token check").count() as u64;
+    assert!(lines <= 5 * seconds + 1, "{lines} lines in about {seconds} s:\n{log}");
+    assert!(log.contains("more not logged)"), "the dropped lines are counted:\n{log}");
+}
+
+/// Sends a list request and returns the reply as JSON.
+fn list_page(c: &mut Client, request: &str) -> serde_json::Value {
+    c.send(request);
+    let line = c.line();
+    assert!(line.starts_with(r#"{"type":"list","count":"#), "{line}");
+    json(&line)
+}
+
+/// Session ids of a page's clients, checking each entry's keys.
+fn page_sids(page: &serde_json::Value, rooms: bool) -> Vec<String> {
+    let clients = page["clients"].as_array().expect("clients");
+    clients
+        .iter()
+        .map(|c| {
+            let entry = c.as_object().expect("entry");
+            assert_eq!(entry.len(), if rooms { 3 } else { 2 }, "{c}");
+            assert!(entry.contains_key("clientName") && entry.contains_key("sessionId"), "{c}");
+            assert_eq!(entry.contains_key("rooms"), rooms, "{c}");
+            c["sessionId"].as_str().expect("sid").to_string()
+        })
+        .collect()
+}
+
+/// The cursor request for the page after `page`, if there is one.
+fn next_request(page: &serde_json::Value, extra: &str) -> Option<String> {
+    let next = page.get("next")?.as_str().expect("next is a string");
+    Some(format!(r#"{{"type":"list","cursor":"{next}"{extra}}}"#))
+}
+
+#[test]
+fn list_pages_reach_everyone_once_while_members_come_and_go() {
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut asker = Client::named(addr, "asker");
+    // Anonymous clients: no presence notices to read past.
+    let mut crowd: Vec<Option<Client>> = (0..40).map(|_| Some(Client::connect(addr))).collect();
+    let sid = |c: &Option<Client>| c.as_ref().expect("present").sid.clone();
+    let wait_count = |asker: &mut Client, count: usize| {
+        let deadline = Instant::now() + WAIT;
+        while list_page(asker, r#"{"type":"list","limit":1}"#)["count"] != count {
+            assert!(Instant::now() < deadline, "count never reached {count}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let first = list_page(&mut asker, r#"{"type":"list","limit":7}"#);
+    assert_eq!(first["count"], 41);
+    let mut seen = page_sids(&first, false);
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen[0], asker.sid);
+    // Between pages: one already listed leaves, one not yet listed leaves, a newcomer arrives.
+    let left_listed = sid(&crowd[2]);
+    let left_unlisted = sid(&crowd[20]);
+    crowd[2] = None;
+    crowd[20] = None;
+    let newcomer = Client::connect(addr);
+    wait_count(&mut asker, 40);
+    let mut request = next_request(&first, "");
+    let mut pages = 1;
+    while let Some(r) = request {
+        let page = list_page(&mut asker, &r.replace(r#""}"#, r#"","limit":7}"#));
+        seen.extend(page_sids(&page, false));
+        request = next_request(&page, "");
+        pages += 1;
+        assert!(pages < 20, "the walk does not end");
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "nobody listed twice: {seen:?}");
+    assert!(!seen.contains(&left_unlisted), "a client that left before its page is not listed");
+    assert!(seen.contains(&left_listed), "it was listed before it left");
+    assert!(seen.contains(&newcomer.sid), "a newcomer is listed at the end");
+    for c in crowd.iter().flatten() {
+        assert!(seen.contains(&c.sid), "{} was present throughout but not listed", c.sid);
+    }
+    assert_eq!(pages, 6, "42 clients listed at 7 a page");
+}
+
+#[test]
+fn the_bare_list_is_a_first_page_and_the_rest_follows_by_cursor() {
+    use netloop::services::hub::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut asker = Client::named(addr, "asker");
+    let crowd: Vec<Client> = (0..DEFAULT_LIST_LIMIT + 20).map(|_| Client::connect(addr)).collect();
+    let total = crowd.len() + 1;
+    let first = list_page(&mut asker, r#"{"type":"list"}"#);
+    assert_eq!(first["count"], total);
+    let mut sids = page_sids(&first, true);
+    assert_eq!(sids.len(), DEFAULT_LIST_LIMIT);
+    let rest = list_page(&mut asker, &next_request(&first, "").expect("a next cursor"));
+    assert!(rest.get("next").is_none(), "the last page has no next");
+    sids.extend(page_sids(&rest, false));
+    let rest = list_page(&mut asker, &next_request(&first, r#","rooms":true"#).expect("a next cursor"));
+    page_sids(&rest, true);
+    let want: Vec<String> =
+        std::iter::once(asker.sid.clone()).chain(crowd.iter().map(|c| c.sid.clone())).collect();
+    assert_eq!(sids, want, "connection order");
+    // A limit above the maximum is the maximum; here that is everyone.
+    let all = list_page(&mut asker, &format!(r#"{{"type":"list","limit":{}}}"#, MAX_LIST_LIMIT * 10));
+    assert_eq!(page_sids(&all, false).len(), total);
+    assert!(all.get("next").is_none());
+    for bad in [
+        r#"{"type":"list","limit":0}"#,
+        r#"{"type":"list","limit":-1}"#,
+        r#"{"type":"list","limit":1.5}"#,
+        r#"{"type":"list","limit":"5"}"#,
+        r#"{"type":"list","cursor":12}"#,
+        r#"{"type":"list","cursor":"x"}"#,
+        r#"{"type":"list","rooms":"yes"}"#,
+    ] {
+        asker.send(bad);
+        asker.expect_error("bad_message");
+    }
+}
+
+#[test]
+fn a_list_page_is_bounded_in_bytes_however_many_rooms_clients_are_in() {
+    use netloop::services::hub::{MAX_LIST_BYTES, MAX_ROOMS_PER_CLIENT};
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut asker = Client::connect(addr);
+    let mut crowd: Vec<Client> = Vec::new();
+    let long = |prefix: String| format!("{prefix:x<64}");
+    for i in 0..24 {
+        let mut c = Client::connect(addr);
+        let mut frames = String::new();
+        for r in 0..MAX_ROOMS_PER_CLIENT {
+            frames.push_str(&format!(r#"{{"type":"join","room":"{}"}}"#, long(format!("room-{r}-"))));
+        }
+        c.send(frames);
+        for _ in 0..MAX_ROOMS_PER_CLIENT {
+            assert!(c.line().starts_with(r#"{"type":"joined""#));
+        }
+        c.sync(&long(format!("client-{i}-")));
+        crowd.push(c);
+    }
+    // The asker is anonymous: it heard every online notice; skip them with the first reply.
+    asker.send(r#"{"type":"list"}"#);
+    let line = skip_until(&mut asker, 100, |l| l.starts_with(r#"{"type":"list""#));
+    // 24 entries of ~4.5 KB would be 108 KB; the page stops at the byte bound.
+    assert!(line.len() <= MAX_LIST_BYTES + 9 * 1024, "{} bytes", line.len());
+    let mut page = json(&line);
+    let mut sids = page_sids(&page, true);
+    assert!(sids.len() < crowd.len(), "one page holds {} of {}", sids.len(), crowd.len() + 1);
+    while let Some(request) = next_request(&page, r#","rooms":true"#) {
+        page = list_page(&mut asker, &request);
+        let line_len = serde_json::to_string(&page).expect("json").len();
+        assert!(line_len <= MAX_LIST_BYTES + 9 * 1024, "{line_len} bytes");
+        sids.extend(page_sids(&page, true));
+    }
+    let want: Vec<String> =
+        std::iter::once(asker.sid.clone()).chain(crowd.iter().map(|c| c.sid.clone())).collect();
+    assert_eq!(sids, want);
+}
+
+/// Reads `c`'s presence notices until they account for `joins` online and `leaves` offline
+/// events (an `online`/`offline` line is one, a `presence` summary its counts); returns how
+/// many lines that took. Anything else, or more events than expected, fails.
+fn hear_presence(c: &mut Client, joins: u64, leaves: u64) -> usize {
+    let (mut on, mut off, mut lines) = (0, 0, 0);
+    while on < joins || off < leaves {
+        let line = c.line();
+        lines += 1;
+        let v = json(&line);
+        match v["type"].as_str() {
+            Some("online") => on += 1,
+            Some("offline") => off += 1,
+            Some("presence") => {
+                assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{line}");
+                on += v["online"].as_u64().expect("online count");
+                off += v["offline"].as_u64().expect("offline count");
+            }
+            _ => panic!("{}: not a presence notice: {line}", c.sid),
+        }
+        assert!(on <= joins && off <= leaves, "{}: heard {on}/{joins} joins, {off}/{leaves} leaves", c.sid);
+    }
+    lines
+}
+
+#[test]
+fn join_and_leave_storms_are_coalesced_and_each_is_heard_once() {
+    const N: usize = 200;
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut watcher = Client::named(addr, "watcher");
+    // One after another, each registered (its own reply is immediate) before the next arrives.
+    let mut crowd: Vec<Client> = (0..N).map(|i| Client::named(addr, &format!("c{i}"))).collect();
+    // Everyone hears of exactly the joins after its own arrival, each once.
+    let lines = hear_presence(&mut watcher, N as u64, 0);
+    assert!(lines <= N / 4, "{lines} notice lines for {N} joins: not coalesced");
+    for (i, c) in crowd.iter_mut().enumerate() {
+        hear_presence(c, (N - 1 - i) as u64, 0);
+    }
+    // A leave storm: half the crowd goes.
+    let leavers: Vec<Client> = crowd.drain(N / 2..).collect();
+    drop(leavers);
+    let lines = hear_presence(&mut watcher, 0, (N / 2) as u64);
+    assert!(lines <= N / 8, "{lines} notice lines for {} leaves: not coalesced", N / 2);
+    for c in crowd.iter_mut().step_by(10) {
+        hear_presence(c, 0, (N / 2) as u64);
+    }
+    // Nothing more is owed: the next line is the reply.
+    assert!(watcher.list().starts_with(&format!(r#"{{"type":"list","count":{},"#, N / 2 + 1)));
+}
+
+#[test]
+fn connect_prints_hub_messages_with_control_characters_escaped() {
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["connect", &addr.to_string(), "--hub-name", "viewer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn netloop connect");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("synced line");
+    assert!(line.starts_with("[synced as viewer"), "{line}");
+    let mut sender = Client::named(addr, "sender");
+    sender.send(r#"{"type":"broadcast","message":"\u001b[2J\rforged: hi\u0007\ttab\u009b"}"#);
+    sender.list();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in out.lines() {
+            if tx.send(l.expect("read")).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(rx.recv_timeout(WAIT).expect("netloop connect printed nothing"));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got[0].starts_with("[online sender, session "), "the online notice comes first: {got:?}");
+    assert_eq!(got[1], r"[broadcast from sender] \e[2J\rforged: hi\x07	tab\x9b");
+}
+
+/// A pseudo-terminal pair: the master to read what a program printed to its terminal.
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors into the pointers; no name, termios or size.
+    let rc = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nobody else.
+    unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) }
+}
+
+#[test]
+fn connect_escapes_raw_output_on_a_terminal_and_passes_it_through_a_pipe() {
+    let (_server, addr) = Netloop::serve_one("echo", &[]);
+    let input = b"plain\ta\x1b[2Jb\rc\x07\x00d\r\nlast\n";
+    // On a terminal: every control character but tab and the line ends spelled out.
+    let (mut master, slave) = pty();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["connect", &addr.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(slave)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn netloop connect");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The terminal turns each "\n" into "\r\n" (onlcr).
+    let want = b"plain\ta\\e[2Jb\\rc\\x07\\x00d\r\r\nlast\r\n";
+    let mut shown = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !shown.ends_with(b"last\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => shown.extend(chunk),
+            Err(_) => panic!("terminal shows {:?}", String::from_utf8_lossy(&shown)),
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&shown), String::from_utf8_lossy(want));
+    // Through a pipe: byte for byte.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["connect", &addr.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn netloop connect");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    let out = child.wait_with_output().expect("netloop connect output");
+    assert_eq!(out.stdout, input);
+}
+
+#[test]
+fn a_node_crowd_registers_with_coalesced_notices_and_bounded_lists() {
+    use netloop::services::hub::MAX_LIST_BYTES;
+    const CLIENTS: u64 = 300;
+    let (server, _) = Netloop::serve_one("hub", &[]);
+    let pid = server.pid().to_string();
+    let out = node(
+        "hub_crowd.js",
+        &[
+            &server.addr("hub"),
+            "--clients",
+            &CLIENTS.to_string(),
+            "--name-bytes",
+            "64",
+            "--rooms",
+            "64",
+            "--listers",
+            "10",
+            "--lists",
+            "5",
+            "--pid",
+            &pid,
+            "--timeout",
+            "18",
+        ],
+    );
+    assert_node_ok(&out);
+    let report = json(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["closedByServer"], 0, "{report}");
+    // One by one, each client would hear of every later one: CLIENTS² / 2 lines.
+    let registration = &report["registration"];
+    let notices =
+        registration["onlineLines"].as_u64().expect("n") + registration["presenceLines"].as_u64().expect("n");
+    assert!(notices < CLIENTS * CLIENTS / 8, "{notices} notice lines for {CLIENTS} joins: {report}");
+    // Every client is in 64 rooms of 64 bytes: the whole list would be ~1.4 MB.
+    let listing = &report["listing"];
+    assert_eq!(listing["requests"], 50, "{report}");
+    let reply = listing["replyBytes"].as_u64().expect("reply bytes");
+    assert!(reply > 0 && reply <= (MAX_LIST_BYTES + 9 * 1024) as u64, "{reply} bytes a list reply: {report}");
 }

@@ -317,7 +317,7 @@ fn run_frames(max: usize, chunks: &[&[u8]]) -> Result<(Run<FrameTooLarge>, Vec<O
                 offsets.push(offset_in(chunk, bytes));
                 items.push(Item::Bytes(bytes.to_vec()));
             }
-            Frame::Malformed => items.push(Item::Malformed),
+            Frame::Malformed | Frame::TooDeep => items.push(Item::Malformed),
         });
         if let Some(msg) = bad {
             return Err(msg);

@@ -8,32 +8,55 @@
 //! by reference. A client that stops reading costs at most the listener's `max_buffer` of
 //! queued output before the core disconnects it.
 
+mod auth;
+mod presence;
+
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write as _;
+use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
 use crate::context::Context;
-use crate::frame::{Frame, FrameDecoder};
+use crate::frame::{Frame, FrameDecoder, MAX_DEPTH};
 use crate::handler::SocketId;
 use crate::log_limit::LogBudget;
+use crate::printable::{for_log, is_printable_name};
 use crate::services::{peer_label, send, send_shared, Roster};
 use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
 
+pub use auth::{
+    BLOCK_FOR as AUTH_BLOCK_FOR, FAILURES_ALLOWED as AUTH_FAILURES_ALLOWED, MAX_SOURCES as AUTH_MAX_SOURCES,
+};
+pub use presence::{MAX_NOTICES as PRESENCE_MAX_NOTICES, PRESENCE_WINDOW};
+
+use auth::{AuthThrottle, Failure, Source, TokenCheck};
+use presence::{Mark, Presence};
+
 /// Default longest accepted frame in bytes (`--max-frame`).
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 
-/// Longest client name and room name, in bytes.
 /// Rooms one client may be in at once: hub state per client stays bounded even for a client
 /// that reads its replies (names and rooms are at most 64 bytes each).
 pub const MAX_ROOMS_PER_CLIENT: usize = 64;
 
+/// Longest client name and room name, in bytes.
 const MAX_NAME: usize = 64;
+
+/// Clients a `list` page holds unless the request asks for fewer (or more, up to
+/// [`MAX_LIST_LIMIT`]).
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// Most clients one `list` page holds, whatever the request asks.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// A `list` page stops at the first client that starts beyond this many bytes, so one 16-byte
+/// request never costs more than about this much output and work (the last client on a page
+/// adds at most ~9 KiB: a 64-byte name and 64 rooms of 64 bytes).
+pub const MAX_LIST_BYTES: usize = 64 * 1024;
 
 /// What `netloop serve` lets the user tune about the hub.
 #[derive(Debug, Clone)]
@@ -93,8 +116,9 @@ impl ErrorCode {
 }
 
 const NOT_AN_OBJECT: &str = "expected an object with a string \"type\"";
-const BAD_NAME: &str = "clientName must be a non-empty string of at most 64 bytes";
-const BAD_ROOM: &str = "room must be a non-empty string of at most 64 bytes";
+/// Said of a string field holding a lone surrogate escape (`"\ud800"`): valid JSON, and
+/// `JSON.parse` accepts it, but it is not Unicode text, so it can be no name.
+const NOT_UNICODE: &str = "is not valid Unicode: it contains a lone surrogate escape (such as \\ud800)";
 
 /// One connected hub client.
 #[derive(Debug)]
@@ -114,6 +138,10 @@ struct Member {
     /// listen-only client that just joins a room is legitimate; junk or a frame that never
     /// completes (slowloris) is not.
     useful: bool,
+    /// Connection sequence number: `list`'s order and its cursor.
+    seq: u64,
+    /// Which presence notices of the current window are news to it.
+    presence: Mark,
 }
 
 impl Member {
@@ -132,13 +160,17 @@ struct HubRouter {
     names: HashMap<String, SocketId>,
     /// Room to its members; a room exists while it has a member.
     rooms: HashMap<String, HashSet<SocketId>>,
+    /// The members `list` shows (authenticated ones) by connection sequence number: a page
+    /// starts with an O(log n) seek to its cursor, and a cursor stays valid when the member
+    /// it names has left.
+    listed: BTreeMap<u64, SocketId>,
 }
 
 impl HubRouter {
     /// Queues `line` to every authenticated member but `except`.
     fn broadcast(&self, cx: &mut Context, except: SocketId, line: &SharedBytes) {
-        for (id, member) in self.members.iter() {
-            if id != except && member.authed {
+        for (id, _) in self.authed() {
+            if id != except {
                 send_shared(cx, id, line);
             }
         }
@@ -188,9 +220,15 @@ impl HubRouter {
         }
     }
 
+    /// Authenticated members: the recipients of broadcasts and presence notices.
+    fn authed(&self) -> impl Iterator<Item = (SocketId, &Member)> {
+        self.members.iter().filter(|(_, m)| m.authed)
+    }
+
     /// Takes the member out of every table.
     fn remove(&mut self, socket: SocketId) -> Option<Member> {
         let member = self.members.remove(socket)?;
+        self.listed.remove(&member.seq);
         for room in &member.rooms {
             self.forget_room_member(room, socket);
         }
@@ -211,6 +249,9 @@ struct Request<'a> {
     to: Option<&'a str>,
     room: Option<&'a str>,
     token: Option<&'a str>,
+    cursor: Option<&'a str>,
+    limit: Option<&'a str>,
+    rooms: Option<&'a str>,
 }
 
 /// What a frame turned out to be.
@@ -218,6 +259,8 @@ struct Request<'a> {
 enum Parsed<'a> {
     /// Not valid JSON (or not UTF-8): `bad_json`.
     BadJson,
+    /// Nested deeper than the framer passes on: `bad_json`, saying so.
+    TooDeep,
     /// Valid JSON but an array: `bad_message`.
     NotObject,
     /// An object, with the fields we read.
@@ -244,6 +287,9 @@ fn parse(frame: &[u8]) -> Parsed<'_> {
             Some("to") => &mut request.to,
             Some("room") => &mut request.room,
             Some("token") => &mut request.token,
+            Some("cursor") => &mut request.cursor,
+            Some("limit") => &mut request.limit,
+            Some("rooms") => &mut request.rooms,
             _ => continue,
         };
         *slot = Some(value);
@@ -355,8 +401,9 @@ fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
     }
 }
 
-/// The string a raw JSON text stands for, or `None` when it is not a string. Borrowed unless
-/// it holds escapes (rare), which serde_json decodes.
+/// The string a raw JSON text stands for, or `None` when it is not a string (or, see
+/// [`string_field`], not Unicode). Borrowed unless it holds escapes (rare), which serde_json
+/// decodes.
 fn json_str(raw: &str) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
@@ -365,16 +412,37 @@ fn json_str(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
-/// A name or room: a non-empty string of at most 64 bytes.
-fn short_string(raw: Option<&str>) -> Option<Cow<'_, str>> {
-    raw.and_then(json_str).filter(|s| !s.is_empty() && s.len() <= MAX_NAME)
+/// A string field of a request, or the reason to refuse it: absent or another type, or a
+/// string that is not Unicode. The raw text was validated by serde_json with the whole frame,
+/// so a string that still fails to decode holds a lone surrogate escape.
+fn string_field<'a>(raw: Option<&'a str>, key: &str) -> Result<Cow<'a, str>, String> {
+    let raw = raw.ok_or_else(|| format!("{key} must be a string"))?;
+    if !raw.starts_with('"') {
+        return Err(format!("{key} must be a string"));
+    }
+    json_str(raw).ok_or_else(|| format!("{key} {NOT_UNICODE}"))
 }
 
-/// Compares without an early exit, so response timing does not reveal how much of a guessed
-/// token was right.
-fn token_matches(given: &str, secret: &str) -> bool {
-    given.len() == secret.len()
-        && given.bytes().zip(secret.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+/// A client or room name: a non-empty string of at most 64 bytes of printable text (no
+/// control characters, tab included, and none of the separators or direction overrides that
+/// could rewrite what another member's terminal shows).
+fn name_field<'a>(raw: Option<&'a str>, key: &str) -> Result<Cow<'a, str>, String> {
+    let shape = || format!("{key} must be a non-empty string of at most {MAX_NAME} bytes");
+    let name = match string_field(raw, key) {
+        Ok(name) => name,
+        Err(_) if raw.is_none_or(|r| !r.starts_with('"')) => return Err(shape()),
+        Err(unicode) => return Err(unicode),
+    };
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(shape());
+    }
+    if !is_printable_name(&name) {
+        return Err(format!(
+            "{key} must be printable text: no control characters (tab, CR, LF, ESC, ...), line \
+             separators or direction overrides"
+        ));
+    }
+    Ok(name)
 }
 
 /// Appends `s` as a JSON string, escaped as `JSON.stringify` does.
@@ -451,6 +519,8 @@ pub struct Hub {
     router: HubRouter,
     /// Unix-socket peers seen so far; their session ids are `unix:1`, `unix:2`, ...
     unix_peers: u64,
+    /// Connections seen so far: the next member's `seq`.
+    connections: u64,
     /// Where each outgoing line is built (so a reply costs no allocation once it has grown).
     out: Vec<u8>,
     /// Registration deadlines in connection order. All share one duration, so the queue is
@@ -461,24 +531,42 @@ pub struct Hub {
     deadline_timer: Option<TimerId>,
     /// Rate limit for logging client `info` messages.
     info_log: LogBudget,
+    /// The `--hub-token` secret, as digests.
+    token: Option<TokenCheck>,
+    /// Failed token checks per source, and the sources refused for a while.
+    throttle: AuthThrottle,
+    /// Rate limit for logging failed and throttled token checks.
+    auth_log: LogBudget,
+    /// Rate limit for logging sources being blocked (apart, so a flood of failures cannot hide them).
+    block_log: LogBudget,
+    /// The `online`/`offline` notices being coalesced.
+    presence: Presence,
 }
 
 /// Most client `info` messages logged per second; the rest are counted.
 const INFO_LOG_PER_SECOND: u32 = 20;
 /// Longest part of one `info` message that is logged.
 const INFO_LOG_MAX_BYTES: usize = 1024;
+/// Most failed or throttled token checks logged per second; the rest are counted.
+const AUTH_LOG_PER_SECOND: u32 = 5;
 
 impl Hub {
     /// A hub with no clients yet.
     pub fn new(config: HubConfig) -> Self {
         Hub {
+            token: config.token.as_deref().map(TokenCheck::new),
             config,
             router: HubRouter::default(),
             unix_peers: 0,
+            connections: 0,
             out: Vec::new(),
             deadlines: VecDeque::new(),
             deadline_timer: None,
             info_log: LogBudget::new(INFO_LOG_PER_SECOND),
+            throttle: AuthThrottle::default(),
+            auth_log: LogBudget::new(AUTH_LOG_PER_SECOND),
+            block_log: LogBudget::new(AUTH_LOG_PER_SECOND),
+            presence: Presence::default(),
         }
     }
 
@@ -487,18 +575,43 @@ impl Hub {
         self.router.members.len()
     }
 
-    /// A client connected: give it a session; it is announced once it `sync`s.
+    /// A client connected: give it a session; it is announced once it `sync`s. With a token,
+    /// a source that kept failing the check is refused for a while.
     pub fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
+        if self.token.is_some() {
+            let source = Source::of(cx.remote_address(socket));
+            let blocked = source.and_then(|s| Some((s, self.throttle.blocked(s, cx.elapsed())?)));
+            if let Some((source, wait)) = blocked {
+                cx.stats_mut().auth_throttled += 1;
+                if let Some(dropped) = self.auth_log.admit(cx.elapsed()) {
+                    log::warn!(
+                        "hub: refused a connection from {source}: blocked for failed token checks{}",
+                        not_logged(dropped)
+                    );
+                }
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let reason = format!("too many failed token checks from this address; try again in {secs} s");
+                self.error(cx, socket, ErrorCode::Unauthorized, &reason);
+                cx.end_within(socket, super::HANG_UP_GRACE);
+                return;
+            }
+        }
         let session_id = peer_label(cx, socket, &mut self.unix_peers);
+        self.connections += 1;
         let member = Member {
             session_id,
             name: None,
             rooms: BTreeSet::new(),
             frames: FrameDecoder::new(self.config.max_frame),
-            authed: self.config.token.is_none(),
+            authed: false,
             useful: false,
+            seq: self.connections,
+            presence: Mark::default(),
         };
         self.router.members.insert(socket, member);
+        if self.token.is_none() {
+            self.authenticate(socket);
+        }
         if let Some(limit) = self.config.register_timeout {
             self.deadlines.push_back((cx.elapsed() + limit, socket));
             if self.deadline_timer.is_none() {
@@ -507,9 +620,24 @@ impl Hub {
         }
     }
 
-    /// A timer fired; if it is the registration deadline, close clients that missed it.
-    /// Returns whether the timer was the hub's.
+    /// The member joins the visible hub: listed, and sent broadcasts and notices from now on.
+    fn authenticate(&mut self, socket: SocketId) {
+        let mark = self.presence.mark();
+        let Some(member) = self.router.members.get_mut(socket) else { return };
+        member.authed = true;
+        member.presence = mark;
+        self.router.listed.insert(member.seq, socket);
+    }
+
+    /// A timer fired; if it is the registration deadline, close clients that missed it; if it
+    /// ends a presence window, send what the window held. Returns whether the timer was the
+    /// hub's.
     pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.presence.is_timer(timer) {
+            let recipients = self.router.authed().map(|(id, m)| (id, m.presence));
+            self.presence.flush(cx, recipients);
+            return true;
+        }
         if self.deadline_timer != Some(timer) {
             return false;
         }
@@ -602,36 +730,86 @@ impl Hub {
         let parsed = match frame {
             Frame::Json(bytes) => parse(bytes),
             Frame::Malformed => Parsed::BadJson,
+            Frame::TooDeep => Parsed::TooDeep,
         };
-        if let Some(secret) = &self.config.token {
-            let Some(member) = self.router.members.get_mut(socket) else { return false };
-            if !member.authed {
-                let authed = match &parsed {
-                    Parsed::Object(r) => {
-                        r.kind.and_then(json_str).as_deref() == Some("sync")
-                            && r.token.and_then(json_str).is_some_and(|t| token_matches(&t, secret))
-                    }
-                    _ => false,
-                };
-                if !authed {
-                    let reason = "the first frame must be a sync carrying the token";
-                    self.hang_up(cx, socket, ErrorCode::Unauthorized, reason);
-                    return false;
-                }
-                member.authed = true;
-            }
+        let Some(member) = self.router.members.get(socket) else { return false };
+        if !member.authed && !self.check_token(cx, socket, &parsed) {
+            return false;
         }
         match parsed {
             Parsed::BadJson => self.error(cx, socket, ErrorCode::BadJson, "frame is not valid JSON"),
+            Parsed::TooDeep => {
+                let reason =
+                    format!("frame is nested too deeply (at most {MAX_DEPTH} levels of arrays and objects)");
+                self.error(cx, socket, ErrorCode::BadJson, &reason)
+            }
             Parsed::NotObject => self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT),
             Parsed::Object(request) => self.handle(cx, socket, &request),
         }
         true
     }
 
+    /// The first frame with `--hub-token` set: a `sync` carrying the token lets the client in;
+    /// anything else is a failed check, counted, logged within a budget and held against its
+    /// source, and the connection is closed. Returns whether the client is in.
+    fn check_token(&mut self, cx: &mut Context, socket: SocketId, parsed: &Parsed<'_>) -> bool {
+        let Some(check) = &self.token else { return true };
+        let authed = match parsed {
+            Parsed::Object(r) => {
+                r.kind.and_then(json_str).as_deref() == Some("sync")
+                    && r.token.and_then(json_str).is_some_and(|t| check.matches(&t))
+            }
+            _ => false,
+        };
+        let source = Source::of(cx.remote_address(socket));
+        if authed {
+            if let Some(source) = source {
+                self.throttle.succeeded(source);
+            }
+            self.authenticate(socket);
+            return true;
+        }
+        cx.stats_mut().auth_failures += 1;
+        let now = cx.elapsed();
+        let failure = source.map(|s| (s, self.throttle.failed(s, now)));
+        let peer = self.router.members.get(socket).map_or("?", |m| m.session_id.as_str());
+        match failure {
+            Some((source, Failure::Blocked)) => {
+                if let Some(dropped) = self.block_log.admit(now) {
+                    log::warn!(
+                        "hub: {peer} failed the token check; blocking {source} for {}s after {} failures{}",
+                        auth::BLOCK_FOR.as_secs(),
+                        auth::FAILURES_ALLOWED + 1,
+                        not_logged(dropped)
+                    );
+                }
+            }
+            failure => {
+                if let Some(dropped) = self.auth_log.admit(now) {
+                    let more = not_logged(dropped);
+                    match failure {
+                        Some((source, Failure::Counted(n))) => {
+                            log::warn!(
+                                "hub: {peer} failed the token check ({n} from {source} recently){more}"
+                            )
+                        }
+                        _ => log::warn!("hub: {peer} failed the token check{more}"),
+                    }
+                }
+            }
+        }
+        let reason = "the first frame must be a sync carrying the token";
+        self.hang_up(cx, socket, ErrorCode::Unauthorized, reason);
+        false
+    }
+
     fn handle(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let Some(kind) = request.kind.and_then(json_str) else {
-            return self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT);
+        let kind = match string_field(request.kind, "type") {
+            Ok(kind) => kind,
+            Err(_) if request.kind.is_none_or(|k| !k.starts_with('"')) => {
+                return self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT)
+            }
+            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
         };
         if matches!(&*kind, "sync" | "info" | "broadcast" | "join" | "leave" | "list" | "stats") {
             if let Some(m) = self.router.members.get_mut(socket) {
@@ -644,7 +822,7 @@ impl Hub {
             "broadcast" => self.broadcast(cx, socket, request),
             "join" => self.join_or_leave(cx, socket, request, true),
             "leave" => self.join_or_leave(cx, socket, request, false),
-            "list" => self.list(cx, socket),
+            "list" => self.list(cx, socket, request),
             "stats" => self.stats(cx, socket),
             other => {
                 let reason = format!("unknown message type {other}");
@@ -655,8 +833,9 @@ impl Hub {
 
     /// Registers or renames this connection.
     fn sync(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let Some(name) = short_string(request.client_name) else {
-            return self.error(cx, socket, ErrorCode::BadMessage, BAD_NAME);
+        let name = match name_field(request.client_name, "clientName") {
+            Ok(name) => name,
+            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
         };
         if self.router.names.get(&*name).is_some_and(|&holder| holder != socket) {
             return self.error(cx, socket, ErrorCode::NameTaken, &format!("name {name} is taken"));
@@ -688,7 +867,9 @@ impl Hub {
         }
         online.end();
         let line: SharedBytes = Rc::from(&self.out[..]);
-        self.router.broadcast(cx, socket, &line);
+        if self.presence.event(cx, socket, &mut me.presence, true, &line) {
+            self.router.broadcast(cx, socket, &line);
+        }
     }
 
     /// A message to the server (logged) or to one named client.
@@ -711,16 +892,19 @@ impl Hub {
                 } else {
                     String::new()
                 };
-                log::info!("info from {}: {}{more}", me.sender(), &message[..cut]);
+                log::info!("info from {}: {}{more}", for_log(me.sender()), for_log(&message[..cut]));
             }
             return;
         };
-        let Some(to) = json_str(to) else {
-            return self.error(cx, socket, ErrorCode::BadMessage, "to must be a string");
+        let to = match string_field(Some(to), "to") {
+            Ok(to) => to,
+            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
         };
         let Some(&dest) = self.router.names.get(&*to) else {
             return self.error(cx, socket, ErrorCode::NoSuchClient, &format!("no client named {to}"));
         };
+        self.settle_presence(cx, socket);
+        let Some(me) = self.router.members.get(socket) else { return };
         JsonLine::start(&mut self.out)
             .str("type", "info")
             .str("from", me.sender())
@@ -734,6 +918,7 @@ impl Hub {
         let Some(message) = request.message else {
             return self.error(cx, socket, ErrorCode::BadMessage, "broadcast needs a message");
         };
+        self.settle_presence(cx, socket);
         let Some(me) = self.router.members.get(socket) else { return };
         let line = JsonLine::start(&mut self.out).str("type", "broadcast").str("from", me.sender());
         let Some(room) = request.room else {
@@ -741,17 +926,29 @@ impl Hub {
             let line: SharedBytes = Rc::from(&self.out[..]);
             return self.router.broadcast(cx, socket, &line);
         };
-        let Some(room) = short_string(Some(room)) else {
-            return self.error(cx, socket, ErrorCode::BadMessage, BAD_ROOM);
+        let room = match name_field(Some(room), "room") {
+            Ok(room) => room,
+            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
         };
         line.str("room", &room).raw("message", message).end();
         let line: SharedBytes = Rc::from(&self.out[..]);
         self.router.broadcast_room(cx, &room, socket, &line);
     }
 
+    /// Ends the presence window early when it holds this member's own `online`: the others
+    /// must hear it is online before they hear from it.
+    fn settle_presence(&mut self, cx: &mut Context, socket: SocketId) {
+        let held = self.router.members.get(socket).is_some_and(|m| self.presence.holds_own(&m.presence));
+        if held {
+            let recipients = self.router.authed().map(|(id, m)| (id, m.presence));
+            self.presence.flush_now(cx, recipients);
+        }
+    }
+
     fn join_or_leave(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>, join: bool) {
-        let Some(room) = short_string(request.room) else {
-            return self.error(cx, socket, ErrorCode::BadMessage, BAD_ROOM);
+        let room = match name_field(request.room, "room") {
+            Ok(room) => room,
+            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
         };
         if join {
             let rooms = self.router.members.get(socket).map_or(0, |m| m.rooms.len());
@@ -785,6 +982,8 @@ impl Hub {
             ("inputTimeoutDisconnects", st.input_timeout_disconnects),
             ("bytesIn", st.bytes_in),
             ("bytesOut", st.bytes_out),
+            ("authFailures", st.auth_failures),
+            ("authThrottled", st.auth_throttled),
         ] {
             line = line.raw(key, &value.to_string());
         }
@@ -792,17 +991,56 @@ impl Hub {
         send(cx, socket, &self.out);
     }
 
-    /// Every authenticated client in connection order, with its rooms sorted.
-    fn list(&mut self, cx: &mut Context, socket: SocketId) {
-        let members = || self.router.members.iter().map(|(_, m)| m).filter(|m| m.authed);
-        let count = members().count();
+    /// One page of the authenticated clients, in connection order, from just after `cursor`.
+    /// The bare `{"type":"list"}` is the first page with rooms, which for a hub that fits one
+    /// page is the whole list, as it always was; with `cursor` or `limit`, rooms are listed
+    /// only when asked for (`"rooms":true`). A page holds at most `limit` clients and stops
+    /// once past [`MAX_LIST_BYTES`]; when clients remain, `next` is the cursor for the rest.
+    fn list(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
+        let paged = request.cursor.is_some() || request.limit.is_some();
+        let with_rooms = match request.rooms {
+            None => !paged,
+            Some("true") => true,
+            Some("false") => false,
+            Some(_) => return self.error(cx, socket, ErrorCode::BadMessage, "rooms must be true or false"),
+        };
+        let limit = match request.limit {
+            None => DEFAULT_LIST_LIMIT,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n > 0 => n.min(MAX_LIST_LIMIT as u64) as usize,
+                _ => {
+                    let reason =
+                        format!("limit must be a positive integer (pages hold at most {MAX_LIST_LIMIT})");
+                    return self.error(cx, socket, ErrorCode::BadMessage, &reason);
+                }
+            },
+        };
+        let start = match request.cursor {
+            None | Some("null") => Bound::Unbounded,
+            Some(raw) => match json_str(raw).and_then(|c| c.parse::<u64>().ok()) {
+                Some(after) => Bound::Excluded(after),
+                None => {
+                    let reason = "cursor must be the next value of an earlier list reply";
+                    return self.error(cx, socket, ErrorCode::BadMessage, reason);
+                }
+            },
+        };
+        let router = &self.router;
         let out = &mut self.out;
         out.clear();
-        let _ = write!(out, "{{\"type\":\"list\",\"count\":{count},\"clients\":[");
-        for (i, m) in members().enumerate() {
-            if i > 0 {
+        let _ = write!(out, "{{\"type\":\"list\",\"count\":{},\"clients\":[", router.listed.len());
+        let mut listed = 0;
+        let mut next = None;
+        for (&seq, &id) in router.listed.range((start, Bound::Unbounded)) {
+            if listed == limit || out.len() >= MAX_LIST_BYTES {
+                next = Some(seq - 1);
+                break;
+            }
+            let Some(m) = router.members.get(id) else { continue };
+            if listed > 0 {
                 out.push(b',');
             }
+            listed += 1;
             out.extend_from_slice(b"{\"clientName\":");
             match &m.name {
                 Some(name) => write_json_str(out, name),
@@ -810,16 +1048,23 @@ impl Hub {
             }
             out.extend_from_slice(b",\"sessionId\":");
             write_json_str(out, &m.session_id);
-            out.extend_from_slice(b",\"rooms\":[");
-            for (j, room) in m.rooms.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
+            if with_rooms {
+                out.extend_from_slice(b",\"rooms\":[");
+                for (j, room) in m.rooms.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_json_str(out, room);
                 }
-                write_json_str(out, room);
+                out.push(b']');
             }
-            out.extend_from_slice(b"]}");
+            out.push(b'}');
         }
-        out.extend_from_slice(b"]}\n");
+        out.push(b']');
+        if let Some(next) = next {
+            let _ = write!(out, ",\"next\":\"{next}\"");
+        }
+        out.extend_from_slice(b"}\n");
         send(cx, socket, &self.out);
     }
 
@@ -842,7 +1087,7 @@ impl Hub {
 
     /// Removes the client, if still present; a named one is announced `offline`.
     fn depart(&mut self, cx: &mut Context, socket: SocketId) {
-        let Some(gone) = self.router.remove(socket) else { return };
+        let Some(mut gone) = self.router.remove(socket) else { return };
         let Some(name) = &gone.name else { return };
         JsonLine::start(&mut self.out)
             .str("type", "offline")
@@ -850,7 +1095,18 @@ impl Hub {
             .str("sessionId", &gone.session_id)
             .end();
         let line: SharedBytes = Rc::from(&self.out[..]);
-        self.router.broadcast(cx, socket, &line);
+        if self.presence.event(cx, socket, &mut gone.presence, false, &line) {
+            self.router.broadcast(cx, socket, &line);
+        }
+    }
+}
+
+/// `" (N more not logged)"` when a log budget dropped lines, else nothing.
+fn not_logged(dropped: u64) -> String {
+    if dropped == 0 {
+        String::new()
+    } else {
+        format!(" ({dropped} more not logged)")
     }
 }
 
@@ -951,12 +1207,5 @@ mod tests {
             let _ = parse(&frame);
             let _ = parse(&bytes);
         }
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(token_matches("s3cret", "s3cret"));
-        assert!(!token_matches("s3cre", "s3cret"));
-        assert!(!token_matches("s3creT", "s3cret"));
     }
 }
