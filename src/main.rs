@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use netloop::connect::ConnectConfig;
 use netloop::input_budget::InputLimits;
 use netloop::load::{EchoConfig, FanoutConfig, FanoutProtocol, LoadConfig, Mode};
-use netloop::serve::{settle_connection_limit, Serve, ServeConfig, ServiceKind};
+use netloop::serve::{settle_max_sockets, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
 use netloop::services::hub::HubConfig;
 use netloop::units::{parse_duration, parse_size};
@@ -384,7 +384,9 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-fn serve(args: ServeArgs) -> std::io::Result<()> {
+/// Runs the services until every connection closed after a signal (`Ok(None)`), or a second
+/// signal asked to exit at once (`Ok(Some(128 + signal))`).
+fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     let mut listeners: Vec<(ServiceKind, Address)> = Vec::new();
     listeners.extend(args.echo.into_iter().map(|a| (ServiceKind::Echo, a)));
     listeners.extend(args.chat.into_iter().map(|a| (ServiceKind::Chat, a)));
@@ -403,10 +405,10 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
             args.max_input_total
         );
     }
-    let max_connections = settle_connection_limit(args.max_connections);
+    let max_sockets = settle_max_sockets(args.max_connections);
     let config = ServeConfig {
         listeners,
-        max_connections: Some(max_connections),
+        max_sockets: Some(max_sockets),
         server: ServerOptions {
             backlog: args.backlog,
             max_connections: None,
@@ -442,8 +444,11 @@ fn serve(args: ServeArgs) -> std::io::Result<()> {
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;
     event_loop.run(&mut app)?;
+    if let Some(status) = app.exit_status() {
+        return Ok(Some(u8::try_from(status).unwrap_or(u8::MAX)));
+    }
     log::info!("all connections closed; exiting");
-    Ok(())
+    Ok(None)
 }
 
 fn connect(args: ConnectArgs) -> std::io::Result<()> {
@@ -523,11 +528,12 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Connect(args) => connect(args),
+        Command::Connect(args) => connect(args).map(|()| None),
         Command::Load(args) => return load(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(status)) => ExitCode::from(status),
         Err(e) => {
             eprintln!("netloop: {e}");
             ExitCode::FAILURE

@@ -1,8 +1,11 @@
 //! `netloop serve`: the services on their listeners, one loop, graceful shutdown.
 //!
-//! A listener table maps each server to the service it runs; the [`Handler`] impl routes each
-//! event to that service. Process-level policy lives here, not in the services: idle timeouts
-//! close sockets, the first SIGINT/SIGTERM stops accepting and flushes, a second one exits,
+//! Services live in a registry ([`ServiceId`] indexes it). A listener table names the service
+//! each server runs; an owner table names the service of each socket, filled on accept from
+//! its listener (or by [`Serve::connect`] for an outbound socket), and every socket event is
+//! routed by it: one `Vec` lookup, no per-event allocation. Process-level policy lives here,
+//! not in the services: idle timeouts close sockets, the first SIGINT/SIGTERM stops accepting
+//! and flushes, a second one stops the loop at once (the caller exits with 128 + signal),
 //! SIGHUP is logged and ignored (a closed terminal must not stop the server) and SIGUSR1 logs
 //! the counters.
 
@@ -18,9 +21,11 @@ use crate::options::ServerOptions;
 use crate::services::chat::{Chat, ChatConfig};
 use crate::services::echo::Echo;
 use crate::services::hub::{Hub, HubConfig};
+use crate::services::Service;
 use crate::timers::TimerId;
 
-/// Which protocol a listener speaks.
+/// Which built-in service a listener runs: the command line's choice, turned into a
+/// [`Service`] by [`Serve::start`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
     /// Bytes back, with pipe backpressure.
@@ -42,7 +47,7 @@ impl ServiceKind {
     }
 
     /// The one line a connection over `--max-connections` gets before it is closed.
-    fn reject_message(self, max: usize) -> Vec<u8> {
+    pub(crate) fn reject_message(self, max: usize) -> Vec<u8> {
         match self {
             ServiceKind::Echo => format!("error: server full (max connections {max})\n").into_bytes(),
             // Each in its own protocol, so a client parses the refusal like any other error.
@@ -63,9 +68,10 @@ pub struct ServeConfig {
     /// Options shared by every listener (its `max_connections`, if set, is Node's: per
     /// listener).
     pub server: ServerOptions,
-    /// `--max-connections`: a cap on all listeners together (`Context::set_max_sockets`), since
-    /// it protects the process's fds, which every listener draws on.
-    pub max_connections: Option<usize>,
+    /// `--max-connections`: a cap on the sockets of all listeners together
+    /// (`Context::set_max_sockets`), since it protects the process's fds, which every listener
+    /// draws on.
+    pub max_sockets: Option<usize>,
     /// Echo's greeting, if any.
     pub echo_banner: Option<Vec<u8>>,
     /// Chat's settings (shared by every chat listener: one chat room across them).
@@ -81,33 +87,82 @@ pub struct ServeConfig {
     pub input: InputLimits,
 }
 
+impl Default for ServeConfig {
+    /// No listeners, no cap, Node's server options, the CLI's service defaults.
+    fn default() -> Self {
+        ServeConfig {
+            listeners: Vec::new(),
+            server: ServerOptions::default(),
+            max_sockets: None,
+            echo_banner: None,
+            chat: ChatConfig::default(),
+            hub: HubConfig::default(),
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            input: InputLimits::default(),
+        }
+    }
+}
+
+/// Names one service in a [`Serve`]'s registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceId(usize);
+
 /// The `serve` application: routes events to services and owns process policy.
-#[derive(Debug)]
 pub struct Serve {
+    /// The registry, indexed by [`ServiceId`].
+    services: Vec<Box<dyn Service>>,
+    /// The built-in service made for each [`ServiceKind`], so listeners of one kind share it.
+    built: Vec<(ServiceKind, ServiceId)>,
     /// Service of each server, indexed by `ServerId::index()`.
-    table: Vec<Option<ServiceKind>>,
-    echo: Echo,
-    chat: Chat,
-    hub: Hub,
+    listeners: Vec<Option<ServiceId>>,
+    /// Owner of each open socket, indexed by `SocketId::index()`; cleared on close. As long as
+    /// the most sockets open at once (the slab's peak), never longer.
+    owners: Vec<Option<ServiceId>>,
+    /// The loop-wide cap, for the refusal line each listener gets.
+    max_sockets: Option<usize>,
     shutdown_timeout: Duration,
     /// Set once the first signal arrived; the timer that force-closes stragglers.
     shutdown: Option<TimerId>,
     /// The `--stats-interval` timer.
     stats_timer: Option<TimerId>,
+    /// Set by a second signal: the loop stops and the process exits with this status.
+    exit_status: Option<i32>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
+        f.debug_struct("Serve").field("services", &names).field("shutdown", &self.shutdown).finish()
+    }
 }
 
 impl Serve {
-    /// Binds every listener of `config` on `cx`. Fails on the first address that cannot be
-    /// bound, with Node's wording (`listen EADDRINUSE: ... 127.0.0.1:8080`).
+    /// Binds every listener of `config` on `cx`, one service per kind shared by its listeners.
+    /// Fails on the first address that cannot be bound, with Node's wording
+    /// (`listen EADDRINUSE: ... 127.0.0.1:8080`).
     pub fn start(cx: &mut Context, config: &ServeConfig) -> io::Result<Self> {
+        let mut serve = Serve::new(cx, config)?;
+        for (kind, addr) in &config.listeners {
+            let service = serve.built_service(*kind, config);
+            serve.listen(cx, service, addr, config.server.clone())?;
+        }
+        Ok(serve)
+    }
+
+    /// The process policy of `config` (cap, input limits, counters, signals) with no service
+    /// yet: add them with [`Serve::add`], then [`Serve::listen`] or [`Serve::connect`].
+    pub fn new(cx: &mut Context, config: &ServeConfig) -> io::Result<Self> {
         let mut serve = Serve {
-            table: Vec::new(),
-            echo: Echo { banner: config.echo_banner.clone() },
-            chat: Chat::new(config.chat.clone()),
-            hub: Hub::new(config.hub.clone()),
+            services: Vec::new(),
+            built: Vec::new(),
+            listeners: Vec::new(),
+            owners: Vec::new(),
+            max_sockets: config.max_sockets,
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
             stats_timer: None,
+            exit_status: None,
         };
         if let Some(every) = config.stats_interval {
             let timer = cx.set_interval(every);
@@ -116,39 +171,76 @@ impl Serve {
             serve.stats_timer = Some(timer);
         }
         cx.set_input_limits(config.input);
-        let cap = config.max_connections;
-        cx.set_max_sockets(cap);
-        for (kind, addr) in &config.listeners {
-            let target =
-                addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
-            let mut options = config.server.clone();
-            if options.reject_message.is_none() {
-                options.reject_message = cap.map(|m| kind.reject_message(m));
-            }
-            let id = cx.listen(&target, options)?;
-            if serve.table.len() <= id.index() {
-                serve.table.resize(id.index() + 1, None);
-            }
-            serve.table[id.index()] = Some(*kind);
-        }
+        cx.set_max_sockets(config.max_sockets);
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
         cx.listen_signals(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
         Ok(serve)
     }
 
-    fn kind_of(&self, cx: &Context, socket: SocketId) -> Option<ServiceKind> {
-        let server = cx.server_of(socket)?;
-        self.table.get(server.index()).copied().flatten()
+    /// Puts `service` in the registry.
+    pub fn add(&mut self, service: Box<dyn Service>) -> ServiceId {
+        self.services.push(service);
+        ServiceId(self.services.len() - 1)
     }
 
-    /// Tells the loop's input accounting what the service now holds for `socket`.
-    fn report_held_input(&self, cx: &mut Context, socket: SocketId) {
-        let held = match self.kind_of(cx, socket) {
-            Some(ServiceKind::Chat) => self.chat.held_input(socket),
-            Some(ServiceKind::Hub) => self.hub.held_input(socket),
-            Some(ServiceKind::Echo) | None => return,
+    /// The service built for `kind`, made on first use.
+    fn built_service(&mut self, kind: ServiceKind, config: &ServeConfig) -> ServiceId {
+        if let Some(&(_, id)) = self.built.iter().find(|(k, _)| *k == kind) {
+            return id;
+        }
+        let service: Box<dyn Service> = match kind {
+            ServiceKind::Echo => Box::new(Echo { banner: config.echo_banner.clone() }),
+            ServiceKind::Chat => Box::new(Chat::new(config.chat.clone())),
+            ServiceKind::Hub => Box::new(Hub::new(config.hub.clone())),
         };
-        cx.set_held_input(socket, held);
+        let id = self.add(service);
+        self.built.push((kind, id));
+        id
+    }
+
+    /// Binds `addr` for `service`: the sockets it accepts are that service's. Without a
+    /// refusal line in `options`, a connection over the loop-wide cap gets the service's own.
+    pub fn listen(
+        &mut self,
+        cx: &mut Context,
+        service: ServiceId,
+        addr: &Address,
+        mut options: ServerOptions,
+    ) -> io::Result<ServerId> {
+        let target = addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
+        if options.reject_message.is_none() {
+            options.reject_message = self.max_sockets.map(|m| self.services[service.0].refusal(m));
+        }
+        let id = cx.listen(&target, options)?;
+        set_slot(&mut self.listeners, id.index(), Some(service));
+        Ok(id)
+    }
+
+    /// Opens an outbound socket owned by `service` (a client of another server, e.g. a
+    /// store the service shares state through): its events go to that service, starting with
+    /// `on_connect`, or `on_close` if the connect fails.
+    pub fn connect(&mut self, cx: &mut Context, service: ServiceId, addr: &SocketAddress) -> SocketId {
+        let socket = cx.connect(addr);
+        set_slot(&mut self.owners, socket.index(), Some(service));
+        socket
+    }
+
+    /// After a second signal: the status the process should exit with (128 + the signal).
+    pub fn exit_status(&self) -> Option<i32> {
+        self.exit_status
+    }
+
+    /// The service that owns `socket`, if any.
+    fn owner(&mut self, socket: SocketId) -> Option<&mut dyn Service> {
+        let id = self.owners.get(socket.index()).copied().flatten()?;
+        Some(self.services[id.0].as_mut())
+    }
+
+    /// Tells the loop's input accounting what the owner now holds for `socket`.
+    fn report_held_input(&mut self, cx: &mut Context, socket: SocketId) {
+        if let Some(held) = self.owner(socket).and_then(|s| s.held_input(socket)) {
+            cx.set_held_input(socket, held);
+        }
     }
 
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
@@ -170,67 +262,70 @@ impl Serve {
     }
 }
 
+/// Sets `table[index]`, growing the table to reach it.
+fn set_slot(table: &mut Vec<Option<ServiceId>>, index: usize, value: Option<ServiceId>) {
+    if table.len() <= index {
+        table.resize(index + 1, None);
+    }
+    table[index] = value;
+}
+
 impl Handler for Serve {
     fn on_listening(&mut self, cx: &mut Context, server: ServerId) {
-        let kind = self.table.get(server.index()).copied().flatten();
-        if let (Some(kind), Some(addr)) = (kind, cx.server_address(server)) {
+        let service = self.listeners.get(server.index()).copied().flatten();
+        if let (Some(service), Some(addr)) = (service, cx.server_address(server)) {
+            let name = self.services[service.0].name();
             // Scripts and tests wait for this exact line; flush so pipes see it at once.
             let mut out = io::stdout().lock();
-            let _ = writeln!(out, "{} listening on {}", kind.name(), addr);
+            let _ = writeln!(out, "{name} listening on {addr}");
             let _ = out.flush();
-            log::info!("{} listening on {}", kind.name(), addr);
+            log::info!("{name} listening on {addr}");
         }
     }
 
-    fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
+    fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {
         if log::log_enabled!(log::Level::Debug) {
             let peer = cx.remote_address(socket).map_or_else(|| "?".into(), |a| a.to_string());
             log::debug!("connected: {peer}");
         }
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Echo) => self.echo.on_connection(cx, socket),
-            Some(ServiceKind::Chat) => self.chat.on_connection(cx, socket),
-            Some(ServiceKind::Hub) => self.hub.on_connection(cx, socket),
-            None => {}
+        let service = self.listeners.get(server.index()).copied().flatten();
+        set_slot(&mut self.owners, socket.index(), service);
+        if let Some(service) = self.owner(socket) {
+            service.on_connection(cx, socket);
         }
     }
 
     fn on_drop(&mut self, _cx: &mut Context, _server: ServerId, _peer: &SocketAddress) {}
 
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        if let Some(service) = self.owner(socket) {
+            service.on_connect(cx, socket);
+        }
+    }
+
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Echo) => self.echo.on_data(cx, socket, data),
-            Some(ServiceKind::Chat) => self.chat.on_data(cx, socket, data),
-            Some(ServiceKind::Hub) => self.hub.on_data(cx, socket, data),
-            None => {}
+        if let Some(service) = self.owner(socket) {
+            service.on_data(cx, socket, data);
         }
         self.report_held_input(cx, socket);
     }
 
     fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Chat) => self.chat.cut_input(cx, socket, cut),
-            Some(ServiceKind::Hub) => self.hub.cut_input(cx, socket, cut),
-            // Echo never holds input; the loop hangs up on anything else.
-            Some(ServiceKind::Echo) | None => {}
+        // A service that holds nothing is never cut; the loop hangs up on anything left.
+        if let Some(service) = self.owner(socket) {
+            service.on_input_cut(cx, socket, cut);
         }
     }
 
     fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Echo) => self.echo.on_drain(cx, socket),
-            // Chat and hub never pause a reader, so drain needs nothing from them: a client
-            // that does not read is bounded by the core's output limit instead.
-            Some(ServiceKind::Chat | ServiceKind::Hub) | None => {}
+        if let Some(service) = self.owner(socket) {
+            service.on_drain(cx, socket);
         }
     }
 
     fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Echo) => self.echo.on_end(cx, socket),
-            Some(ServiceKind::Chat) => self.chat.on_end(cx, socket),
-            Some(ServiceKind::Hub) => self.hub.on_end(cx, socket),
-            None => {}
+        if let Some(service) = self.owner(socket) {
+            service.on_end(cx, socket);
         }
     }
 
@@ -256,26 +351,17 @@ impl Handler for Serve {
     fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
         log::debug!("closed: socket {} (had_error={had_error})", socket.index());
         // Members leave here whatever closed them (peer reset, output limit, idle timeout).
-        match self.kind_of(cx, socket) {
-            Some(ServiceKind::Chat) => self.chat.on_close(cx, socket),
-            Some(ServiceKind::Hub) => self.hub.on_close(cx, socket),
-            Some(ServiceKind::Echo) | None => {}
+        if let Some(service) = self.owner(socket) {
+            service.on_close(cx, socket);
+        }
+        if let Some(slot) = self.owners.get_mut(socket.index()) {
+            *slot = None;
         }
     }
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
             log_counters(cx);
-            return;
-        }
-        if self.hub.on_timer(cx, timer) {
-            return;
-        }
-        if self.chat.on_timer(cx, timer) {
-            // Chat's timer delivers text held without a newline: what it holds changed.
-            for socket in cx.input_holders() {
-                self.report_held_input(cx, socket);
-            }
             return;
         }
         if self.shutdown == Some(timer) {
@@ -285,6 +371,18 @@ impl Handler for Serve {
             }
             for socket in left {
                 cx.destroy(socket);
+            }
+            return;
+        }
+        // Services arm their timers on the Context, so each recognises its own.
+        let Some(id) = (0..self.services.len()).find(|&i| self.services[i].on_timer(cx, timer)) else {
+            return;
+        };
+        // A timer can change what the service holds (chat delivers text held without a
+        // newline): re-report its sockets' holds.
+        for socket in cx.input_holders() {
+            if self.owners.get(socket.index()).copied().flatten() == Some(ServiceId(id)) {
+                self.report_held_input(cx, socket);
             }
         }
     }
@@ -301,7 +399,9 @@ impl Handler for Serve {
         }
         if self.shutdown.is_some() {
             log::warn!("second signal ({signal}): exiting now");
-            std::process::exit(128 + signal);
+            self.exit_status = Some(128 + signal);
+            cx.stop();
+            return;
         }
         log::info!(
             "signal {signal}: closing listeners, flushing {} connection(s) (up to {:?}); signal again to exit now",
@@ -336,9 +436,9 @@ fn log_counters(cx: &Context) {
     );
 }
 
-/// Raises the fd limit and settles `max_connections`: the user's value clamped to what the
-/// limit allows (with a warning), or that capacity when unset.
-pub fn settle_connection_limit(requested: Option<usize>) -> usize {
+/// Raises the fd limit and settles the loop-wide socket cap (`--max-connections`): the user's
+/// value clamped to what the limit allows (with a warning), or that capacity when unset.
+pub fn settle_max_sockets(requested: Option<usize>) -> usize {
     let limit = match limits::raise_fd_limit() {
         Ok((before, after)) => {
             if after > before {

@@ -231,6 +231,7 @@ fn a_second_signal_exits_at_once() {
     server.signal(libc::SIGINT);
     let status = server.wait_exit(Duration::from_secs(5)).expect("second signal exits now");
     assert!(!status.success());
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "the shell's status for a signal");
     drop(c);
     let _ = w.join();
 }

@@ -566,3 +566,49 @@ fn unreferenced_timer(cx: &mut Context, delay: Duration) -> TimerId {
     cx.set_timer_ref(timer, false);
     timer
 }
+
+impl super::Service for Chat {
+    fn name(&self) -> &'static str {
+        "chat"
+    }
+
+    fn refusal(&self, max: usize) -> Vec<u8> {
+        crate::serve::ServiceKind::Chat.reject_message(max)
+    }
+
+    fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Chat::on_connection(self, cx, socket)
+    }
+
+    fn on_data(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId, data: &[u8]) {
+        Chat::on_data(self, cx, socket, data)
+    }
+
+    fn on_end(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Chat::on_end(self, cx, socket)
+    }
+
+    // Drain needs nothing: chat never pauses a reader, and a client that does not read is
+    // bounded by the core's output limit instead.
+
+    fn on_close(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Chat::on_close(self, cx, socket)
+    }
+
+    fn on_timer(&mut self, cx: &mut crate::context::Context, timer: crate::timers::TimerId) -> bool {
+        Chat::on_timer(self, cx, timer)
+    }
+
+    fn on_input_cut(
+        &mut self,
+        cx: &mut crate::context::Context,
+        socket: crate::handler::SocketId,
+        cut: &crate::input_budget::InputCut,
+    ) {
+        self.cut_input(cx, socket, cut)
+    }
+
+    fn held_input(&self, socket: crate::handler::SocketId) -> Option<usize> {
+        Some(Chat::held_input(self, socket))
+    }
+}

@@ -45,3 +45,29 @@ impl Echo {
         cx.end(socket);
     }
 }
+
+impl super::Service for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn refusal(&self, max: usize) -> Vec<u8> {
+        crate::serve::ServiceKind::Echo.reject_message(max)
+    }
+
+    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
+        Echo::on_connection(self, cx, socket)
+    }
+
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        Echo::on_data(self, cx, socket, data)
+    }
+
+    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        Echo::on_end(self, cx, socket)
+    }
+
+    fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {
+        Echo::on_drain(self, cx, socket)
+    }
+}

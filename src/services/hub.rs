@@ -1110,6 +1110,52 @@ fn not_logged(dropped: u64) -> String {
     }
 }
 
+impl super::Service for Hub {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn refusal(&self, max: usize) -> Vec<u8> {
+        crate::serve::ServiceKind::Hub.reject_message(max)
+    }
+
+    fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Hub::on_connection(self, cx, socket)
+    }
+
+    fn on_data(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId, data: &[u8]) {
+        Hub::on_data(self, cx, socket, data)
+    }
+
+    fn on_end(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Hub::on_end(self, cx, socket)
+    }
+
+    // Drain needs nothing: hub never pauses a reader, and a client that does not read is
+    // bounded by the core's output limit instead.
+
+    fn on_close(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
+        Hub::on_close(self, cx, socket)
+    }
+
+    fn on_timer(&mut self, cx: &mut crate::context::Context, timer: crate::timers::TimerId) -> bool {
+        Hub::on_timer(self, cx, timer)
+    }
+
+    fn on_input_cut(
+        &mut self,
+        cx: &mut crate::context::Context,
+        socket: crate::handler::SocketId,
+        cut: &crate::input_budget::InputCut,
+    ) {
+        self.cut_input(cx, socket, cut)
+    }
+
+    fn held_input(&self, socket: crate::handler::SocketId) -> Option<usize> {
+        Some(Hub::held_input(self, socket))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,8 @@
-//! The services `netloop serve` runs, each a [`crate::Handler`]-driven application.
+//! The services `netloop serve` runs, and the [`Service`] trait through which they plug in.
+//!
+//! `serve` owns the loop's [`crate::Handler`]; a service only sees the events of the sockets
+//! it owns (those its listeners accepted, and outbound ones opened for it), routed by a
+//! per-socket owner table, so a new service is a new type, not a new arm in every dispatch.
 
 pub mod chat;
 pub mod echo;
@@ -13,7 +17,55 @@ pub use roster::{Iter as RosterIter, Roster};
 use crate::addr::{display_socket_addr, SocketAddress};
 use crate::context::Context;
 use crate::handler::SocketId;
+use crate::input_budget::InputCut;
+use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
+
+/// A protocol `netloop serve` runs: the events of the sockets it owns. Every socket event has
+/// an empty default, like a Node event nobody listens to.
+#[allow(unused_variables)]
+pub trait Service {
+    /// The name printed in `<service> listening on <address>`.
+    fn name(&self) -> &'static str;
+
+    /// The one line a connection over the loop-wide cap (`--max-connections`, here `max`) gets
+    /// before it is closed, in this service's protocol so a client parses it like any error.
+    fn refusal(&self, max: usize) -> Vec<u8>;
+
+    /// One of its listeners accepted `socket`.
+    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// An outbound socket opened for this service finished connecting.
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// Bytes arrived. `data` borrows the loop's read buffer: copy what is kept.
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {}
+
+    /// The peer sent FIN.
+    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// The socket's write queue emptied after a `write` returned false.
+    fn on_drain(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// The socket closed, whatever closed it; its last event.
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId) {}
+
+    /// A timer fired. Returns whether it was this service's (services arm their own timers
+    /// on the [`Context`], so each recognises its own).
+    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        false
+    }
+
+    /// The loop cut `socket` for the unfinished input it held: say why, and hang up.
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {}
+
+    /// Bytes of unfinished input (a partial line or frame) held for `socket`, reported to the
+    /// loop's input accounting after each read and each of its timers. `None`: this service
+    /// never holds input, so nothing is reported.
+    fn held_input(&self, socket: SocketId) -> Option<usize> {
+        None
+    }
+}
 
 /// How long a peer the server hung up on (a broken limit, a missed registration deadline,
 /// an idle timeout) has to read the last words and close, before its socket is destroyed
