@@ -1,5 +1,5 @@
-//! `netloop connect ADDR`: a line client for any netloop (or Node) server, the seeds' readline
-//! clients as a real tool.
+//! `netloop connect ADDR`: a line client for any netloop (or Node) server: Node's `readline`
+//! chat clients as a real tool.
 //!
 //! stdin goes to the server as typed, everything the server sends goes to stdout unbuffered.
 //! stdin EOF half-closes the connection (`end()`), and whatever the server still sends is

@@ -1,5 +1,5 @@
-//! Hub: named clients exchanging JSON messages (seed 002), with rooms (socket.io's everyday
-//! feature). Clients send JSON objects back to back or one per line; the server writes one
+//! Hub: named clients exchanging JSON messages (a Node `net` JSON server's model), with rooms
+//! (socket.io's everyday feature). Clients send JSON objects back to back or one per line; the server writes one
 //! compact JSON object per line. The wire format is in `docs/protocol.md`.
 //!
 //! The hub never re-encodes a client's `message`: the frame is validated by serde_json as a
@@ -965,7 +965,7 @@ impl Hub {
         send(cx, socket, &self.out);
     }
 
-    /// The server's counters (operations promise 10), one line.
+    /// The server's counters (the "Counters" promise in `docs/operations.md`), one line.
     fn stats(&mut self, cx: &mut Context, socket: SocketId) {
         let st = cx.stats().clone();
         let mut line = JsonLine::start(&mut self.out).str("type", "stats");
