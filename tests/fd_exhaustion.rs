@@ -1,6 +1,6 @@
 //! Accept survives file-descriptor exhaustion (a promise in `docs/operations.md`): with every
-//! fd in use the loop neither spins nor stalls, and once fds are free a new connection is accepted promptly
-//! with no other traffic.
+//! fd in use the loop neither spins nor stalls, and once fds are free a new connection is
+//! accepted promptly with no other traffic.
 //!
 //! This file is its own test binary because it lowers its own open-file limit. The clients
 //! live in a Node process started before the limit is lowered.

@@ -1,6 +1,7 @@
 //! Mixed soak (`docs/operations.md`: nothing lost, in order): many connections coming and
 //! going, random message sizes and split points, checksums on both sides; every client that
-//! keeps reading gets every byte and message, in order. Runs `NETLOOP_SOAK_SECS` seconds (default 30; CI uses the default).
+//! keeps reading gets every byte and message, in order. Runs `NETLOOP_SOAK_SECS` seconds
+//! (default 30; CI uses the default).
 
 mod support;
 

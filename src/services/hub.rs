@@ -1,6 +1,6 @@
 //! Hub: named clients exchanging JSON messages (a Node `net` JSON server's model), with rooms
-//! (socket.io's everyday feature). Clients send JSON objects back to back or one per line; the server writes one
-//! compact JSON object per line. The wire format is in `docs/protocol.md`.
+//! (socket.io's everyday feature). Clients send JSON objects back to back or one per line; the
+//! server writes one compact JSON object per line. The wire format is in `docs/protocol.md`.
 //!
 //! The hub never re-encodes a client's `message`: the frame is validated by serde_json as a
 //! borrowed [`RawValue`], and `message` is relayed as the exact bytes the client sent. Every
