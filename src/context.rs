@@ -49,7 +49,7 @@ const SPARE_QUEUES: usize = 256;
 pub struct Stats {
     /// Connections accepted since start.
     pub accepted: u64,
-    /// Connections refused by `max_connections`.
+    /// Connections refused by a server's `max_connections` or the loop-wide `max_sockets`.
     pub rejected: u64,
     /// Connections refused because no file descriptor was free.
     pub rejected_no_fd: u64,

@@ -52,7 +52,8 @@ pub trait Handler {
     /// `server.on('connection')`: a socket was accepted.
     fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {}
 
-    /// `server.on('drop')`: a connection was refused because of `max_connections`.
+    /// `server.on('drop')`: a connection was refused because of the server's `max_connections`
+    /// or the loop-wide `max_sockets`.
     fn on_drop(&mut self, cx: &mut Context, server: ServerId, peer: &SocketAddress) {}
 
     /// `server.on('error')` for errors after listening started (accept failures).
