@@ -12,50 +12,18 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{assert_node_ok, connect, node, read_line, Netloop, WAIT};
+use support::{assert_node_ok, connect, node, LineClient, Netloop, WAIT};
 
-/// One chat client: a buffered reader and a writer on the same TCP connection.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    /// How the server labels us: our own `ip:port`.
-    label: String,
-}
+/// One chat client; `id` is how the server labels it.
+type Client = LineClient;
 
 impl Client {
-    /// Connects without reading anything.
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = connect(addr);
-        let label = stream.local_addr().expect("local addr").to_string();
-        let writer = stream.try_clone().expect("clone");
-        Client { reader: BufReader::new(stream), writer, label }
-    }
-
     /// Connects and checks the welcome line.
     fn join(addr: SocketAddr, online: usize) -> Client {
         let mut c = Client::connect(addr);
-        let label = c.label.clone();
+        let label = c.id.clone();
         c.expect(&format!("* welcome {label}, online now: {online}"));
         c
-    }
-
-    fn send(&mut self, data: impl AsRef<[u8]>) {
-        self.writer.write_all(data.as_ref()).expect("write");
-    }
-
-    fn line(&mut self) -> String {
-        read_line(&mut self.reader)
-    }
-
-    fn expect(&mut self, want: &str) {
-        assert_eq!(self.line(), want, "{}: unexpected line", self.label);
-    }
-
-    /// The server must close now: EOF with nothing more before it.
-    fn expect_eof(&mut self) {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).expect("clean EOF");
-        assert_eq!(String::from_utf8_lossy(&rest), "", "{}: bytes before EOF", self.label);
     }
 
     /// Sends `/who` and returns the reply: a round trip proving everything sent before it
@@ -88,18 +56,18 @@ fn a_half_closed_client_leaves_unless_half_open_is_allowed() {
         let (_server, addr) = Netloop::serve_one("chat", if allow { &["--allow-half-open"] } else { &[] });
         let mut a = Client::join(addr, 1);
         let mut b = Client::join(addr, 2);
-        a.expect(&format!("* {} joined, online now: 2", b.label));
+        a.expect(&format!("* {} joined, online now: 2", b.id));
         // b says its last line and half-closes, as `netloop connect` does at stdin EOF.
         b.send("bye for now\n");
         b.writer.shutdown(Shutdown::Write).unwrap();
-        a.expect(&format!("{}: bye for now", b.label));
+        a.expect(&format!("{}: bye for now", b.id));
         if allow {
             // Still a member: it hears the room until it closes.
-            assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.label, b.label));
+            assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.id, b.id));
             a.send("still there?\n");
-            b.expect(&format!("{}: still there?", a.label));
+            b.expect(&format!("{}: still there?", a.id));
         } else {
-            a.expect(&format!("* {} left, online now: 1", b.label));
+            a.expect(&format!("* {} left, online now: 1", b.id));
             b.expect_eof();
         }
     }
@@ -110,16 +78,16 @@ fn welcome_joined_left_and_online_counts() {
     let (_server, addr) = Netloop::serve_one("chat", &[]);
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
-    a.expect(&format!("* {} joined, online now: 2", b.label));
+    a.expect(&format!("* {} joined, online now: 2", b.id));
     let mut c = Client::join(addr, 3);
-    a.expect(&format!("* {} joined, online now: 3", c.label));
-    b.expect(&format!("* {} joined, online now: 3", c.label));
+    a.expect(&format!("* {} joined, online now: 3", c.id));
+    b.expect(&format!("* {} joined, online now: 3", c.id));
     // An abrupt close (no /quit) still counts as leaving.
-    let b_label = b.label.clone();
+    let b_label = b.id.clone();
     drop(b);
     a.expect(&format!("* {b_label} left, online now: 2"));
     c.expect(&format!("* {b_label} left, online now: 2"));
-    assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.label, c.label));
+    assert_eq!(a.who(), format!("* online now: 2: {}, {}", a.id, c.id));
 }
 
 #[test]
@@ -131,7 +99,7 @@ fn text_goes_to_the_others_trimmed_however_it_is_split() {
     a.line();
     a.line();
     b.line();
-    let from = a.label.clone();
+    let from = a.id.clone();
 
     // Coalesced: several lines, blank and whitespace-only ones ignored, CRLF and LF mixed.
     a.send("one\n\n  \t \r\n  two  \r\n\tthree\t\n");
@@ -151,7 +119,7 @@ fn text_goes_to_the_others_trimmed_however_it_is_split() {
     b.expect(&format!("{from}: x\\ry"));
     b.expect(&format!("{from}: wide"));
     // The sender got nothing back: its next line is the answer to its /who.
-    assert_eq!(a.who(), format!("* online now: 3: {}, {}, {}", a.label, b.label, c.label));
+    assert_eq!(a.who(), format!("* online now: 3: {}, {}, {}", a.id, b.id, c.id));
 }
 
 #[test]
@@ -161,14 +129,14 @@ fn echo_self_sends_the_line_back_to_the_sender_too() {
     let mut b = Client::join(addr, 2);
     a.line();
     a.send("hi all\n");
-    a.expect(&format!("{}: hi all", a.label));
-    b.expect(&format!("{}: hi all", a.label));
+    a.expect(&format!("{}: hi all", a.id));
+    b.expect(&format!("{}: hi all", a.id));
     // Commands are not echoed.
     a.send("/nick ann\n");
     a.expect("* you are now ann");
     a.send("again\n");
     a.expect("ann: again");
-    b.expect(&format!("* {} is now ann", a.label));
+    b.expect(&format!("* {} is now ann", a.id));
     b.expect("ann: again");
 }
 
@@ -178,7 +146,7 @@ fn nick_rules() {
     let mut a = Client::join(addr, 1);
     let mut b = Client::join(addr, 2);
     a.line();
-    let a_label = a.label.clone();
+    let a_label = a.id.clone();
 
     a.send("/nick  Al_i.ce-9 \n");
     a.expect("* you are now Al_i.ce-9");
@@ -203,7 +171,7 @@ fn nick_rules() {
     // Names are case-sensitive, and an old nick is free once its holder moved on.
     b.send("/nick Al_i.ce-9\n");
     b.expect("* you are now Al_i.ce-9");
-    a.expect(&format!("* {} is now Al_i.ce-9", b.label));
+    a.expect(&format!("* {} is now Al_i.ce-9", b.id));
     a.send("hello\n");
     b.expect(&format!("{longest}: hello"));
     // A nick is freed when its holder leaves.
@@ -221,17 +189,17 @@ fn who_lists_names_in_connection_order() {
     let mut c = Client::join(addr, 3);
     c.send("/nick carol\n");
     c.expect("* you are now carol");
-    b.expect(&format!("* {} joined, online now: 3", c.label));
-    b.expect(&format!("* {} is now carol", c.label));
-    assert_eq!(b.who(), format!("* online now: 3: {}, {}, carol", a.label, b.label));
+    b.expect(&format!("* {} joined, online now: 3", c.id));
+    b.expect(&format!("* {} is now carol", c.id));
+    assert_eq!(b.who(), format!("* online now: 3: {}, {}, carol", a.id, b.id));
     b.send("/quit\n");
     b.expect("* bye");
     b.expect_eof();
     for _ in 0..3 {
         a.line(); // b's and c's joins, c's rename
     }
-    a.expect(&format!("* {} left, online now: 2", b.label));
-    assert_eq!(a.who(), format!("* online now: 2: {}, carol", a.label));
+    a.expect(&format!("* {} left, online now: 2", b.id));
+    assert_eq!(a.who(), format!("* online now: 2: {}, carol", a.id));
 }
 
 #[test]
@@ -243,8 +211,8 @@ fn quit_says_bye_closes_and_ignores_the_rest_of_the_read() {
     b.send("/quit\nafter quit\n/who\n");
     b.expect("* bye");
     b.expect_eof();
-    a.expect(&format!("* {} left, online now: 1", b.label));
-    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+    a.expect(&format!("* {} left, online now: 1", b.id));
+    assert_eq!(a.who(), format!("* online now: 1: {}", a.id));
 }
 
 #[test]
@@ -269,13 +237,13 @@ fn line_limit_is_exact_and_closes_the_offender() {
     a.line();
     let sixteen = "0123456789abcdef";
     b.send(format!("{sixteen}\n{sixteen}\r\n"));
-    a.expect(&format!("{}: {sixteen}", b.label));
-    a.expect(&format!("{}: {sixteen}", b.label));
+    a.expect(&format!("{}: {sixteen}", b.id));
+    a.expect(&format!("{}: {sixteen}", b.id));
     // 17 bytes with its newline: error, then the server closes.
     b.send(format!("{sixteen}x\nnot handled\n"));
     b.expect("* error: line too long (max 16 bytes)");
     b.expect_eof();
-    a.expect(&format!("* {} left, online now: 1", b.label));
+    a.expect(&format!("* {} left, online now: 1", b.id));
 
     // Without any newline: the error comes as soon as the line cannot fit.
     let mut c = Client::join(addr, 2);
@@ -283,7 +251,7 @@ fn line_limit_is_exact_and_closes_the_offender() {
     c.send(format!("{sixteen}xy"));
     c.expect("* error: line too long (max 16 bytes)");
     c.expect_eof();
-    a.expect(&format!("* {} left, online now: 1", c.label));
+    a.expect(&format!("* {} left, online now: 1", c.id));
 }
 
 #[test]
@@ -294,7 +262,7 @@ fn default_line_limit_is_64_kib() {
     a.line();
     let max = "m".repeat(65536);
     b.send(format!("{max}\n"));
-    assert_eq!(a.line(), format!("{}: {max}", b.label));
+    assert_eq!(a.line(), format!("{}: {max}", b.id));
     b.send(format!("{max}x\n"));
     b.expect("* error: line too long (max 65536 bytes)");
     b.expect_eof();
@@ -308,7 +276,7 @@ fn invalid_utf8_is_replaced() {
     a.line();
     // 0xFF is telnet's command byte: doubled, or before a byte that is no command, it is data.
     b.send(b"caf\xc3\xa9 \xfe\xc0 \xff\xff \xffA ok\n");
-    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} \u{fffd} \u{fffd}A ok", b.label));
+    a.expect(&format!("{}: caf\u{e9} \u{fffd}\u{fffd} \u{fffd} \u{fffd}A ok", b.id));
 }
 
 #[test]
@@ -323,10 +291,10 @@ fn peer_fin_means_left_and_the_server_closes_too() {
         b.writer.shutdown(Shutdown::Write).expect("shutdown");
         b.expect_eof();
         if !strict {
-            a.expect(&format!("{}: last words", b.label));
+            a.expect(&format!("{}: last words", b.id));
         }
-        a.expect(&format!("* {} left, online now: 1", b.label));
-        assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
+        a.expect(&format!("* {} left, online now: 1", b.id));
+        assert_eq!(a.who(), format!("* online now: 1: {}", a.id));
     }
 }
 
@@ -337,24 +305,7 @@ fn server_full_is_refused_in_the_chat_protocol() {
     let mut refused = Client::connect(addr);
     refused.expect("* error: server full (max connections 1)");
     refused.expect_eof();
-    assert_eq!(a.who(), format!("* online now: 1: {}", a.label));
-}
-
-/// Reads lines until one satisfies `want`, skipping others (junk broadcasts); bounded by the
-/// read timeout and by `max_lines`.
-fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> String {
-    let mut buf = Vec::new();
-    for _ in 0..max_lines {
-        buf.clear();
-        let n = c.reader.read_until(b'\n', &mut buf).expect("read");
-        assert!(n > 0, "{}: EOF while waiting", c.label);
-        let line = String::from_utf8(buf.clone()).expect("the server only sends UTF-8");
-        let line = line.strip_suffix('\n').unwrap_or(&line);
-        if want(line) {
-            return line.to_string();
-        }
-    }
-    panic!("{}: no matching line in {max_lines} lines", c.label);
+    assert_eq!(a.who(), format!("* online now: 1: {}", a.id));
 }
 
 #[test]
@@ -366,29 +317,29 @@ fn binary_junk_never_hurts_the_server_or_the_others() {
     // A few hundred KB of random bytes: many "lines" of garbage, some starting with '/'.
     junk.send(support::pattern(300 * 1024, 7));
     junk.send("\nstill here\n");
-    let from = junk.label.clone();
-    skip_until(&mut watcher, 10_000, |l| l == format!("{from}: still here"));
+    let from = junk.id.clone();
+    watcher.skip_until(10_000, |l| l == format!("{from}: still here"));
     // Random bytes without any newline: one over-long line, then the server hangs up.
     let mut flood = Client::join(addr, 3);
     let mut bytes = support::pattern(300 * 1024, 9);
     bytes.retain(|&b| b != b'\n');
     // The server may close while we are still writing; that is the point.
     let _ = flood.writer.write_all(&bytes);
-    skip_until(&mut flood, 100, |l| l == "* error: line too long (max 65536 bytes)");
+    flood.skip_until(100, |l| l == "* error: line too long (max 65536 bytes)");
     // Everyone else carries on.
     let mut fresh = Client::join(addr, 3);
     fresh.send("hello after junk\n");
-    let want = format!("{}: hello after junk", fresh.label);
-    skip_until(&mut watcher, 10_000, |l| l == want);
-    let expected = watcher.who_reply_expected(&[&junk.label, &fresh.label]);
-    assert_eq!(skip_until(&mut watcher, 10_000, |l| l.starts_with("* online now")), expected);
+    let want = format!("{}: hello after junk", fresh.id);
+    watcher.skip_until(10_000, |l| l == want);
+    let expected = watcher.who_reply_expected(&[&junk.id, &fresh.id]);
+    assert_eq!(watcher.skip_until(10_000, |l| l.starts_with("* online now")), expected);
 }
 
 impl Client {
     /// What `/who` answers with us first and `others` after us; sends the `/who`.
     fn who_reply_expected(&mut self, others: &[&str]) -> String {
         self.send("/who\n");
-        let mut names = vec![self.label.as_str()];
+        let mut names = vec![self.id.as_str()];
         names.extend_from_slice(others);
         format!("* online now: {}: {}", names.len(), names.join(", "))
     }
@@ -428,14 +379,14 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
     let online = NON_READERS + READERS + 1;
     // The round trip proves every connection is a member before the blast starts.
     let welcome = sender.line();
-    assert_eq!(welcome, format!("* welcome {}, online now: {online}", sender.label));
+    assert_eq!(welcome, format!("* welcome {}, online now: {online}", sender.id));
     let who = sender.who();
     assert!(who.starts_with(&format!("* online now: {online}:")), "{who}");
 
     let baseline = server.rss();
     let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..READERS).map(|_| AtomicUsize::new(0)).collect());
     let failed = Arc::new(AtomicBool::new(false));
-    let from = sender.label.clone();
+    let from = sender.id.clone();
     let line_of = move |i: usize| {
         let fill = (b'a' + (i % 26) as u8) as char;
         format!("{i:06} {}", fill.to_string().repeat(PAYLOAD))
@@ -493,7 +444,7 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
     peak = peak.max(server.rss());
     // The sender was never slowed or dropped, and only the non-readers are gone.
     sender.send("/who\n");
-    let who = skip_until(&mut sender, NON_READERS + 1, |l| l.starts_with("* online now"));
+    let who = sender.skip_until(NON_READERS + 1, |l| l.starts_with("* online now"));
     assert!(who.starts_with(&format!("* online now: {}:", READERS + 1)), "{who}");
 
     // Every non-reader was cut off: reading now yields what the kernels buffered, then EOF
@@ -622,7 +573,7 @@ fn the_seed_clients_messages_reach_the_others_without_a_newline() {
             eprintln!("{script}: {text:?} reached the others in {:?}", typed.elapsed());
         }
         watcher.send("hi node\n");
-        let want = format!("{}: hi node", watcher.label);
+        let want = format!("{}: hi node", watcher.id);
         client.wait_for("the watcher's line", |l| l.contains(&want));
         drop(client);
         watcher.expect(&format!("* {label} left, online now: 1"));
@@ -639,18 +590,18 @@ fn a_line_split_across_two_writes_10_ms_apart_is_one_message() {
         a.send("split in");
         std::thread::sleep(Duration::from_millis(10));
         a.send(" two\r\n");
-        b.expect(&format!("{}: split in two", a.label));
+        b.expect(&format!("{}: split in two", a.id));
     }
     // Text that stays without a newline goes out once it has waited 50 ms for the rest.
     let sent = Instant::now();
     a.send("ping");
-    b.expect(&format!("{}: ping", a.label));
+    b.expect(&format!("{}: ping", a.id));
     let waited = sent.elapsed();
     eprintln!("text without a newline was relayed after {waited:?}");
     assert!(waited >= Duration::from_millis(40), "relayed after {waited:?}: it did not wait for the rest");
     // Its late newline is an empty line, ignored; the next message is whole.
     a.send("\nnext\n");
-    b.expect(&format!("{}: next", a.label));
+    b.expect(&format!("{}: next", a.id));
 }
 
 #[test]
@@ -662,7 +613,7 @@ fn strict_lines_wait_for_the_newline() {
     a.send("held for ");
     std::thread::sleep(Duration::from_millis(300));
     a.send("a while\n");
-    b.expect(&format!("{}: held for a while", a.label));
+    b.expect(&format!("{}: held for a while", a.id));
 }
 
 /// A member's text cannot move the others' cursor, clear their screen or ring their bell: every
@@ -673,7 +624,7 @@ fn control_characters_in_text_are_shown_escaped() {
     let mut a = Client::join(addr, 1);
     let mut mallory = Client::join(addr, 2);
     a.line();
-    let from = mallory.label.clone();
+    let from = mallory.id.clone();
     mallory.send("harmless\rmallory-is-admin: send password\n");
     a.expect(&format!("{from}: harmless\\rmallory-is-admin: send password"));
     mallory.send("\u{1b}[2J\u{7}bell\0nul\tta\u{7f}b\u{202e}evil\n");
@@ -694,7 +645,7 @@ fn telnet_commands_are_stripped_and_negotiation_refused() {
     let mut a = Client::join(addr, 1);
     let mut t = Client::join(addr, 2);
     a.line();
-    let from = t.label.clone();
+    let from = t.id.clone();
     t.send("before\r\n");
     a.expect(&format!("{from}: before"));
     // Ctrl-C: the timing mark is answered (refused), which is what telnet waits for.
@@ -712,7 +663,7 @@ fn telnet_commands_are_stripped_and_negotiation_refused() {
     // A literal 0xFF is doubled in telnet; it is data.
     t.send(b"\xff\xff!\r\n");
     a.expect(&format!("{from}: \u{fffd}!"));
-    assert_eq!(t.who(), format!("* online now: 2: {}, {from}", a.label));
+    assert_eq!(t.who(), format!("* online now: 2: {}, {from}", a.id));
 }
 
 /// Fails with the install command when a tool the test needs is missing.
@@ -782,7 +733,7 @@ fn a_real_telnet_session_keeps_working_after_ctrl_c() {
     telnet.send("type hello from telnet\\r\n");
     watcher.expect(&format!("{label}: hello from telnet"));
     watcher.send("hello telnet\n");
-    expect(&mut telnet, &format!("{}: hello telnet", watcher.label));
+    expect(&mut telnet, &format!("{}: hello telnet", watcher.id));
 
     telnet.send("type \\x03\npause 0.3\n");
     telnet.send("type still here\\r\n");
@@ -790,7 +741,7 @@ fn a_real_telnet_session_keeps_working_after_ctrl_c() {
     watcher.expect(&format!("{label}: still here"));
     // And telnet, answered, shows the room again.
     watcher.send("after ctrl-c\n");
-    expect(&mut telnet, &format!("{}: after ctrl-c", watcher.label));
+    expect(&mut telnet, &format!("{}: after ctrl-c", watcher.id));
 }
 
 /// Joins and leaves in a storm are told in a few summary lines, not one line per member per
@@ -814,7 +765,7 @@ fn a_join_storm_is_told_in_a_few_summary_lines() {
     assert!(summary.starts_with("* joined: ") && summary.contains(" more; online now: "), "{summary}");
     for mut c in storm {
         let welcome = c.line();
-        assert!(welcome.starts_with(&format!("* welcome {}, online now: ", c.label)), "{welcome}");
+        assert!(welcome.starts_with(&format!("* welcome {}, online now: ", c.id)), "{welcome}");
         drop(c); // a leave storm follows
     }
 
@@ -825,7 +776,7 @@ fn a_join_storm_is_told_in_a_few_summary_lines() {
     }
     assert!(told.len() <= N / 5, "{N} leaves told in {} lines: {told:#?}", told.len());
     assert!(told.iter().any(|l| l.starts_with("* left: ") && l.contains(" more; ")), "{told:#?}");
-    assert_eq!(watcher.who(), format!("* online now: 1: {}", watcher.label));
+    assert_eq!(watcher.who(), format!("* online now: 1: {}", watcher.id));
 }
 
 /// Times the server's loop went to sleep and woke up (the main thread's voluntary context
@@ -867,5 +818,5 @@ fn an_idle_room_holds_no_timer() {
     assert!(woke <= 2, "an idle chat woke {woke} times in 1 s: a timer is still armed");
     // The half character completes into the next message.
     members[0].send(b"\xa9!\n");
-    watcher.expect(&format!("{}: \u{e9}!", members[0].label));
+    watcher.expect(&format!("{}: \u{e9}!", members[0].id));
 }

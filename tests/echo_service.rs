@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use netloop::services::echo::Echo;
 use netloop::{Context, Handler, ServerId, ServerOptions, SocketId};
-use support::{connect, node, Netloop};
+use support::{connect, cpu_ticks, node, Netloop};
 
 #[test]
 fn prints_the_real_address_of_every_listener() {
@@ -386,14 +386,6 @@ fn under_a_thousand_busy_clients_every_client_makes_progress() {
     assert_eq!(report["echo"]["zero_round_trip_connections"], 0, "{report:#}");
     assert_eq!(report["echo"]["corrupt_connections"], 0, "{report:#}");
     assert!(report["round_trips"].as_u64().unwrap() >= 1000, "{report:#}");
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after_comm.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use support::{connect, pattern, read_line, read_to_end, send, WAIT};
+use support::{connect, connect_lines, pattern, read_line, read_to_end, send, WAIT};
 
 /// `target/<profile>/examples`, next to this test's own `target/<profile>/deps`.
 fn examples_dir() -> PathBuf {
@@ -211,13 +211,6 @@ impl Drop for Example {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A connection plus a line reader on it.
-fn connect_lines(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let s = connect(addr);
-    let r = BufReader::new(s.try_clone().expect("clone"));
-    (s, r)
 }
 
 /// Reads exactly `n` bytes (bounded by the stream's read timeout).

@@ -28,9 +28,7 @@ fn cpu_ticks(stat_file: &std::fs::File) -> u64 {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 1024];
     let n = stat_file.read_at(&mut buf, 0).unwrap();
-    let stat = String::from_utf8_lossy(&buf[..n]);
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    support::cpu_ticks_in(&String::from_utf8_lossy(&buf[..n]))
 }
 
 #[test]

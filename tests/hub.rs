@@ -10,21 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{assert_node_ok, connect, node, read_line, Netloop, WAIT};
+use support::{assert_node_ok, connect, node, LineClient, Netloop, WAIT};
 
-/// One hub client: a buffered reader and a writer on the same TCP connection.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    /// Our session id as the server sees it: our own `ip:port`.
-    sid: String,
-}
+/// One hub client; `id` is its session id.
+type Client = LineClient;
 
 impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        Client::over(connect(addr))
-    }
-
     /// Connects from another loopback address (`127.0.0.N`), a source of its own to the server.
     fn connect_from(addr: SocketAddr, source: &str) -> Client {
         let socket =
@@ -38,12 +29,6 @@ impl Client {
         Client::over(stream)
     }
 
-    fn over(stream: TcpStream) -> Client {
-        let sid = stream.local_addr().expect("local addr").to_string();
-        let writer = stream.try_clone().expect("clone");
-        Client { reader: BufReader::new(stream), writer, sid }
-    }
-
     /// Connects and registers as `name`, checking the `synced` reply.
     fn named(addr: SocketAddr, name: &str) -> Client {
         let mut c = Client::connect(addr);
@@ -53,20 +38,8 @@ impl Client {
 
     fn sync(&mut self, name: &str) {
         self.send(format!(r#"{{"type":"sync","clientName":"{name}"}}"#));
-        let sid = self.sid.clone();
+        let sid = self.id.clone();
         self.expect(&format!(r#"{{"type":"synced","clientName":"{name}","sessionId":"{sid}"}}"#));
-    }
-
-    fn send(&mut self, data: impl AsRef<[u8]>) {
-        self.writer.write_all(data.as_ref()).expect("write");
-    }
-
-    fn line(&mut self) -> String {
-        read_line(&mut self.reader)
-    }
-
-    fn expect(&mut self, want: &str) {
-        assert_eq!(self.line(), want, "{}: unexpected line", self.sid);
     }
 
     /// The next line is an error with this code: exactly the keys type, code, reason.
@@ -78,18 +51,11 @@ impl Client {
     fn expect_error_saying(&mut self, code: &str, words: &str) {
         let line = self.line();
         let prefix = format!(r#"{{"type":"error","code":"{code}","reason":""#);
-        assert!(line.starts_with(&prefix) && line.ends_with("\"}"), "{}: want {code}, got {line}", self.sid);
+        assert!(line.starts_with(&prefix) && line.ends_with("\"}"), "{}: want {code}, got {line}", self.id);
         let v: serde_json::Value = serde_json::from_str(&line).expect("error is JSON");
         assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{line}");
         let reason = v["reason"].as_str().expect("reason");
-        assert!(reason.contains(words), "{}: want a reason saying {words:?}, got {line}", self.sid);
-    }
-
-    /// The server must close now: EOF with nothing more before it.
-    fn expect_eof(&mut self) {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).expect("clean EOF");
-        assert_eq!(String::from_utf8_lossy(&rest), "", "{}: bytes before EOF", self.sid);
+        assert!(reason.contains(words), "{}: want a reason saying {words:?}, got {line}", self.id);
     }
 
     /// Sends `list` and returns the reply: a round trip proving everything sent before it
@@ -141,27 +107,27 @@ fn sync_registers_renames_and_announces() {
     let mut b = Client::connect(addr);
     // The optional message is accepted and ignored.
     a.send(r#"{"type":"sync","clientName":"alice","message":{"hello":[1,2]}}"#);
-    a.expect(&format!(r#"{{"type":"synced","clientName":"alice","sessionId":"{}"}}"#, a.sid));
-    b.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, a.sid));
+    a.expect(&format!(r#"{{"type":"synced","clientName":"alice","sessionId":"{}"}}"#, a.id));
+    b.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, a.id));
     b.sync("bob");
-    a.expect(&format!(r#"{{"type":"online","clientName":"bob","sessionId":"{}"}}"#, b.sid));
+    a.expect(&format!(r#"{{"type":"online","clientName":"bob","sessionId":"{}"}}"#, b.id));
     // A rename carries the previous name; re-syncing the same name does not.
     a.sync("alice2");
     b.expect(&format!(
         r#"{{"type":"online","clientName":"alice2","sessionId":"{}","previous":"alice"}}"#,
-        a.sid
+        a.id
     ));
     a.sync("alice2");
-    b.expect(&format!(r#"{{"type":"online","clientName":"alice2","sessionId":"{}"}}"#, a.sid));
+    b.expect(&format!(r#"{{"type":"online","clientName":"alice2","sessionId":"{}"}}"#, a.id));
     // The old name is free again.
     let mut c = Client::named(addr, "alice");
-    a.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, c.sid));
+    a.expect(&format!(r#"{{"type":"online","clientName":"alice","sessionId":"{}"}}"#, c.id));
     // Escapes in the name are decoded, then written back as JSON.stringify would.
     c.send(r#"{"type":"sync","clientName":"\u00e9t\u00e9 \"q\" \\"}"#);
-    c.expect(&format!(r#"{{"type":"synced","clientName":"été \"q\" \\","sessionId":"{}"}}"#, c.sid));
+    c.expect(&format!(r#"{{"type":"synced","clientName":"été \"q\" \\","sessionId":"{}"}}"#, c.id));
     let want = format!(
         r#"{{"type":"online","clientName":"été \"q\" \\","sessionId":"{}","previous":"alice"}}"#,
-        c.sid
+        c.id
     );
     a.expect(&want);
     b.line();
@@ -172,7 +138,7 @@ fn sync_registers_renames_and_announces() {
 fn sync_needs_a_short_string_name() {
     let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
-    let sid = a.sid.clone();
+    let sid = a.id.clone();
     for bad in [
         r#"{"type":"sync"}"#.to_string(),
         r#"{"type":"sync","clientName":1}"#.to_string(),
@@ -198,14 +164,14 @@ fn name_taken_keeps_the_connection_and_frees_on_close() {
     b.send(r#"{"type":"sync","clientName":"taken"}"#);
     b.expect_error("name_taken");
     b.sync("other");
-    a.expect(&format!(r#"{{"type":"online","clientName":"other","sessionId":"{}"}}"#, b.sid));
+    a.expect(&format!(r#"{{"type":"online","clientName":"other","sessionId":"{}"}}"#, b.id));
     b.send(r#"{"type":"sync","clientName":"taken"}"#);
     b.expect_error("name_taken");
-    let a_sid = a.sid.clone();
+    let a_sid = a.id.clone();
     drop(a);
     b.expect(&format!(r#"{{"type":"offline","clientName":"taken","sessionId":"{a_sid}"}}"#));
     b.send(r#"{"type":"sync","clientName":"taken"}"#);
-    b.expect(&format!(r#"{{"type":"synced","clientName":"taken","sessionId":"{}"}}"#, b.sid));
+    b.expect(&format!(r#"{{"type":"synced","clientName":"taken","sessionId":"{}"}}"#, b.id));
 }
 
 #[test]
@@ -221,16 +187,16 @@ fn info_to_the_server_or_to_a_named_client() {
     assert_eq!(
         a.list(),
         list_of(&[
-            (Some("a"), &a.sid.clone(), &[]),
-            (Some("b"), &b.sid.clone(), &[]),
-            (None, &anon.sid.clone(), &[])
+            (Some("a"), &a.id.clone(), &[]),
+            (Some("b"), &b.id.clone(), &[]),
+            (None, &anon.id.clone(), &[])
         ])
     );
     // To a name: from is the sender's name, or its session id before sync; to oneself works.
     a.send(r#"{"type":"info","to":"b","message":{"n":1}}"#);
     b.expect(r#"{"type":"info","from":"a","message":{"n":1}}"#);
     anon.send(r#"{"type":"info","to":"b","message":[true, null]}"#);
-    b.expect(&format!(r#"{{"type":"info","from":"{}","message":[true, null]}}"#, anon.sid));
+    b.expect(&format!(r#"{{"type":"info","from":"{}","message":[true, null]}}"#, anon.id));
     b.send(r#"{"type":"info","to":"b","message":"self"}"#);
     b.expect(r#"{"type":"info","from":"b","message":"self"}"#);
     // Errors, each leaving the connection usable.
@@ -304,7 +270,7 @@ fn broadcast_reaches_every_other_client_byte_exact() {
     b.expect(&want);
     anon.expect(&want);
     anon.send(r#"{"type":"broadcast","message":"from anon"}"#);
-    let want = format!(r#"{{"type":"broadcast","from":"{}","message":"from anon"}}"#, anon.sid);
+    let want = format!(r#"{{"type":"broadcast","from":"{}","message":"from anon"}}"#, anon.id);
     a.expect(&want);
     b.expect(&want);
     // Not to the sender: its next line is the list reply.
@@ -322,7 +288,7 @@ fn rooms() {
     a.line();
     a.line();
     b.line();
-    let (sa, sb, sc) = (a.sid.clone(), b.sid.clone(), c.sid.clone());
+    let (sa, sb, sc) = (a.id.clone(), b.id.clone(), c.id.clone());
 
     let join = |client: &mut Client, room: &str| {
         client.send(format!(r#"{{"type":"join","room":"{room}"}}"#));
@@ -401,7 +367,7 @@ fn list_is_in_connection_order_with_null_names() {
     a.line(); // bee online
     assert_eq!(
         a.list(),
-        list_of(&[(None, &a.sid.clone(), &[]), (Some("bee"), &b.sid.clone(), &[]), (None, &c.sid, &[])])
+        list_of(&[(None, &a.id.clone(), &[]), (Some("bee"), &b.id.clone(), &[]), (None, &c.id, &[])])
     );
 }
 
@@ -409,7 +375,7 @@ fn list_is_in_connection_order_with_null_names() {
 fn malformed_frames_get_errors_and_the_connection_stays_usable() {
     let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
-    let sid = a.sid.clone();
+    let sid = a.id.clone();
     let alone = list_of(&[(None, &sid, &[])]);
     let cases: &[(&[u8], &str)] = &[
         (br#"{"type":}"#, "bad_json"),
@@ -441,7 +407,7 @@ fn malformed_frames_get_errors_and_the_connection_stays_usable() {
         a.send(junk);
         a.send(br#"{"type":"list"}"#);
         a.expect_error("bad_json");
-        let next = skip_until(&mut a, 10, |l| !l.contains(r#""code":"bad_json""#));
+        let next = a.skip_until(10, |l| !l.contains(r#""code":"bad_json""#));
         assert_eq!(next, alone, "after {}", String::from_utf8_lossy(junk));
     }
     // The newline-cut value and the frame after it, in one write.
@@ -454,7 +420,7 @@ fn malformed_frames_get_errors_and_the_connection_stays_usable() {
 fn coalesced_and_split_frames() {
     let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
-    let sid = a.sid.clone();
+    let sid = a.id.clone();
     // Two frames in one write, no separator.
     a.send(r#"{"type":"sync","clientName":"one"}{"type":"list"}"#);
     a.expect(&format!(r#"{{"type":"synced","clientName":"one","sessionId":"{sid}"}}"#));
@@ -479,16 +445,16 @@ fn offline_on_close_for_named_clients_only() {
     let mut named = Client::named(addr, "leaver");
     watcher.line();
     let anon = Client::connect(addr);
-    let anon_sid = anon.sid.clone();
+    let anon_sid = anon.id.clone();
     drop(anon);
     // A FIN: the server closes too and the others hear "offline".
     named.writer.shutdown(Shutdown::Write).expect("shutdown");
     named.expect_eof();
-    watcher.expect(&format!(r#"{{"type":"offline","clientName":"leaver","sessionId":"{}"}}"#, named.sid));
+    watcher.expect(&format!(r#"{{"type":"offline","clientName":"leaver","sessionId":"{}"}}"#, named.id));
     // The anonymous one left silently.
     let list = watcher.list();
     assert!(!list.contains(&anon_sid), "{list}");
-    assert_eq!(list, list_of(&[(Some("watcher"), &watcher.sid.clone(), &[])]));
+    assert_eq!(list, list_of(&[(Some("watcher"), &watcher.id.clone(), &[])]));
 }
 
 #[test]
@@ -513,17 +479,17 @@ fn token_is_required_first_and_pending_clients_are_invisible() {
     }
     let mut a = Client::connect(addr);
     a.send(sync("a", r#","token":"open sesame""#));
-    a.expect(&format!(r#"{{"type":"synced","clientName":"a","sessionId":"{}"}}"#, a.sid));
+    a.expect(&format!(r#"{{"type":"synced","clientName":"a","sessionId":"{}"}}"#, a.id));
     // Pending: connected, not yet authenticated. Not listed, not broadcast to.
     let mut pending = Client::connect(addr);
-    assert_eq!(a.list(), list_of(&[(Some("a"), &a.sid.clone(), &[])]));
+    assert_eq!(a.list(), list_of(&[(Some("a"), &a.id.clone(), &[])]));
     a.send(r#"{"type":"broadcast","message":"not for pending"}"#);
     a.list();
     // Escaped token text is compared after decoding; later frames need no token.
     pending.send(r#"{"type":"sync","clientName":"p","token":"open\u0020sesame"}{"type":"list"}"#);
-    pending.expect(&format!(r#"{{"type":"synced","clientName":"p","sessionId":"{}"}}"#, pending.sid));
-    pending.expect(&list_of(&[(Some("a"), &a.sid.clone(), &[]), (Some("p"), &pending.sid.clone(), &[])]));
-    a.expect(&format!(r#"{{"type":"online","clientName":"p","sessionId":"{}"}}"#, pending.sid));
+    pending.expect(&format!(r#"{{"type":"synced","clientName":"p","sessionId":"{}"}}"#, pending.id));
+    pending.expect(&list_of(&[(Some("a"), &a.id.clone(), &[]), (Some("p"), &pending.id.clone(), &[])]));
+    a.expect(&format!(r#"{{"type":"online","clientName":"p","sessionId":"{}"}}"#, pending.id));
     // An authenticated sync with a bad name is just bad_message (the connection stays).
     let mut d = Client::connect(addr);
     d.send(r#"{"type":"sync","clientName":"","token":"open sesame"}"#);
@@ -547,7 +513,7 @@ fn frame_limit_is_exact_and_closes_the_offender() {
     // A junk run without a newline is bounded the same way.
     let mut b = Client::connect(addr);
     b.send("x".repeat(65));
-    skip_until(&mut b, 2, |l| l.contains(r#""code":"frame_too_large""#));
+    b.skip_until(2, |l| l.contains(r#""code":"frame_too_large""#));
     b.expect_eof();
 }
 
@@ -567,18 +533,6 @@ fn default_frame_limit_is_1_mib() {
     a.expect_eof();
 }
 
-/// Reads lines until one satisfies `want`, skipping others; bounded by the read timeout and
-/// by `max_lines`.
-fn skip_until(c: &mut Client, max_lines: usize, want: impl Fn(&str) -> bool) -> String {
-    for _ in 0..max_lines {
-        let line = c.line();
-        if want(&line) {
-            return line;
-        }
-    }
-    panic!("{}: no matching line in {max_lines} lines", c.sid);
-}
-
 #[test]
 fn binary_junk_never_hurts_the_server_or_the_others() {
     let (_server, addr) = Netloop::serve_one("hub", &["--max-frame", "64k"]);
@@ -587,7 +541,7 @@ fn binary_junk_never_hurts_the_server_or_the_others() {
     // A few hundred KB of random bytes: many bad frames, each answered, none fatal.
     junk.send(support::pattern(300 * 1024, 11));
     junk.send("\n{\"type\":\"list\"}");
-    let seen = skip_until(&mut junk, 100_000, |l| l.starts_with(r#"{"type":"list""#));
+    let seen = junk.skip_until(100_000, |l| l.starts_with(r#"{"type":"list""#));
     assert!(seen.contains(r#""clientName":"watcher""#), "{seen}");
     // Random bytes without a newline: one over-long junk run, then the server hangs up.
     let mut flood = Client::connect(addr);
@@ -595,10 +549,10 @@ fn binary_junk_never_hurts_the_server_or_the_others() {
     bytes.retain(|&b| b != b'\n');
     // The server may close while we are still writing; that is the point.
     let _ = flood.writer.write_all(&bytes);
-    skip_until(&mut flood, 10, |l| l.contains(r#""code":"frame_too_large""#));
+    flood.skip_until(10, |l| l.contains(r#""code":"frame_too_large""#));
     // Everyone else carries on.
     let mut fresh = Client::named(addr, "fresh");
-    watcher.expect(&format!(r#"{{"type":"online","clientName":"fresh","sessionId":"{}"}}"#, fresh.sid));
+    watcher.expect(&format!(r#"{{"type":"online","clientName":"fresh","sessionId":"{}"}}"#, fresh.id));
     fresh.send(r#"{"type":"broadcast","message":"after junk"}"#);
     watcher.expect(r#"{"type":"broadcast","from":"fresh","message":"after junk"}"#);
     let list = watcher.list();
@@ -612,7 +566,7 @@ fn server_full_is_refused_in_the_hub_protocol() {
     let mut refused = Client::connect(addr);
     refused.expect(r#"{"type":"error","code":"server_full","reason":"max connections 1"}"#);
     refused.expect_eof();
-    assert_eq!(a.list(), list_of(&[(Some("a"), &a.sid.clone(), &[])]));
+    assert_eq!(a.list(), list_of(&[(Some("a"), &a.id.clone(), &[])]));
 }
 
 /// 100 clients connect and never read while a sender blasts ~64 KiB broadcasts at a few
@@ -642,7 +596,7 @@ fn slow_consumers_are_dropped_and_memory_stays_bounded() {
     let online = NON_READERS + READERS + 1;
     assert!(list.starts_with(&format!(r#"{{"type":"list","count":{online},"#)), "{list}");
     for r in &mut readers {
-        r.expect(&format!(r#"{{"type":"online","clientName":"blaster","sessionId":"{}"}}"#, sender.sid));
+        r.expect(&format!(r#"{{"type":"online","clientName":"blaster","sessionId":"{}"}}"#, sender.id));
     }
 
     let baseline = server.rss();
@@ -775,7 +729,7 @@ fn json(line: &str) -> serde_json::Value {
 fn names_and_rooms_must_be_printable_text() {
     let (_server, addr) = Netloop::serve_one("hub", &[]);
     let mut a = Client::connect(addr);
-    let sid = a.sid.clone();
+    let sid = a.id.clone();
     // As JSON escapes and as raw characters (JSON allows DEL, C1 controls and U+2028 raw).
     let bad = [
         r"harmless\rmallory",
@@ -823,7 +777,7 @@ fn lone_surrogates_and_deep_nesting_get_errors_that_say_so() {
     a.expect_error_saying("bad_message", "type is not valid Unicode");
     // A pair is one character.
     a.send(r#"{"type":"sync","clientName":"\ud83d\ude00"}"#);
-    a.expect(&format!(r#"{{"type":"synced","clientName":"😀","sessionId":"{}"}}"#, a.sid));
+    a.expect(&format!(r#"{{"type":"synced","clientName":"😀","sessionId":"{}"}}"#, a.id));
     b.line(); // the rename
               // A message is relayed as sent, lone surrogate and all, as a Node relay would.
     a.send(r#"{"type":"broadcast","message":"\ud800"}"#);
@@ -865,7 +819,7 @@ fn failed_token_checks_are_counted_logged_and_throttled_per_source() {
         |name: &str, token: &str| format!(r#"{{"type":"sync","clientName":"{name}","token":"{token}"}}"#);
     let mut admin = Client::connect(addr);
     admin.send(sync("admin", "t0ken"));
-    admin.expect(&format!(r#"{{"type":"synced","clientName":"admin","sessionId":"{}"}}"#, admin.sid));
+    admin.expect(&format!(r#"{{"type":"synced","clientName":"admin","sessionId":"{}"}}"#, admin.id));
 
     // The allowed failures, then one more, which blocks the source.
     for i in 0..=AUTH_FAILURES_ALLOWED {
@@ -883,7 +837,7 @@ fn failed_token_checks_are_counted_logged_and_throttled_per_source() {
     // Another source is not affected.
     let mut other = Client::connect_from(addr, "127.0.0.3");
     other.send(sync("other", "t0ken"));
-    other.expect(&format!(r#"{{"type":"synced","clientName":"other","sessionId":"{}"}}"#, other.sid));
+    other.expect(&format!(r#"{{"type":"synced","clientName":"other","sessionId":"{}"}}"#, other.id));
     admin.line(); // other online
 
     admin.send(r#"{"type":"stats"}"#);
@@ -979,7 +933,7 @@ fn list_pages_reach_everyone_once_while_members_come_and_go() {
     let mut asker = Client::named(addr, "asker");
     // Anonymous clients: no presence notices to read past.
     let mut crowd: Vec<Option<Client>> = (0..40).map(|_| Some(Client::connect(addr))).collect();
-    let sid = |c: &Option<Client>| c.as_ref().expect("present").sid.clone();
+    let sid = |c: &Option<Client>| c.as_ref().expect("present").id.clone();
     let wait_count = |asker: &mut Client, count: usize| {
         let deadline = Instant::now() + WAIT;
         while list_page(asker, r#"{"type":"list","limit":1}"#)["count"] != count {
@@ -991,7 +945,7 @@ fn list_pages_reach_everyone_once_while_members_come_and_go() {
     assert_eq!(first["count"], 41);
     let mut seen = page_sids(&first, false);
     assert_eq!(seen.len(), 7);
-    assert_eq!(seen[0], asker.sid);
+    assert_eq!(seen[0], asker.id);
     // Between pages: one already listed leaves, one not yet listed leaves, a newcomer arrives.
     let left_listed = sid(&crowd[2]);
     let left_unlisted = sid(&crowd[20]);
@@ -1014,9 +968,9 @@ fn list_pages_reach_everyone_once_while_members_come_and_go() {
     assert_eq!(unique.len(), seen.len(), "nobody listed twice: {seen:?}");
     assert!(!seen.contains(&left_unlisted), "a client that left before its page is not listed");
     assert!(seen.contains(&left_listed), "it was listed before it left");
-    assert!(seen.contains(&newcomer.sid), "a newcomer is listed at the end");
+    assert!(seen.contains(&newcomer.id), "a newcomer is listed at the end");
     for c in crowd.iter().flatten() {
-        assert!(seen.contains(&c.sid), "{} was present throughout but not listed", c.sid);
+        assert!(seen.contains(&c.id), "{} was present throughout but not listed", c.id);
     }
     assert_eq!(pages, 6, "42 clients listed at 7 a page");
 }
@@ -1038,7 +992,7 @@ fn the_bare_list_is_a_first_page_and_the_rest_follows_by_cursor() {
     let rest = list_page(&mut asker, &next_request(&first, r#","rooms":true"#).expect("a next cursor"));
     page_sids(&rest, true);
     let want: Vec<String> =
-        std::iter::once(asker.sid.clone()).chain(crowd.iter().map(|c| c.sid.clone())).collect();
+        std::iter::once(asker.id.clone()).chain(crowd.iter().map(|c| c.id.clone())).collect();
     assert_eq!(sids, want, "connection order");
     // A limit above the maximum is the maximum; here that is everyone.
     let all = list_page(&mut asker, &format!(r#"{{"type":"list","limit":{}}}"#, MAX_LIST_LIMIT * 10));
@@ -1080,7 +1034,7 @@ fn a_list_page_is_bounded_in_bytes_however_many_rooms_clients_are_in() {
     }
     // The asker is anonymous: it heard every online notice; skip them with the first reply.
     asker.send(r#"{"type":"list"}"#);
-    let line = skip_until(&mut asker, 100, |l| l.starts_with(r#"{"type":"list""#));
+    let line = asker.skip_until(100, |l| l.starts_with(r#"{"type":"list""#));
     // 24 entries of ~4.5 KB would be 108 KB; the page stops at the byte bound.
     assert!(line.len() <= MAX_LIST_BYTES + 9 * 1024, "{} bytes", line.len());
     let mut page = json(&line);
@@ -1093,7 +1047,7 @@ fn a_list_page_is_bounded_in_bytes_however_many_rooms_clients_are_in() {
         sids.extend(page_sids(&page, true));
     }
     let want: Vec<String> =
-        std::iter::once(asker.sid.clone()).chain(crowd.iter().map(|c| c.sid.clone())).collect();
+        std::iter::once(asker.id.clone()).chain(crowd.iter().map(|c| c.id.clone())).collect();
     assert_eq!(sids, want);
 }
 
@@ -1114,9 +1068,9 @@ fn hear_presence(c: &mut Client, joins: u64, leaves: u64) -> usize {
                 on += v["online"].as_u64().expect("online count");
                 off += v["offline"].as_u64().expect("offline count");
             }
-            _ => panic!("{}: not a presence notice: {line}", c.sid),
+            _ => panic!("{}: not a presence notice: {line}", c.id),
         }
-        assert!(on <= joins && off <= leaves, "{}: heard {on}/{joins} joins, {off}/{leaves} leaves", c.sid);
+        assert!(on <= joins && off <= leaves, "{}: heard {on}/{joins} joins, {off}/{leaves} leaves", c.id);
     }
     lines
 }

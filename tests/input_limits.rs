@@ -15,14 +15,12 @@ use loop_support::{finish, inet, spawn};
 use netloop::input_budget::{InputCut, InputLimits};
 use netloop::line::LineSplitter;
 use netloop::{Context, Handler, ServerId, ServerOptions, SocketId};
-use support::{connect, read_line, Netloop};
+use support::{read_line, Netloop};
 
 /// A hub client that has said nothing yet (the tests turn the registration deadline off, and
 /// a registered client would receive everyone's presence notices), and a reader on it.
 fn client(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let c = connect(addr);
-    let r = BufReader::new(c.try_clone().unwrap());
-    (c, r)
+    support::connect_lines(addr)
 }
 
 /// The start of a `stats` request padded to `len` bytes, unfinished (no closing `"}`).

@@ -207,6 +207,84 @@ pub fn connect(addr: std::net::SocketAddr) -> TcpStream {
     s
 }
 
+/// A connection plus a line reader on it.
+pub fn connect_lines(addr: std::net::SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = connect(addr);
+    let r = BufReader::new(s.try_clone().expect("clone"));
+    (s, r)
+}
+
+/// One client of a line protocol (chat lines, hub frames): a buffered reader and a writer on
+/// the same TCP connection. Tests add their protocol's requests in their own `impl` blocks.
+pub struct LineClient {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+    /// Our own `ip:port`: how chat labels us, and our hub session id.
+    pub id: String,
+}
+
+impl LineClient {
+    /// Connects without reading anything.
+    pub fn connect(addr: std::net::SocketAddr) -> LineClient {
+        LineClient::over(connect(addr))
+    }
+
+    /// A client on an already connected stream.
+    pub fn over(stream: TcpStream) -> LineClient {
+        let id = stream.local_addr().expect("local addr").to_string();
+        let writer = stream.try_clone().expect("clone");
+        LineClient { reader: BufReader::new(stream), writer, id }
+    }
+
+    pub fn send(&mut self, data: impl AsRef<[u8]>) {
+        self.writer.write_all(data.as_ref()).expect("write");
+    }
+
+    pub fn line(&mut self) -> String {
+        read_line(&mut self.reader)
+    }
+
+    pub fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want, "{}: unexpected line", self.id);
+    }
+
+    /// The server must close now: EOF with nothing more before it.
+    pub fn expect_eof(&mut self) {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).expect("clean EOF");
+        assert_eq!(String::from_utf8_lossy(&rest), "", "{}: bytes before EOF", self.id);
+    }
+
+    /// Reads lines until one satisfies `want`, skipping others (junk broadcasts); bounded by
+    /// the read timeout and by `max_lines`.
+    pub fn skip_until(&mut self, max_lines: usize, want: impl Fn(&str) -> bool) -> String {
+        let mut buf = Vec::new();
+        for _ in 0..max_lines {
+            buf.clear();
+            let n = self.reader.read_until(b'\n', &mut buf).expect("read");
+            assert!(n > 0, "{}: EOF while waiting", self.id);
+            let line = String::from_utf8(buf.clone()).expect("the server only sends UTF-8");
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            if want(line) {
+                return line.to_string();
+            }
+        }
+        panic!("{}: no matching line in {max_lines} lines", self.id);
+    }
+}
+
+/// utime + stime in clock ticks, from the text of a `/proc/PID/stat` file.
+pub fn cpu_ticks_in(stat: &str) -> u64 {
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    cpu_ticks_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
+}
+
 /// Reads one `\n`-terminated line (without the terminator) from a buffered stream.
 pub fn read_line<R: BufRead>(r: &mut R) -> String {
     let mut s = String::new();
