@@ -2,8 +2,9 @@
 //!
 //! Services live in a registry ([`ServiceId`] indexes it). A listener table names the service
 //! each server runs; an owner table names the service of each socket, filled on accept from
-//! its listener (or by [`Serve::connect`] for an outbound socket), and every socket event is
-//! routed by it: one `Vec` lookup, no per-event allocation. Process-level policy lives here,
+//! its listener, by [`Serve::connect`] for an outbound socket, or by the service that opened
+//! one inside its own event ([`Service::opened`]). Every socket event is routed by it: one
+//! `Vec` lookup, no per-event allocation. Process-level policy lives here,
 //! not in the services: idle timeouts close sockets, the first SIGINT/SIGTERM stops accepting
 //! and flushes, a second one stops the loop at once (the caller exits with 128 + signal),
 //! SIGHUP is logged and ignored (a closed terminal must not stop the server) and SIGUSR1 logs
@@ -230,9 +231,17 @@ impl Serve {
         self.exit_status
     }
 
-    /// The service that owns `socket`, if any.
+    /// The service that owns `socket`, if any. An outbound socket a service opened during one
+    /// of its events has no owner yet: the service that says it opened it becomes its owner.
     fn owner(&mut self, socket: SocketId) -> Option<&mut dyn Service> {
-        let id = self.owners.get(socket.index()).copied().flatten()?;
+        let id = match self.owners.get(socket.index()).copied().flatten() {
+            Some(id) => id,
+            None => {
+                let id = ServiceId(self.services.iter().position(|s| s.opened(socket))?);
+                set_slot(&mut self.owners, socket.index(), Some(id));
+                id
+            }
+        };
         Some(self.services[id.0].as_mut())
     }
 

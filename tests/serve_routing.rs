@@ -18,16 +18,23 @@ use netloop::{EventLoop, ServerOptions, SocketAddress, SocketId, TimerId};
 type Journal = Rc<RefCell<Vec<String>>>;
 
 /// Writes down every event it gets as `name:event`, answers `data` with `name:` + the data,
-/// and arms one timer when an outbound socket connects.
+/// and arms one timer when an outbound socket connects. With `dial`, each accepted connection
+/// makes it open one outbound socket there.
 struct Recorder {
     name: &'static str,
     journal: Journal,
     timer: Option<TimerId>,
+    dial: Option<SocketAddress>,
+    dialed: Vec<SocketId>,
 }
 
 impl Recorder {
     fn boxed(name: &'static str, journal: &Journal) -> Box<dyn Service> {
-        Box::new(Recorder { name, journal: journal.clone(), timer: None })
+        Recorder::dialing(name, journal, None)
+    }
+
+    fn dialing(name: &'static str, journal: &Journal, dial: Option<SocketAddress>) -> Box<dyn Service> {
+        Box::new(Recorder { name, journal: journal.clone(), timer: None, dial, dialed: Vec::new() })
     }
 
     fn note(&self, event: &str) {
@@ -44,8 +51,15 @@ impl Service for Recorder {
         format!("{} full\n", self.name).into_bytes()
     }
 
-    fn on_connection(&mut self, _cx: &mut Context, _socket: SocketId) {
+    fn opened(&self, socket: SocketId) -> bool {
+        self.dialed.contains(&socket)
+    }
+
+    fn on_connection(&mut self, cx: &mut Context, _socket: SocketId) {
         self.note("connection");
+        if let Some(addr) = &self.dial {
+            self.dialed.push(cx.connect(addr));
+        }
     }
 
     fn on_connect(&mut self, cx: &mut Context, _socket: SocketId) {
@@ -155,6 +169,45 @@ fn events_reach_the_service_that_owns_each_socket_accepted_or_outbound() {
     assert_eq!(second_events[0], "connect");
     assert!(second_events.contains(&"timer".to_string()), "its own timer came to it: {second_events:?}");
     assert!(second_events.ends_with(&["end".to_string(), "close".to_string()]), "{second_events:?}");
+}
+
+#[test]
+fn a_socket_a_service_opens_inside_its_own_event_is_that_services() {
+    let journal: Journal = Rc::default();
+    let store = TcpListener::bind("127.0.0.1:0").unwrap();
+    let store_addr = SocketAddress::Inet(store.local_addr().unwrap());
+    let mut event_loop = EventLoop::new().unwrap();
+    let cx = event_loop.context();
+    let mut serve = Serve::new(cx, &ServeConfig::default()).unwrap();
+    // A bystander first, so routing by position alone would pick the wrong one.
+    serve.add(Recorder::boxed("bystander", &journal));
+    let dialer = serve.add(Recorder::dialing("dialer", &journal, Some(store_addr)));
+    let local = Address::Tcp { host: "127.0.0.1".into(), port: 0 };
+    let server = serve.listen(cx, dialer, &local, ServerOptions::default()).unwrap();
+    let Some(SocketAddress::Inet(listening)) = cx.server_address(server).cloned() else {
+        panic!("no TCP address")
+    };
+    let tick = cx.set_interval(Duration::from_millis(20));
+    cx.set_timer_ref(tick, false);
+
+    let _client = TcpStream::connect(listening).unwrap();
+    turn_until(&mut event_loop, &mut serve, &journal, |e| has(e, "dialer:connection"));
+    let (mut store_side, _) = store.accept().unwrap();
+    store_side.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    store_side.write_all(b"pong").unwrap();
+    turn_until(&mut event_loop, &mut serve, &journal, |e| has(e, "dialer:data pong"));
+    let mut reply = [0u8; 11];
+    store_side.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"dialer:pong");
+    drop(store_side);
+    turn_until(&mut event_loop, &mut serve, &journal, |e| {
+        e.iter().filter(|e| e.ends_with(":close")).count() == 1
+    });
+    // Its timer may fire anywhere after the connect; the order of the socket's events is fixed.
+    let events: Vec<String> = journal.borrow().iter().filter(|e| *e != "dialer:timer").cloned().collect();
+    assert!(events.iter().all(|e| e.starts_with("dialer:")), "the bystander got nothing: {events:?}");
+    assert_eq!(events[..3], ["dialer:connection", "dialer:connect", "dialer:data pong"], "{events:?}");
+    assert!(events.ends_with(&["dialer:end".to_string(), "dialer:close".to_string()]), "{events:?}");
 }
 
 #[test]

@@ -32,6 +32,13 @@ pub trait Service {
     /// before it is closed, in this service's protocol so a client parses it like any error.
     fn refusal(&self, max: usize) -> Vec<u8>;
 
+    /// Whether this service opened the outbound `socket` itself (`Context::connect` inside one
+    /// of its events). Asked once, at the first event of a socket nobody owns yet; the answer
+    /// is kept, so the service owns it from then on.
+    fn opened(&self, socket: SocketId) -> bool {
+        false
+    }
+
     /// One of its listeners accepted `socket`.
     fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {}
 
