@@ -105,9 +105,10 @@ impl Default for ServeConfig {
     }
 }
 
-/// Names one service in a [`Serve`]'s registry.
+/// Names one service in a [`Serve`]'s registry. Small, since the owner table keeps one per
+/// socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceId(usize);
+pub struct ServiceId(u16);
 
 /// The `serve` application: routes events to services and owns process policy.
 pub struct Serve {
@@ -117,8 +118,8 @@ pub struct Serve {
     built: Vec<(ServiceKind, ServiceId)>,
     /// Service of each server, indexed by `ServerId::index()`.
     listeners: Vec<Option<ServiceId>>,
-    /// Owner of each open socket, indexed by `SocketId::index()`; cleared on close. As long as
-    /// the most sockets open at once (the slab's peak), never longer.
+    /// Owner of each open socket, indexed by `SocketId::index()`; cleared on close. 4 bytes a
+    /// slot, as long as the highest slot in use, and given back as the socket slab empties.
     owners: Vec<Option<ServiceId>>,
     /// The loop-wide cap, for the refusal line each listener gets.
     max_sockets: Option<usize>,
@@ -180,8 +181,9 @@ impl Serve {
 
     /// Puts `service` in the registry.
     pub fn add(&mut self, service: Box<dyn Service>) -> ServiceId {
+        let id = u16::try_from(self.services.len()).expect("at most 65536 services");
         self.services.push(service);
-        ServiceId(self.services.len() - 1)
+        ServiceId(id)
     }
 
     /// The service built for `kind`, made on first use.
@@ -210,7 +212,8 @@ impl Serve {
     ) -> io::Result<ServerId> {
         let target = addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;
         if options.reject_message.is_none() {
-            options.reject_message = self.max_sockets.map(|m| self.services[service.0].refusal(m));
+            options.reject_message =
+                self.max_sockets.map(|m| self.services[usize::from(service.0)].refusal(m));
         }
         let id = cx.listen(&target, options)?;
         set_slot(&mut self.listeners, id.index(), Some(service));
@@ -237,12 +240,13 @@ impl Serve {
         let id = match self.owners.get(socket.index()).copied().flatten() {
             Some(id) => id,
             None => {
-                let id = ServiceId(self.services.iter().position(|s| s.opened(socket))?);
+                let id = self.services.iter().position(|s| s.opened(socket))?;
+                let id = ServiceId(id as u16);
                 set_slot(&mut self.owners, socket.index(), Some(id));
                 id
             }
         };
-        Some(self.services[id.0].as_mut())
+        Some(self.services[usize::from(id.0)].as_mut())
     }
 
     /// Tells the loop's input accounting what the owner now holds for `socket`.
@@ -283,7 +287,7 @@ impl Handler for Serve {
     fn on_listening(&mut self, cx: &mut Context, server: ServerId) {
         let service = self.listeners.get(server.index()).copied().flatten();
         if let (Some(service), Some(addr)) = (service, cx.server_address(server)) {
-            let name = self.services[service.0].name();
+            let name = self.services[usize::from(service.0)].name();
             // Scripts and tests wait for this exact line; flush so pipes see it at once.
             let mut out = io::stdout().lock();
             let _ = writeln!(out, "{name} listening on {addr}");
@@ -366,6 +370,14 @@ impl Handler for Serve {
         if let Some(slot) = self.owners.get_mut(socket.index()) {
             *slot = None;
         }
+        // After a burst the slots closed last leave empty ones at the tail: give them back,
+        // as the socket slab does, so a spike does not pin the table's memory.
+        while self.owners.last() == Some(&None) {
+            self.owners.pop();
+        }
+        if self.owners.capacity() > 1024 && self.owners.capacity() > 4 * self.owners.len() {
+            self.owners.shrink_to(2 * self.owners.len());
+        }
     }
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
@@ -384,13 +396,14 @@ impl Handler for Serve {
             return;
         }
         // Services arm their timers on the Context, so each recognises its own.
-        let Some(id) = (0..self.services.len()).find(|&i| self.services[i].on_timer(cx, timer)) else {
+        let Some(id) = self.services.iter_mut().position(|s| s.on_timer(cx, timer)) else {
             return;
         };
+        let id = ServiceId(id as u16);
         // A timer can change what the service holds (chat delivers text held without a
         // newline): re-report its sockets' holds.
         for socket in cx.input_holders() {
-            if self.owners.get(socket.index()).copied().flatten() == Some(ServiceId(id)) {
+            if self.owners.get(socket.index()).copied().flatten() == Some(id) {
                 self.report_held_input(cx, socket);
             }
         }

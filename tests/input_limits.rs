@@ -35,16 +35,20 @@ fn received_within(c: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     c.set_read_timeout(Some(wait)).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    let eof = loop {
         match c.read(&mut buf) {
-            Ok(0) => return (got, true),
+            Ok(0) => break true,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return (got, false)
+                break false
             }
-            Err(_) => return (got, true),
+            Err(_) => break true,
         }
-    }
+    };
+    // The short wait must not leak into later reads on the stream (or its clones): a busy
+    // server may take longer than that to answer them.
+    c.set_read_timeout(Some(support::WAIT)).unwrap();
+    (got, eof)
 }
 
 #[test]
