@@ -38,17 +38,8 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    /// The name printed in `<service> listening on <address>`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceKind::Echo => "echo",
-            ServiceKind::Chat => "chat",
-            ServiceKind::Hub => "hub",
-        }
-    }
-
     /// The one line a connection over `--max-connections` gets before it is closed.
-    pub(crate) fn reject_message(self, max: usize) -> Vec<u8> {
+    fn reject_message(self, max: usize) -> Vec<u8> {
         match self {
             ServiceKind::Echo => format!("error: server full (max connections {max})\n").into_bytes(),
             // Each in its own protocol, so a client parses the refusal like any other error.
@@ -485,4 +476,9 @@ pub fn settle_max_sockets(requested: Option<usize>) -> usize {
         Some(n) => n,
         None => capacity,
     }
+}
+
+/// The refusal line of a built-in service, for its [`Service::refusal`].
+pub(crate) fn refusal_of(kind: ServiceKind, max: usize) -> Vec<u8> {
+    kind.reject_message(max)
 }

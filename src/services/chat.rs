@@ -573,7 +573,7 @@ impl super::Service for Chat {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::ServiceKind::Chat.reject_message(max)
+        crate::serve::refusal_of(crate::serve::ServiceKind::Chat, max)
     }
 
     fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {

@@ -52,7 +52,7 @@ impl super::Service for Echo {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::ServiceKind::Echo.reject_message(max)
+        crate::serve::refusal_of(crate::serve::ServiceKind::Echo, max)
     }
 
     fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {

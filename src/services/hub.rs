@@ -1116,7 +1116,7 @@ impl super::Service for Hub {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::ServiceKind::Hub.reject_message(max)
+        crate::serve::refusal_of(crate::serve::ServiceKind::Hub, max)
     }
 
     fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
