@@ -1,4 +1,4 @@
-//! `netloop connect ADDR`: a line client for any netloop (or Node) server, the seeds' readline
+//! `netloop connect ADDR`: a line client for any netloop (or Node) server, Node's readline
 //! clients as a real tool.
 //!
 //! stdin goes to the server as typed, everything the server sends goes to stdout unbuffered.
@@ -13,9 +13,10 @@
 //! non-blocking, and gives stdin the loop's backpressure for free: when the server stops
 //! reading, the stdin socket is paused, the pair's buffer fills and the thread blocks.
 //!
-//! With `--hub-name NAME` it speaks the JSON hub: it sends `{"type":"sync","clientName":NAME}`
-//! first, turns typed lines into hub frames ([`hub_frame`]) and prints each incoming message
-//! as one readable line ([`describe_hub_line`]).
+//! With `--hub-name NAME` it speaks the JSON hub through [`crate::wire::hub`]: it sends
+//! `{"type":"sync","clientName":NAME}` first, turns typed lines into hub frames
+//! ([`hub_frame`]) and prints each incoming message as one readable line
+//! ([`describe_hub_line`]).
 //!
 //! A peer must not be able to drive the user's terminal (move the cursor back over a name,
 //! clear the screen, ring the bell), so control characters are shown spelled out

@@ -49,7 +49,7 @@ pub struct ChatConfig {
     /// Longest line accepted, terminator excluded; a longer one gets an error and the member
     /// is disconnected, so a peer can never make us buffer more than this per connection.
     pub max_line: usize,
-    /// Also send a member's text lines back to it (`--chat-echo-self`, seed 004's behaviour).
+    /// Also send a member's text lines back to it (`--chat-echo-self`, as some Node chats do).
     pub echo_self: bool,
     /// Only complete lines are messages (`--chat-strict-lines`): text without a newline waits
     /// for it however long, and is dropped at close. Off by default: such text is sent after

@@ -1,9 +1,10 @@
-//! Hub: named clients exchanging JSON messages (seed 002), with rooms (socket.io's everyday
-//! feature). Clients send JSON objects back to back or one per line; the server writes one
-//! compact JSON object per line. The wire format is in `docs/protocol.md`.
+//! Hub: named clients exchanging JSON messages, with rooms (socket.io's everyday feature).
+//! Clients send JSON objects back to back or one per line; the server writes one compact JSON
+//! object per line. The messages are defined in [`crate::wire::hub`]; the wire format is in
+//! `docs/protocol.md`.
 //!
 //! The hub never re-encodes a client's `message`: the frame is validated by serde_json as a
-//! borrowed [`RawValue`], and `message` is relayed as the exact bytes the client sent. Every
+//! borrowed raw value, and `message` is relayed as the exact bytes the client sent. Every
 //! message that goes to several clients is encoded once into [`SharedBytes`] and queued to each
 //! by reference. A client that stops reading costs at most the listener's `max_buffer` of
 //! queued output before the core disconnects it.
@@ -611,7 +612,7 @@ impl Hub {
         send(cx, socket, &self.out);
     }
 
-    /// The server's counters (operations promise 10), one line.
+    /// The server's counters, one line.
     fn stats(&mut self, cx: &mut Context, socket: SocketId) {
         let st = cx.stats();
         let counters = Counters {

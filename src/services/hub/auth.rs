@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::addr::SocketAddress;
 
-/// Failed attempts a source may make within [`FAILURE_WINDOW`]; one more blocks it.
+/// Failed attempts a source may make within `FAILURE_WINDOW`; one more blocks it.
 pub const FAILURES_ALLOWED: u32 = 5;
 /// How long failures are remembered, counted from a source's first failure.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
