@@ -13,9 +13,10 @@
 //! non-blocking, and gives stdin the loop's backpressure for free: when the server stops
 //! reading, the stdin socket is paused, the pair's buffer fills and the thread blocks.
 //!
-//! With `--hub-name NAME` it speaks the JSON hub: it sends `{"type":"sync","clientName":NAME}`
-//! first, turns typed lines into hub frames ([`hub_frame`]) and prints each incoming message
-//! as one readable line ([`describe_hub_line`]).
+//! With `--hub-name NAME` it speaks the JSON hub through [`crate::wire::hub`]: it sends
+//! `{"type":"sync","clientName":NAME}` first, turns typed lines into hub frames
+//! ([`hub_frame`]) and prints each incoming message as one readable line
+//! ([`describe_hub_line`]).
 //!
 //! A peer must not be able to drive the user's terminal (move the cursor back over a name,
 //! clear the screen, ring the bell), so control characters are shown spelled out
@@ -24,16 +25,23 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::addr::{Address, SocketAddress};
 use crate::context::Context;
 use crate::error;
 use crate::event_loop::EventLoop;
 use crate::handler::{Handler, SocketId};
+use crate::line::LineSplitter;
 use crate::options::SocketOptions;
 use crate::printable::escape_controls;
 use crate::text::Utf8Decoder;
+use crate::wire::hub::{Cursor, Reply, Request};
+use crate::wire::json;
+
+/// Longest line split out of the server's output or stdin in hub mode: no limit of its own
+/// (the server bounds what it sends with `--max-frame`, and stdin is the user's).
+const NO_LINE_LIMIT: usize = usize::MAX - 1;
 
 /// What `netloop connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -53,8 +61,9 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
     cx.set_client_options(SocketOptions { no_delay: true, ..SocketOptions::default() });
     let server = cx.connect(&target);
     if let Some(name) = &config.hub_name {
-        let sync = json!({"type": "sync", "clientName": name});
-        cx.write(server, format!("{sync}\n").as_bytes());
+        let mut sync = Vec::new();
+        Request::Sync { client_name: name.into(), token: None }.encode(&mut sync);
+        cx.write(server, &sync);
     }
     let stdin = cx.stdin_socket()?;
     // Only the server connection keeps the loop alive: when it closes we exit, even if the
@@ -68,8 +77,8 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
         hub: config.hub_name.is_some(),
         terminal: io::stdout().is_terminal().then(TerminalText::default),
         connected: false,
-        server_lines: Vec::new(),
-        stdin_lines: Vec::new(),
+        server_lines: LineSplitter::new(NO_LINE_LIMIT),
+        stdin_lines: LineSplitter::new(NO_LINE_LIMIT),
         last_error: None,
         outcome: None,
     };
@@ -86,10 +95,10 @@ struct Client {
     /// Raw mode with stdout on a terminal: server output is shown with controls escaped.
     terminal: Option<TerminalText>,
     connected: bool,
-    /// Hub mode: an unfinished line from the server.
-    server_lines: Vec<u8>,
-    /// Hub mode: an unfinished line typed on stdin.
-    stdin_lines: Vec<u8>,
+    /// Hub mode: the server's output cut into lines.
+    server_lines: LineSplitter,
+    /// Hub mode: stdin cut into lines.
+    stdin_lines: LineSplitter,
     last_error: Option<io::Error>,
     outcome: Option<io::Result<()>>,
 }
@@ -109,22 +118,17 @@ impl Client {
 
     /// Hub mode: prints every complete line of server output as one readable line.
     fn print_hub(&mut self, cx: &mut Context, data: &[u8], at_end: bool) {
-        self.server_lines.extend_from_slice(data);
         let mut text = String::new();
-        let mut start = 0;
-        while let Some(nl) = self.server_lines[start..].iter().position(|&b| b == b'\n') {
-            let line = &self.server_lines[start..start + nl];
-            start += nl + 1;
+        let mut describe = |line: &[u8]| {
             if !line.iter().all(u8::is_ascii_whitespace) {
                 text.push_str(&describe_hub_line(line));
                 text.push('\n');
             }
-        }
-        self.server_lines.drain(..start);
-        if at_end && !self.server_lines.is_empty() {
-            text.push_str(&describe_hub_line(&self.server_lines));
-            text.push('\n');
-            self.server_lines.clear();
+        };
+        // No limit, so no error.
+        let _ = self.server_lines.feed(data, &mut describe);
+        if at_end {
+            self.server_lines.finish(describe);
         }
         if !text.is_empty() {
             self.print(cx, text.as_bytes());
@@ -134,17 +138,11 @@ impl Client {
     /// Forwards typed input: raw bytes, or in hub mode one frame per complete line.
     fn forward(&mut self, cx: &mut Context, data: &[u8], at_end: bool) {
         let accepted = if self.hub {
-            self.stdin_lines.extend_from_slice(data);
             let mut frames = Vec::new();
-            let mut start = 0;
-            while let Some(nl) = self.stdin_lines[start..].iter().position(|&b| b == b'\n') {
-                push_frame(&mut frames, &self.stdin_lines[start..start + nl]);
-                start += nl + 1;
-            }
-            self.stdin_lines.drain(..start);
-            if at_end && !self.stdin_lines.is_empty() {
-                push_frame(&mut frames, &self.stdin_lines);
-                self.stdin_lines.clear();
+            // No limit, so no error.
+            let _ = self.stdin_lines.feed(data, |line| push_frame(&mut frames, line));
+            if at_end {
+                self.stdin_lines.finish(|line| push_frame(&mut frames, line));
             }
             frames.is_empty() || cx.write(self.server, &frames)
         } else {
@@ -318,30 +316,47 @@ pub fn hub_frame(line: &str) -> Result<Option<String>, String> {
     if trimmed.starts_with('{') {
         return Ok(Some(trimmed.to_string()));
     }
-    let Some(command) = trimmed.strip_prefix('/') else {
-        return Ok(Some(json!({"type": "broadcast", "message": text}).to_string()));
-    };
-    let (word, arg) = match command.split_once(char::is_whitespace) {
-        Some((w, a)) => (w, a.trim()),
-        None => (command, ""),
-    };
-    let frame = match (word, arg) {
-        ("join" | "leave", room) if !room.is_empty() => json!({"type": word, "room": room}),
-        ("list", "") => json!({"type": "list"}),
-        ("list", cursor) => json!({"type": "list", "cursor": cursor, "rooms": true}),
-        ("name", name) if !name.is_empty() => json!({"type": "sync", "clientName": name}),
-        ("to", rest) => match rest.split_once(char::is_whitespace) {
-            Some((to, message)) => json!({"type": "info", "to": to, "message": message.trim()}),
-            None => return Err("usage: /to NAME TEXT".into()),
-        },
-        _ => {
-            return Err(format!(
-                "unknown or incomplete command /{word} (commands: /join ROOM, /leave ROOM, /list [CURSOR], \
-                 /to NAME TEXT, /name NAME; other lines are broadcast, lines starting with {{ are sent raw)"
-            ))
+    let message;
+    let request = match trimmed.strip_prefix('/') {
+        None => {
+            message = json::string(text);
+            Request::Broadcast { room: None, message: &message }
+        }
+        Some(command) => {
+            let (word, arg) = match command.split_once(char::is_whitespace) {
+                Some((w, a)) => (w, a.trim()),
+                None => (command, ""),
+            };
+            match (word, arg) {
+                ("join", room) if !room.is_empty() => Request::Join { room: room.into() },
+                ("leave", room) if !room.is_empty() => Request::Leave { room: room.into() },
+                ("list", "") => Request::List { cursor: None, limit: None, rooms: None },
+                ("list", cursor) => {
+                    Request::List { cursor: Some(Cursor::After(cursor.into())), limit: None, rooms: Some(true) }
+                }
+                ("name", name) if !name.is_empty() => Request::Sync { client_name: name.into(), token: None },
+                ("to", rest) => match rest.split_once(char::is_whitespace) {
+                    Some((to, text)) => {
+                        message = json::string(text.trim());
+                        Request::Info { to: Some(to.into()), message: &message }
+                    }
+                    None => return Err("usage: /to NAME TEXT".into()),
+                },
+                _ => {
+                    return Err(format!(
+                        "unknown or incomplete command /{word} (commands: /join ROOM, /leave ROOM, /list \
+                         [CURSOR], /to NAME TEXT, /name NAME; other lines are broadcast, lines starting with {{ \
+                         are sent raw)"
+                    ))
+                }
+            }
         }
     };
-    Ok(Some(frame.to_string()))
+    let mut frame = Vec::new();
+    request.encode(&mut frame);
+    frame.pop();
+    // The encoder writes UTF-8 from UTF-8.
+    Ok(Some(String::from_utf8_lossy(&frame).into_owned()))
 }
 
 /// One hub message as a readable line: `[broadcast from Client-2] hello`,
@@ -359,62 +374,77 @@ pub fn describe_hub_line(line: &[u8]) -> String {
 
 fn describe(line: &[u8]) -> String {
     let raw = || String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
+    let described = match Reply::decode(line) {
+        // The counters are shown as sent, like any message connect has no words for.
+        None | Some(Reply::Stats(_)) => None,
+        Some(reply) => describe_reply(&reply),
+    };
+    if let Some(text) = described {
+        return text;
+    }
     let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(line) else { return raw() };
-    let field = |k: &str| match msg.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "?".to_string(),
-        Some(v) => v.to_string(),
-    };
-    let message = || match msg.get("message") {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
-    };
-    let Some(kind) = msg.get("type").and_then(Value::as_str) else { return raw() };
-    match kind {
-        "broadcast" if msg.contains_key("room") => {
-            format!("[broadcast from {} in {}] {}", field("from"), field("room"), message())
+    match msg.get("type").and_then(Value::as_str) {
+        Some(kind) => format!("[{kind}] {}", Value::Object(msg.clone())),
+        None => raw(),
+    }
+}
+
+/// A reply in words; `None` when a message in it is not valid JSON text to show.
+fn describe_reply(reply: &Reply<'_>) -> Option<String> {
+    Some(match reply {
+        Reply::Broadcast { from, room: Some(room), message } => {
+            format!("[broadcast from {from} in {room}] {}", show_message(message)?)
         }
-        "broadcast" => format!("[broadcast from {}] {}", field("from"), message()),
-        "info" => format!("[info from {}] {}", field("from"), message()),
-        "synced" => format!("[synced as {}, session {}]", field("clientName"), field("sessionId")),
-        "online" if msg.contains_key("previous") => format!(
-            "[online {} (was {}), session {}]",
-            field("clientName"),
-            field("previous"),
-            field("sessionId")
-        ),
-        "online" | "offline" => format!("[{kind} {}, session {}]", field("clientName"), field("sessionId")),
-        "joined" | "left" => format!("[{kind} {}]", field("room")),
-        "error" => format!("[error {}] {}", field("code"), field("reason")),
-        "list" => {
-            let clients = msg.get("clients").and_then(Value::as_array).map_or_else(Vec::new, |cs| {
-                cs.iter()
-                    .map(|c| {
-                        let name = c.get("clientName").and_then(Value::as_str).unwrap_or("(no name)");
-                        let sid = c.get("sessionId").and_then(Value::as_str).unwrap_or("?");
-                        let rooms: Vec<&str> = c
-                            .get("rooms")
-                            .and_then(Value::as_array)
-                            .map_or_else(Vec::new, |r| r.iter().filter_map(Value::as_str).collect());
-                        if rooms.is_empty() {
-                            format!("{name} ({sid})")
-                        } else {
-                            format!("{name} ({sid}) in {}", rooms.join(","))
+        Reply::Broadcast { from, room: None, message } => {
+            format!("[broadcast from {from}] {}", show_message(message)?)
+        }
+        Reply::Info { from, message } => format!("[info from {from}] {}", show_message(message)?),
+        Reply::Synced { client_name, session_id } => {
+            format!("[synced as {client_name}, session {session_id}]")
+        }
+        Reply::Online { client_name, session_id, previous: Some(previous) } => {
+            format!("[online {client_name} (was {previous}), session {session_id}]")
+        }
+        Reply::Online { client_name, session_id, previous: None } => {
+            format!("[online {client_name}, session {session_id}]")
+        }
+        Reply::Offline { client_name, session_id } => {
+            format!("[offline {client_name}, session {session_id}]")
+        }
+        Reply::Joined { room } => format!("[joined {room}]"),
+        Reply::Left { room } => format!("[left {room}]"),
+        Reply::Error { code, reason } => format!("[error {}] {reason}", code.as_str()),
+        Reply::List { count, clients, next } => {
+            let clients: Vec<String> = clients
+                .iter()
+                .map(|c| {
+                    let name = c.client_name.as_deref().unwrap_or("(no name)");
+                    match c.rooms.as_deref() {
+                        Some(rooms) if !rooms.is_empty() => {
+                            format!("{name} ({}) in {}", c.session_id, rooms.join(","))
                         }
-                    })
-                    .collect()
-            });
-            let more = match msg.get("next").and_then(Value::as_str) {
+                        _ => format!("{name} ({})", c.session_id),
+                    }
+                })
+                .collect();
+            let more = match next {
                 Some(next) => format!(" (more: /list {next})"),
                 None => String::new(),
             };
-            format!("[list: {} online] {}{more}", field("count"), clients.join(", "))
+            format!("[list: {count} online] {}{more}", clients.join(", "))
         }
-        "presence" => {
-            format!("[presence: {} online, {} offline (/list for names)]", field("online"), field("offline"))
+        Reply::Presence { online, offline } => {
+            format!("[presence: {online} online, {offline} offline (/list for names)]")
         }
-        other => format!("[{other}] {}", Value::Object(msg.clone())),
+        Reply::Stats(_) => return None,
+    })
+}
+
+/// A relayed message as text: a string as its text, any other value as compact JSON.
+fn show_message(raw: &str) -> Option<String> {
+    match json::str_value(raw) {
+        Some(text) => Some(text.into_owned()),
+        None => serde_json::from_str::<Value>(raw).ok().map(|v| v.to_string()),
     }
 }
 
@@ -425,15 +455,15 @@ mod tests {
     #[test]
     fn typed_lines_become_hub_frames() {
         let frame = |s: &str| hub_frame(s).expect("valid").expect("a frame");
-        assert_eq!(frame("hello there"), r#"{"message":"hello there","type":"broadcast"}"#);
-        assert_eq!(frame("say \"hi\"\r"), r#"{"message":"say \"hi\"","type":"broadcast"}"#);
+        assert_eq!(frame("hello there"), r#"{"type":"broadcast","message":"hello there"}"#);
+        assert_eq!(frame("say \"hi\"\r"), r#"{"type":"broadcast","message":"say \"hi\""}"#);
         assert_eq!(frame(r#"{"type":"list"}"#), r#"{"type":"list"}"#);
-        assert_eq!(frame("/join lobby"), r#"{"room":"lobby","type":"join"}"#);
-        assert_eq!(frame("/leave lobby"), r#"{"room":"lobby","type":"leave"}"#);
+        assert_eq!(frame("/join lobby"), r#"{"type":"join","room":"lobby"}"#);
+        assert_eq!(frame("/leave lobby"), r#"{"type":"leave","room":"lobby"}"#);
         assert_eq!(frame("/list"), r#"{"type":"list"}"#);
-        assert_eq!(frame("/list 42"), r#"{"cursor":"42","rooms":true,"type":"list"}"#);
-        assert_eq!(frame("/name Bob"), r#"{"clientName":"Bob","type":"sync"}"#);
-        assert_eq!(frame("/to Bob hi  there"), r#"{"message":"hi  there","to":"Bob","type":"info"}"#);
+        assert_eq!(frame("/list 42"), r#"{"type":"list","cursor":"42","rooms":true}"#);
+        assert_eq!(frame("/name Bob"), r#"{"type":"sync","clientName":"Bob"}"#);
+        assert_eq!(frame("/to Bob hi  there"), r#"{"type":"info","to":"Bob","message":"hi  there"}"#);
         assert_eq!(hub_frame("   "), Ok(None));
         assert!(hub_frame("/to Bob").is_err());
         assert!(hub_frame("/join").is_err());

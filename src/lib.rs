@@ -16,6 +16,7 @@
 //! - `listener`: listening sockets with a real backlog.
 //! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols;
 //!   [`text`]: Node's `setEncoding('utf8')`; [`printable`]: peer text made safe to show.
+//! - [`wire`]: each protocol's messages defined once, for the services and the clients.
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
 //! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
@@ -51,6 +52,7 @@ pub mod text;
 pub mod timers;
 pub mod units;
 mod warnings;
+pub mod wire;
 mod wrap;
 pub mod write_queue;
 

@@ -148,6 +148,15 @@ impl LineSplitter {
         }
     }
 
+    /// Hands whatever is held to `on_text`, unfinished characters included, and forgets it:
+    /// the end of a stream, where no more bytes will come. Does nothing if nothing is held.
+    pub fn finish(&mut self, on_text: impl FnOnce(&[u8])) {
+        if !self.buf.is_empty() {
+            on_text(&self.buf);
+            self.clear_buf();
+        }
+    }
+
     /// Empties the buffer, giving large allocations back.
     fn clear_buf(&mut self) {
         if self.buf.capacity() > RELEASE_ABOVE {
@@ -189,6 +198,17 @@ mod tests {
 
     fn v(items: &[&str]) -> Vec<Vec<u8>> {
         items.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn finish_hands_out_everything_held() {
+        let mut s = LineSplitter::new(100);
+        let mut got = Vec::new();
+        s.feed(b"a\nb\xc3", |l| got.push(l.to_vec())).expect("fits");
+        s.finish(|rest| got.push(rest.to_vec()));
+        assert_eq!(got, [b"a".to_vec(), b"b\xc3".to_vec()], "an unfinished character too");
+        assert_eq!(s.buffered(), 0);
+        s.finish(|_| panic!("nothing held"));
     }
 
     #[test]

@@ -40,15 +40,14 @@ pub enum ServiceKind {
 impl ServiceKind {
     /// The one line a connection over `--max-connections` gets before it is closed.
     fn reject_message(self, max: usize) -> Vec<u8> {
+        let mut line = Vec::new();
+        // Each in its own protocol, so a client parses the refusal like any other error.
         match self {
-            ServiceKind::Echo => format!("error: server full (max connections {max})\n").into_bytes(),
-            // Each in its own protocol, so a client parses the refusal like any other error.
-            ServiceKind::Chat => format!("* error: server full (max connections {max})\n").into_bytes(),
-            ServiceKind::Hub => format!(
-                "{{\"type\":\"error\",\"code\":\"server_full\",\"reason\":\"max connections {max}\"}}\n"
-            )
-            .into_bytes(),
+            ServiceKind::Echo => crate::wire::echo::write_server_full(&mut line, max),
+            ServiceKind::Chat => crate::wire::chat::write_server_full(&mut line, max),
+            ServiceKind::Hub => crate::wire::hub::write_server_full(&mut line, max),
         }
+        line
     }
 }
 

@@ -820,3 +820,56 @@ fn an_idle_room_holds_no_timer() {
     members[0].send(b"\xa9!\n");
     watcher.expect(&format!("{}: \u{e9}!", members[0].id));
 }
+
+/// The wire layer is what a real chat speaks: lines built by `netloop::wire::chat` are
+/// understood, and every line the server sends is byte for byte what its writers produce.
+#[test]
+fn wire_lines_are_what_the_chat_speaks() {
+    use netloop::wire::chat::{self, Change, Input, ServerLine};
+    let (_server, addr) = Netloop::serve_one("chat", &[]);
+    let mut out = Vec::new();
+    let mut expect = |c: &mut Client, write: &dyn Fn(&mut Vec<u8>)| {
+        out.clear();
+        write(&mut out);
+        let want = String::from_utf8(out.clone()).expect("UTF-8");
+        assert_eq!(format!("{}\n", c.line()), want, "{}", c.id);
+    };
+    let mut line = Vec::new();
+    let mut say = |c: &mut Client, input: Input<'_>| {
+        input.encode(&mut line);
+        c.send(&line);
+    };
+
+    let mut ann = Client::connect(addr);
+    let ann_label = ann.id.clone();
+    say(&mut ann, Input::Nick("ann"));
+    expect(&mut ann, &|o| chat::write_welcome(o, &ann_label, 1));
+    expect(&mut ann, &|o| chat::write_you_are_now(o, "ann"));
+    let mut bob = Client::connect(addr);
+    let bob_label = bob.id.clone();
+    say(&mut bob, Input::Who);
+    let welcome = bob.line();
+    assert_eq!(ServerLine::decode(welcome.as_bytes()), ServerLine::Welcome { label: bob_label.as_bytes() });
+    expect(&mut bob, &|o| chat::write_who(o, 2, ["ann", bob_label.as_str()].into_iter()));
+    expect(&mut ann, &|o| chat::write_change(o, Change::Joined, &bob_label, 2));
+
+    say(&mut bob, Input::Text("hi \u{1b}[2J there"));
+    let relayed = ann.line();
+    let mut want = Vec::new();
+    chat::write_message(&mut want, &bob_label, "hi \u{1b}[2J there");
+    assert_eq!(format!("{relayed}\n").as_bytes(), want.as_slice());
+    assert_eq!(
+        ServerLine::decode(relayed.as_bytes()),
+        ServerLine::Message { from: bob_label.as_bytes(), text: br"hi \e[2J there" }
+    );
+    say(&mut bob, Input::Nick("ann"));
+    expect(&mut bob, &|o| chat::write_name_taken(o, "ann"));
+    say(&mut bob, Input::Nick("no way"));
+    expect(&mut bob, &|o| o.extend_from_slice(chat::INVALID_NAME));
+    say(&mut bob, Input::Unknown("frob"));
+    expect(&mut bob, &|o| chat::write_unknown_command(o, "frob"));
+    say(&mut bob, Input::Quit);
+    expect(&mut bob, &|o| o.extend_from_slice(chat::BYE));
+    bob.expect_eof();
+    expect(&mut ann, &|o| chat::write_change(o, Change::Left, &bob_label, 1));
+}

@@ -1238,3 +1238,84 @@ fn a_node_crowd_registers_with_coalesced_notices_and_bounded_lists() {
     let reply = listing["replyBytes"].as_u64().expect("reply bytes");
     assert!(reply > 0 && reply <= (MAX_LIST_BYTES + 9 * 1024) as u64, "{reply} bytes a list reply: {report}");
 }
+
+/// Reads the next line and checks it against the wire layer: it decodes to `want`, and the
+/// wire encoder writes exactly the bytes the server sent.
+fn expect_reply(c: &mut Client, want: &netloop::wire::hub::Reply<'_>) -> String {
+    let line = c.line();
+    let got = netloop::wire::hub::Reply::decode(line.as_bytes());
+    assert_eq!(got.as_ref(), Some(want), "{}: {line}", c.id);
+    let mut encoded = Vec::new();
+    want.encode(&mut encoded);
+    assert_eq!(
+        String::from_utf8_lossy(&encoded),
+        format!("{line}\n"),
+        "the encoder writes what the server sent"
+    );
+    line
+}
+
+/// The wire layer is what a real hub speaks: requests built by `netloop::wire::hub` are
+/// understood, and every reply decodes to the expected message and re-encodes to the exact
+/// bytes the server sent.
+#[test]
+fn wire_messages_are_what_the_hub_speaks() {
+    use netloop::wire::hub::{Cursor, ErrorCode, Reply, Request};
+    let (_server, addr) = Netloop::serve_one("hub", &[]);
+    let mut out = Vec::new();
+    let mut ask = |c: &mut Client, request: Request<'_>| {
+        request.encode(&mut out);
+        c.send(&out);
+    };
+    let mut ann = Client::connect(addr);
+    let (ann_sid, ops) = (ann.id.clone(), "ops");
+    ask(&mut ann, Request::Sync { client_name: "ann".into(), token: None });
+    expect_reply(&mut ann, &Reply::Synced { client_name: "ann".into(), session_id: ann_sid.as_str().into() });
+    ask(&mut ann, Request::Join { room: ops.into() });
+    expect_reply(&mut ann, &Reply::Joined { room: ops.into() });
+
+    let mut bob = Client::connect(addr);
+    let bob_sid = bob.id.clone();
+    ask(&mut bob, Request::Sync { client_name: "bob".into(), token: None });
+    expect_reply(&mut bob, &Reply::Synced { client_name: "bob".into(), session_id: bob_sid.as_str().into() });
+    let message = r#"{"n": 1.50, "s": "é\u0007"}"#;
+    ask(&mut bob, Request::Broadcast { room: Some(ops.into()), message });
+    let online =
+        Reply::Online { client_name: "bob".into(), session_id: bob_sid.as_str().into(), previous: None };
+    expect_reply(&mut ann, &online);
+    expect_reply(&mut ann, &Reply::Broadcast { from: "bob".into(), room: Some(ops.into()), message });
+    ask(&mut ann, Request::Info { to: Some("bob".into()), message: "[1, 2]" });
+    expect_reply(&mut bob, &Reply::Info { from: "ann".into(), message: "[1, 2]" });
+
+    // A list walked page by page with the cursor the first page hands out.
+    ask(&mut bob, Request::List { cursor: None, limit: Some(1), rooms: Some(true) });
+    let line = bob.line();
+    let Some(Reply::List { count, clients, next }) = Reply::decode(line.as_bytes()) else { panic!("{line}") };
+    let first: Vec<_> = clients.iter().collect();
+    assert_eq!((count, first.len()), (2, 1), "{line}");
+    assert_eq!((first[0].client_name.as_deref(), &*first[0].session_id), (Some("ann"), ann_sid.as_str()));
+    assert_eq!(first[0].rooms.as_ref().map(|r| r.join(",")), Some(ops.to_string()));
+    let next = next.expect("a next cursor").into_owned();
+    ask(
+        &mut bob,
+        Request::List { cursor: Some(Cursor::After(next.as_str().into())), limit: None, rooms: None },
+    );
+    let line = bob.line();
+    let Some(Reply::List { clients, next: None, .. }) = Reply::decode(line.as_bytes()) else {
+        panic!("{line}")
+    };
+    let rest: Vec<_> = clients.iter().map(|c| (c.client_name, c.session_id.into_owned(), c.rooms)).collect();
+    assert_eq!(rest, [(Some("bob".into()), bob_sid.clone(), None)], "{line}");
+
+    ask(&mut bob, Request::Stats);
+    let line = bob.line();
+    let Some(Reply::Stats(counters)) = Reply::decode(line.as_bytes()) else { panic!("{line}") };
+    assert_eq!((counters.hub_clients, counters.accepted), (2, 2), "{line}");
+    let mut encoded = Vec::new();
+    Reply::Stats(counters).encode(&mut encoded);
+    assert_eq!(String::from_utf8_lossy(&encoded), format!("{line}\n"));
+
+    ask(&mut bob, Request::Sync { client_name: "ann".into(), token: None });
+    let taken = Reply::Error { code: ErrorCode::NameTaken, reason: "name ann is taken".into() };
+    expect_reply(&mut bob, &taken);
+}

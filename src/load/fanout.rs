@@ -34,6 +34,8 @@ use crate::load::report::{FanoutReport, LatencyFrom, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
 use crate::load::schedule::Schedule;
 use crate::load::stats::{fmt_count, fmt_ns, fmt_rate, per_second, LatencyRecorder};
+use crate::wire::chat::{Input, ServerLine};
+use crate::wire::hub::{Reply, Request};
 
 /// Rate pacing interval.
 const TICK: Duration = Duration::from_millis(1);
@@ -133,6 +135,8 @@ pub(crate) struct FanoutLoad {
     tracks: Vec<Track>,
     /// Message being composed (reused).
     msg: Vec<u8>,
+    /// Its text (reused): for the hub, as the JSON string the request carries.
+    text: Vec<u8>,
     latency: LatencyRecorder,
     running: bool,
     /// With a rate: when each message is due, and how far behind the senders are.
@@ -187,6 +191,7 @@ impl FanoutLoad {
         FanoutLoad {
             tracks: vec![Track::default(); cfg.receivers * cfg.senders],
             msg: Vec::with_capacity(cfg.size + 128),
+            text: Vec::with_capacity(cfg.size + 64),
             receivers,
             senders,
             tag,
@@ -216,36 +221,24 @@ impl FanoutLoad {
     /// Classifies one line a connection received.
     fn classify(&self, line: &[u8], ready: bool) -> Line {
         match self.cfg.protocol {
-            FanoutProtocol::Chat => {
-                if let Some(notice) = line.strip_prefix(b"* ") {
-                    return if !ready && notice.starts_with(b"welcome ") {
-                        Line::Handshake
-                    } else {
-                        Line::Other
-                    };
-                }
-                // `<label>: <text>`; labels (`127.0.0.1:5000`, nicks) never contain ": ".
-                match find(line, b": ") {
-                    Some(i) => parse_message(&line[i + 2..]).unwrap_or(Line::Other),
+            FanoutProtocol::Chat => match ServerLine::decode(line) {
+                ServerLine::Welcome { .. } if !ready => Line::Handshake,
+                ServerLine::Message { text, .. } => parse_message(text).unwrap_or(Line::Other),
+                _ => Line::Other,
+            },
+            // The server is trusted to write JSON: validating every delivery would make the
+            // generator, not the server, the bottleneck.
+            FanoutProtocol::Hub => match Reply::decode_trusted(line) {
+                Some(Reply::Broadcast { message, .. }) => match message.strip_prefix('"') {
+                    Some(text) => parse_message(text.as_bytes()).unwrap_or(Line::Other),
                     None => Line::Other,
+                },
+                Some(Reply::Joined { .. } | Reply::Synced { .. }) if !ready => Line::Handshake,
+                Some(Reply::Error { code, .. }) if !ready => {
+                    Line::Refused(format!("hub_error:{}", code.as_str()))
                 }
-            }
-            FanoutProtocol::Hub => {
-                if let Some(i) = find(line, b"\"NLM ") {
-                    return parse_message(&line[i + 1..]).unwrap_or(Line::Other);
-                }
-                if !ready {
-                    if find(line, b"\"type\":\"joined\"").is_some()
-                        || find(line, b"\"type\":\"synced\"").is_some()
-                    {
-                        return Line::Handshake;
-                    }
-                    if find(line, b"\"type\":\"error\"").is_some() {
-                        return Line::Refused(hub_error_code(line));
-                    }
-                }
-                Line::Other
-            }
+                _ => Line::Other,
+            },
         }
     }
 
@@ -293,22 +286,29 @@ impl FanoutLoad {
     /// Puts sender `s`'s message number `seq`, stamped `start` (where its latency starts),
     /// into `self.msg`.
     fn compose(&mut self, s: usize, seq: u64, start: u64) {
-        self.msg.clear();
-        if self.cfg.protocol == FanoutProtocol::Hub {
-            self.msg.extend_from_slice(br#"{"type":"broadcast","message":""#);
+        let hub = self.cfg.protocol == FanoutProtocol::Hub;
+        self.text.clear();
+        if hub {
+            self.text.push(b'"');
         }
-        let text_start = self.msg.len();
+        let text_start = self.text.len();
         // Writing into a Vec cannot fail.
-        let _ = write!(self.msg, "NLM {} {s} {seq} {start}", self.tag);
-        let text_len = self.msg.len() - text_start;
+        let _ = write!(self.text, "NLM {} {s} {seq} {start}", self.tag);
+        let text_len = self.text.len() - text_start;
         if self.cfg.size > text_len {
-            self.msg.push(b' ');
-            self.msg.resize(text_start + self.cfg.size.max(text_len + 1), b'x');
+            self.text.push(b' ');
+            self.text.resize(text_start + self.cfg.size.max(text_len + 1), b'x');
         }
-        if self.cfg.protocol == FanoutProtocol::Hub {
-            self.msg.extend_from_slice(b"\"}");
+        if hub {
+            self.text.push(b'"');
         }
-        self.msg.push(b'\n');
+        // ASCII throughout, and a JSON string needing no escapes for the hub.
+        let text = std::str::from_utf8(&self.text).unwrap_or_default();
+        if hub {
+            Request::Broadcast { room: None, message: text }.encode(&mut self.msg);
+        } else {
+            Input::Text(text).encode(&mut self.msg);
+        }
     }
 
     /// Writes one message from sender `s`, its latency starting at `start`; returns false when
@@ -360,12 +360,14 @@ impl Workload for FanoutLoad {
             self.senders[slot - r].alive = true;
         }
         if self.cfg.protocol == FanoutProtocol::Hub {
-            let frame = if slot < r {
-                format!("{{\"type\":\"join\",\"room\":\"{}\"}}\n", self.room())
+            let request = if slot < r {
+                Request::Join { room: self.room().into() }
             } else {
-                format!("{{\"type\":\"sync\",\"clientName\":\"load-{}-s{}\"}}\n", self.tag, slot - r)
+                Request::Sync { client_name: format!("load-{}-s{}", self.tag, slot - r).into(), token: None }
             };
-            cx.write(socket, frame.as_bytes());
+            let mut frame = Vec::new();
+            request.encode(&mut frame);
+            cx.write(socket, &frame);
         }
         Handshake::Pending
     }
@@ -581,20 +583,6 @@ impl Workload for FanoutLoad {
     }
 }
 
-/// Position of `needle` in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut from = 0;
-    while let Some(i) = hay.get(from..)?.iter().position(|&b| b == first) {
-        let at = from + i;
-        if hay.get(at..at + needle.len())? == needle {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
 /// Parses `NLM <tag> <sender> <seq> <sent_ns>[ padding]` at the start of `text` (which may
 /// run on: a closing quote and brace for the hub).
 fn parse_message(text: &[u8]) -> Option<Line> {
@@ -617,15 +605,6 @@ fn parse_message(text: &[u8]) -> Option<Line> {
     let seq = field()?;
     let sent_ns = field()?;
     Some(Line::Message(Stamp { tag, sender, seq, sent_ns }))
-}
-
-/// `hub_error:name_taken` from a hub error line, for the failure table.
-fn hub_error_code(line: &[u8]) -> String {
-    let code = serde_json::from_slice::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "unknown".into());
-    format!("hub_error:{code}")
 }
 
 #[cfg(test)]
@@ -748,7 +727,16 @@ mod tests {
             assert_eq!(text.len(), 100, "{}", String::from_utf8_lossy(&text));
             let received = match protocol {
                 FanoutProtocol::Chat => [b"127.0.0.1:1: ".as_slice(), &line].concat(),
-                FanoutProtocol::Hub => line.clone(),
+                // Relayed the way the hub relays a broadcast: the same message, with its sender.
+                FanoutProtocol::Hub => {
+                    let Ok(Request::Broadcast { message, .. }) = Request::from_json(&line) else {
+                        panic!("a broadcast request")
+                    };
+                    let mut relayed = Vec::new();
+                    Reply::Broadcast { from: "load-1-s2".into(), room: None, message }.encode(&mut relayed);
+                    relayed.pop();
+                    relayed
+                }
             };
             assert_eq!(
                 message(&l, std::str::from_utf8(&received).expect("ascii")),
@@ -758,7 +746,5 @@ mod tests {
             l.compose(0, 0, 1);
             assert!(l.msg.len() < 60);
         }
-        assert_eq!(find(b"abcabd", b"abd"), Some(3));
-        assert_eq!(find(b"ab", b"abc"), None);
     }
 }

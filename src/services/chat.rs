@@ -16,26 +16,23 @@
 //! disconnects it; the sender and the others are never slowed down by it.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::line::LineSplitter;
-use crate::printable::{escape_controls, for_log};
+use crate::printable::for_log;
 use crate::services::http_probe;
 use crate::services::presence::{self, Change, Presence, PRESENCE_INTERVAL};
 use crate::services::telnet::TelnetFilter;
 use crate::services::{peer_label, send, send_shared, Roster};
 use crate::timers::TimerId;
+use crate::wire::chat::{self as wire, Input};
 use crate::write_queue::SharedBytes;
 
 /// Default longest accepted line, terminator excluded (`--max-line`).
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
-
-/// Longest nick in bytes.
-const MAX_NICK: usize = 32;
 
 /// How long text without a newline waits for the rest of its line before it is sent as it is.
 /// Long enough for a line that TCP cut in two to come together, short enough to feel instant.
@@ -52,7 +49,7 @@ pub struct ChatConfig {
     /// Longest line accepted, terminator excluded; a longer one gets an error and the member
     /// is disconnected, so a peer can never make us buffer more than this per connection.
     pub max_line: usize,
-    /// Also send a member's text lines back to it (`--chat-echo-self`, as the Node original does).
+    /// Also send a member's text lines back to it (`--chat-echo-self`, as some Node chats do).
     pub echo_self: bool,
     /// Only complete lines are messages (`--chat-strict-lines`): text without a newline waits
     /// for it however long, and is dropped at close. Off by default: such text is sent after
@@ -223,8 +220,7 @@ impl Chat {
         }
         me.in_room = true;
         self.in_room += 1;
-        self.out.clear();
-        let _ = writeln!(self.out, "* welcome {}, online now: {}", me.name, self.in_room);
+        wire::write_welcome(&mut self.out, &me.name, self.in_room);
         send(cx, socket, &self.out);
         let name = me.name.clone();
         self.announce(cx, Change::Joined, socket, &name);
@@ -294,7 +290,8 @@ impl Chat {
             }
             Err(too_long) => {
                 cx.stats_mut().input_limit_disconnects += 1;
-                self.hang_up(cx, socket, &format!("* error: {too_long}\n"))
+                wire::write_error(&mut self.out, too_long);
+                self.hang_up_with_out(cx, socket)
             }
         }
     }
@@ -374,7 +371,8 @@ impl Chat {
 
     /// The loop cut `socket` for its unfinished input: say why, and hang up.
     pub fn cut_input(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
-        self.hang_up(cx, socket, &format!("* error: {cut}\n"));
+        wire::write_error(&mut self.out, cut);
+        self.hang_up_with_out(cx, socket);
     }
 
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
@@ -390,18 +388,15 @@ impl Chat {
         }
         // Borrowed unless the line holds invalid UTF-8, which is replaced (lossy).
         let text = String::from_utf8_lossy(line);
-        let text = text.trim();
-        if text.is_empty() {
-            return true;
-        }
-        if let Some(command) = text.strip_prefix('/') {
-            return self.command(cx, socket, command);
-        }
+        let text = match Input::parse(&text) {
+            None => return true,
+            Some(Input::Text(text)) => text,
+            Some(command) => return self.command(cx, socket, command),
+        };
         let Some(me) = self.members.get(socket) else { return false };
-        self.out.clear();
         // Control characters shown, not obeyed: a `\r` or an ESC sequence must not rewrite
         // the others' screens.
-        let _ = writeln!(self.out, "{}: {}", me.name, escape_controls(text, true));
+        wire::write_message(&mut self.out, &me.name, text);
         let shared = self.broadcast(cx, Some(socket));
         if self.config.echo_self {
             send_shared(cx, socket, &shared);
@@ -422,51 +417,37 @@ impl Chat {
         self.leave(cx, socket);
     }
 
-    /// `/word arg`. Returns false once the member has left.
-    fn command(&mut self, cx: &mut Context, socket: SocketId, command: &str) -> bool {
-        let (word, arg) = match command.find(char::is_whitespace) {
-            Some(at) => (&command[..at], command[at..].trim()),
-            None => (command, ""),
-        };
-        self.out.clear();
-        match word {
-            "nick" => self.nick(cx, socket, arg),
-            "who" => {
-                let _ = write!(self.out, "* online now: {}: ", self.in_room);
-                let names = self.members.iter().filter(|(_, m)| m.in_room).map(|(_, m)| &m.name);
-                for (i, name) in names.enumerate() {
-                    if i > 0 {
-                        self.out.extend_from_slice(b", ");
-                    }
-                    self.out.extend_from_slice(name.as_bytes());
-                }
-                self.out.push(b'\n');
+    /// A command. Returns false once the member has left.
+    fn command(&mut self, cx: &mut Context, socket: SocketId, command: Input<'_>) -> bool {
+        match command {
+            Input::Nick(name) => self.nick(cx, socket, name),
+            Input::Who => {
+                let names = self.members.iter().filter(|(_, m)| m.in_room).map(|(_, m)| m.name.as_str());
+                wire::write_who(&mut self.out, self.in_room, names);
                 send(cx, socket, &self.out);
             }
-            "quit" => {
-                self.hang_up(cx, socket, "* bye\n");
+            Input::Quit => {
+                self.hang_up(cx, socket, wire::BYE);
                 return false;
             }
-            _ => {
-                let _ = writeln!(self.out, "* error: unknown command /{}", escape_controls(word, true));
+            Input::Unknown(word) => {
+                wire::write_unknown_command(&mut self.out, word);
                 send(cx, socket, &self.out);
             }
+            // Text never reaches here; relayed by `on_line`.
+            Input::Text(_) => {}
         }
         true
     }
 
     /// `/nick NAME`: rename, unless the name is invalid or another member holds it.
     fn nick(&mut self, cx: &mut Context, socket: SocketId, name: &str) {
-        // Printable ASCII without ':' (which labels have) or spaces: names stay unambiguous
-        // in every notice and can never carry a control character.
-        let valid = (1..=MAX_NICK).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !valid {
-            send(cx, socket, b"* error: invalid name\n");
+        if !wire::is_valid_nick(name) {
+            send(cx, socket, wire::INVALID_NAME);
             return;
         }
         if self.nicks.get(name).is_some_and(|&holder| holder != socket) {
-            let _ = writeln!(self.out, "* error: name {name} is taken");
+            wire::write_name_taken(&mut self.out, name);
             send(cx, socket, &self.out);
             return;
         }
@@ -477,19 +458,25 @@ impl Chat {
         }
         me.has_nick = true;
         self.nicks.insert(name.to_string(), socket);
-        let _ = writeln!(self.out, "* you are now {name}");
+        wire::write_you_are_now(&mut self.out, name);
         send(cx, socket, &self.out);
-        self.out.clear();
-        let _ = writeln!(self.out, "* {old} is now {name}");
+        wire::write_renamed(&mut self.out, &old, name);
         self.broadcast(cx, Some(socket));
     }
 
     /// Sends `last_words`, ends the connection and removes the member at once, so the others
     /// hear "left" now rather than when the socket finally closes.
-    fn hang_up(&mut self, cx: &mut Context, socket: SocketId, last_words: &str) {
-        send(cx, socket, last_words.as_bytes());
+    fn hang_up(&mut self, cx: &mut Context, socket: SocketId, last_words: &[u8]) {
+        send(cx, socket, last_words);
         cx.end_within(socket, super::HANG_UP_GRACE);
         self.leave(cx, socket);
+    }
+
+    /// [`Chat::hang_up`] with the line written in `out`.
+    fn hang_up_with_out(&mut self, cx: &mut Context, socket: SocketId) {
+        let last_words = std::mem::take(&mut self.out);
+        self.hang_up(cx, socket, &last_words);
+        self.out = last_words;
     }
 
     /// Removes the member, if still present, and tells the others if it was in the room.

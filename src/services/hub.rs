@@ -1,9 +1,10 @@
-//! Hub: named clients exchanging JSON messages (a Node `net` JSON server's model), with rooms
-//! (socket.io's everyday feature). Clients send JSON objects back to back or one per line; the
-//! server writes one compact JSON object per line. The wire format is in `docs/protocol.md`.
+//! Hub: named clients exchanging JSON messages, with rooms (socket.io's everyday feature).
+//! Clients send JSON objects back to back or one per line; the server writes one compact JSON
+//! object per line. The messages are defined in [`crate::wire::hub`]; the wire format is in
+//! `docs/protocol.md`.
 //!
 //! The hub never re-encodes a client's `message`: the frame is validated by serde_json as a
-//! borrowed [`RawValue`], and `message` is relayed as the exact bytes the client sent. Every
+//! borrowed raw value, and `message` is relayed as the exact bytes the client sent. Every
 //! message that goes to several clients is encoded once into [`SharedBytes`] and queued to each
 //! by reference. A client that stops reading costs at most the listener's `max_buffer` of
 //! queued output before the core disconnects it.
@@ -11,24 +12,25 @@
 mod auth;
 mod presence;
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Write as _;
 use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
-
 use crate::context::Context;
-use crate::frame::{Frame, FrameDecoder, MAX_DEPTH};
+use crate::frame::{Frame, FrameDecoder};
 use crate::handler::SocketId;
 use crate::log_limit::LogBudget;
-use crate::printable::{for_log, is_printable_name};
+use crate::printable::for_log;
 use crate::services::{peer_label, send, send_shared, Roster};
 use crate::timers::TimerId;
+use crate::wire::hub::{
+    Counters, Cursor, ErrorCode, Fields, Kind, ListPage, Parsed, Refusal, Reply, Request,
+};
 use crate::write_queue::SharedBytes;
+
+pub use crate::wire::hub::MAX_LIST_LIMIT;
 
 pub use auth::{
     BLOCK_FOR as AUTH_BLOCK_FOR, FAILURES_ALLOWED as AUTH_FAILURES_ALLOWED, MAX_SOURCES as AUTH_MAX_SOURCES,
@@ -45,14 +47,9 @@ pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 /// that reads its replies (names and rooms are at most 64 bytes each).
 pub const MAX_ROOMS_PER_CLIENT: usize = 64;
 
-/// Longest client name and room name, in bytes.
-const MAX_NAME: usize = 64;
-
 /// Clients a `list` page holds unless the request asks for fewer (or more, up to
 /// [`MAX_LIST_LIMIT`]).
 pub const DEFAULT_LIST_LIMIT: usize = 100;
-/// Most clients one `list` page holds, whatever the request asks.
-pub const MAX_LIST_LIMIT: usize = 1000;
 /// A `list` page stops at the first client that starts beyond this many bytes, so one 16-byte
 /// request never costs more than about this much output and work (the last client on a page
 /// adds at most ~9 KiB: a 64-byte name and 64 rooms of 64 bytes).
@@ -82,43 +79,6 @@ impl Default for HubConfig {
         }
     }
 }
-
-/// The `code` of an error object; the set is fixed by the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ErrorCode {
-    BadJson,
-    BadMessage,
-    UnknownType,
-    NameTaken,
-    NoSuchClient,
-    Unauthorized,
-    FrameTooLarge,
-    RegisterTimeout,
-    InputLimit,
-    InputTimeout,
-}
-
-impl ErrorCode {
-    fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::BadMessage => "bad_message",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::NameTaken => "name_taken",
-            ErrorCode::NoSuchClient => "no_such_client",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::FrameTooLarge => "frame_too_large",
-            ErrorCode::RegisterTimeout => "register_timeout",
-            ErrorCode::InputLimit => "input_limit",
-            ErrorCode::InputTimeout => "input_timeout",
-        }
-    }
-}
-
-const NOT_AN_OBJECT: &str = "expected an object with a string \"type\"";
-/// Said of a string field holding a lone surrogate escape (`"\ud800"`): valid JSON, and
-/// `JSON.parse` accepts it, but it is not Unicode text, so it can be no name.
-const NOT_UNICODE: &str = "is not valid Unicode: it contains a lone surrogate escape (such as \\ud800)";
 
 /// One connected hub client.
 #[derive(Debug)]
@@ -239,277 +199,12 @@ impl HubRouter {
     }
 }
 
-/// The fields of a request object the protocol reads, as raw JSON texts borrowed from the
-/// frame (validated, never re-encoded).
-#[derive(Debug, Default)]
-struct Request<'a> {
-    kind: Option<&'a str>,
-    client_name: Option<&'a str>,
-    message: Option<&'a str>,
-    to: Option<&'a str>,
-    room: Option<&'a str>,
-    token: Option<&'a str>,
-    cursor: Option<&'a str>,
-    limit: Option<&'a str>,
-    rooms: Option<&'a str>,
-}
-
-/// What a frame turned out to be.
-#[derive(Debug)]
-enum Parsed<'a> {
-    /// Not valid JSON (or not UTF-8): `bad_json`.
-    BadJson,
-    /// Nested deeper than the framer passes on: `bad_json`, saying so.
-    TooDeep,
-    /// Valid JSON but an array: `bad_message`.
-    NotObject,
-    /// An object, with the fields we read.
-    Object(Request<'a>),
-}
-
-/// Validates `frame` with serde_json and picks out the fields the protocol reads.
-fn parse(frame: &[u8]) -> Parsed<'_> {
-    let whole: &RawValue = match serde_json::from_slice(frame) {
-        Ok(v) => v,
-        Err(_) => return Parsed::BadJson,
-    };
-    let text = whole.get();
-    if !text.starts_with('{') {
-        return Parsed::NotObject;
-    }
-    let mut request = Request::default();
-    for (key, value) in (ObjectMembers { text, at: 1 }) {
-        // Later duplicates win, as with JSON.parse.
-        let slot = match json_str(key).as_deref() {
-            Some("type") => &mut request.kind,
-            Some("clientName") => &mut request.client_name,
-            Some("message") => &mut request.message,
-            Some("to") => &mut request.to,
-            Some("room") => &mut request.room,
-            Some("token") => &mut request.token,
-            Some("cursor") => &mut request.cursor,
-            Some("limit") => &mut request.limit,
-            Some("rooms") => &mut request.rooms,
-            _ => continue,
-        };
-        *slot = Some(value);
-    }
-    Parsed::Object(request)
-}
-
-/// The top-level members of a JSON object as raw `(key, value)` texts.
-///
-/// serde_json (without serde's derive, which this crate does not depend on) cannot hand out
-/// borrowed fields of an object, so we find them ourselves. It only ever runs on text that
-/// serde_json has just validated, which makes it a boundary finder, not a parser; on anything
-/// else it stops early and never panics.
-struct ObjectMembers<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Iterator for ObjectMembers<'a> {
-    type Item = (&'a str, &'a str);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let bytes = self.text.as_bytes();
-        let mut i = skip_ws(bytes, self.at);
-        if bytes.get(i) == Some(&b',') {
-            i = skip_ws(bytes, i + 1);
-        }
-        self.at = bytes.len();
-        if bytes.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(bytes, i)?;
-        let colon = skip_ws(bytes, key_end);
-        if bytes.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(bytes, colon + 1);
-        let value_end = value_end(bytes, value_start)?;
-        self.at = value_end;
-        // Every boundary is at an ASCII byte, so these are char boundaries.
-        Some((self.text.get(i..key_end)?, self.text.get(value_start..value_end)?))
-    }
-}
-
 /// The registration sweep's timer. Unreferenced: a pending deadline must not keep a
 /// shutting-down server alive (it held SIGTERM for up to `--register-timeout`).
 fn deadline_timer(cx: &mut Context, delay: Duration) -> TimerId {
     let timer = cx.set_timer(delay);
     cx.set_timer_ref(timer, false);
     timer
-}
-
-fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
-    while matches!(bytes.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// End (exclusive) of the JSON string whose opening quote is at `start`.
-fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// End (exclusive) of the JSON value starting at `start`.
-fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
-    match bytes.get(start)? {
-        b'"' => string_end(bytes, start),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = start;
-            while let Some(&b) = bytes.get(i) {
-                match b {
-                    b'"' => {
-                        i = string_end(bytes, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            None
-        }
-        _ => {
-            let mut i = start;
-            while bytes
-                .get(i)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
-                i += 1;
-            }
-            Some(i)
-        }
-    }
-}
-
-/// The string a raw JSON text stands for, or `None` when it is not a string (or, see
-/// [`string_field`], not Unicode). Borrowed unless it holds escapes (rare), which serde_json
-/// decodes.
-fn json_str(raw: &str) -> Option<Cow<'_, str>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-}
-
-/// A string field of a request, or the reason to refuse it: absent or another type, or a
-/// string that is not Unicode. The raw text was validated by serde_json with the whole frame,
-/// so a string that still fails to decode holds a lone surrogate escape.
-fn string_field<'a>(raw: Option<&'a str>, key: &str) -> Result<Cow<'a, str>, String> {
-    let raw = raw.ok_or_else(|| format!("{key} must be a string"))?;
-    if !raw.starts_with('"') {
-        return Err(format!("{key} must be a string"));
-    }
-    json_str(raw).ok_or_else(|| format!("{key} {NOT_UNICODE}"))
-}
-
-/// A client or room name: a non-empty string of at most 64 bytes of printable text (no
-/// control characters, tab included, and none of the separators or direction overrides that
-/// could rewrite what another member's terminal shows).
-fn name_field<'a>(raw: Option<&'a str>, key: &str) -> Result<Cow<'a, str>, String> {
-    let shape = || format!("{key} must be a non-empty string of at most {MAX_NAME} bytes");
-    let name = match string_field(raw, key) {
-        Ok(name) => name,
-        Err(_) if raw.is_none_or(|r| !r.starts_with('"')) => return Err(shape()),
-        Err(unicode) => return Err(unicode),
-    };
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err(shape());
-    }
-    if !is_printable_name(&name) {
-        return Err(format!(
-            "{key} must be printable text: no control characters (tab, CR, LF, ESC, ...), line \
-             separators or direction overrides"
-        ));
-    }
-    Ok(name)
-}
-
-/// Appends `s` as a JSON string, escaped as `JSON.stringify` does.
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// Writes one compact JSON object, keys in the order they are added, then `\n`. Key order is
-/// part of the contract (clients compare lines byte for byte).
-struct JsonLine<'o> {
-    out: &'o mut Vec<u8>,
-    empty: bool,
-}
-
-impl<'o> JsonLine<'o> {
-    fn start(out: &'o mut Vec<u8>) -> Self {
-        out.clear();
-        out.push(b'{');
-        JsonLine { out, empty: true }
-    }
-
-    fn key(&mut self, key: &str) {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        write_json_str(self.out, key);
-        self.out.push(b':');
-    }
-
-    fn str(mut self, key: &str, value: &str) -> Self {
-        self.key(key);
-        write_json_str(self.out, value);
-        self
-    }
-
-    /// A value that is already JSON text (a client's `message`).
-    fn raw(mut self, key: &str, json: &str) -> Self {
-        self.key(key);
-        self.out.extend_from_slice(json.as_bytes());
-        self
-    }
-
-    fn end(self) {
-        self.out.extend_from_slice(b"}\n");
-    }
 }
 
 /// The hub service.
@@ -727,24 +422,18 @@ impl Hub {
     /// Handles one frame. Returns false once the client has been disconnected, so the rest of
     /// the read is ignored.
     fn on_frame(&mut self, cx: &mut Context, socket: SocketId, frame: Frame<'_>) -> bool {
-        let parsed = match frame {
-            Frame::Json(bytes) => parse(bytes),
-            Frame::Malformed => Parsed::BadJson,
-            Frame::TooDeep => Parsed::TooDeep,
-        };
+        let parsed = crate::wire::hub::parse(frame);
         let Some(member) = self.router.members.get(socket) else { return false };
         if !member.authed && !self.check_token(cx, socket, &parsed) {
             return false;
         }
         match parsed {
-            Parsed::BadJson => self.error(cx, socket, ErrorCode::BadJson, "frame is not valid JSON"),
-            Parsed::TooDeep => {
-                let reason =
-                    format!("frame is nested too deeply (at most {MAX_DEPTH} levels of arrays and objects)");
-                self.error(cx, socket, ErrorCode::BadJson, &reason)
+            Parsed::Object(fields) => self.handle(cx, socket, &fields),
+            other => {
+                if let Some(refusal) = other.refusal() {
+                    self.refuse(cx, socket, &refusal);
+                }
             }
-            Parsed::NotObject => self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT),
-            Parsed::Object(request) => self.handle(cx, socket, &request),
         }
         true
     }
@@ -755,10 +444,7 @@ impl Hub {
     fn check_token(&mut self, cx: &mut Context, socket: SocketId, parsed: &Parsed<'_>) -> bool {
         let Some(check) = &self.token else { return true };
         let authed = match parsed {
-            Parsed::Object(r) => {
-                r.kind.and_then(json_str).as_deref() == Some("sync")
-                    && r.token.and_then(json_str).is_some_and(|t| check.matches(&t))
-            }
+            Parsed::Object(fields) => fields.is_sync_with_token(|t| check.matches(t)),
             _ => false,
         };
         let source = Source::of(cx.remote_address(socket));
@@ -803,46 +489,38 @@ impl Hub {
         false
     }
 
-    fn handle(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let kind = match string_field(request.kind, "type") {
+    fn handle(&mut self, cx: &mut Context, socket: SocketId, fields: &Fields<'_>) {
+        let kind = match Kind::of(fields) {
             Ok(kind) => kind,
-            Err(_) if request.kind.is_none_or(|k| !k.starts_with('"')) => {
-                return self.error(cx, socket, ErrorCode::BadMessage, NOT_AN_OBJECT)
-            }
-            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
+            Err(refusal) => return self.refuse(cx, socket, &refusal),
         };
-        if matches!(&*kind, "sync" | "info" | "broadcast" | "join" | "leave" | "list" | "stats") {
-            if let Some(m) = self.router.members.get_mut(socket) {
-                m.useful = true;
-            }
+        // A request of a known type meets the registration deadline, even a malformed one.
+        if let Some(m) = self.router.members.get_mut(socket) {
+            m.useful = true;
         }
-        match &*kind {
-            "sync" => self.sync(cx, socket, request),
-            "info" => self.info(cx, socket, request),
-            "broadcast" => self.broadcast(cx, socket, request),
-            "join" => self.join_or_leave(cx, socket, request, true),
-            "leave" => self.join_or_leave(cx, socket, request, false),
-            "list" => self.list(cx, socket, request),
-            "stats" => self.stats(cx, socket),
-            other => {
-                let reason = format!("unknown message type {other}");
-                self.error(cx, socket, ErrorCode::UnknownType, &reason);
-            }
+        let request = match Request::decode(kind, fields) {
+            Ok(request) => request,
+            Err(refusal) => return self.refuse(cx, socket, &refusal),
+        };
+        match request {
+            Request::Sync { client_name, .. } => self.sync(cx, socket, &client_name),
+            Request::Info { to, message } => self.info(cx, socket, to.as_deref(), message),
+            Request::Broadcast { room, message } => self.broadcast(cx, socket, room.as_deref(), message),
+            Request::Join { room } => self.join_or_leave(cx, socket, &room, true),
+            Request::Leave { room } => self.join_or_leave(cx, socket, &room, false),
+            Request::List { cursor, limit, rooms } => self.list(cx, socket, cursor, limit, rooms),
+            Request::Stats => self.stats(cx, socket),
         }
     }
 
     /// Registers or renames this connection.
-    fn sync(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let name = match name_field(request.client_name, "clientName") {
-            Ok(name) => name,
-            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
-        };
-        if self.router.names.get(&*name).is_some_and(|&holder| holder != socket) {
+    fn sync(&mut self, cx: &mut Context, socket: SocketId, name: &str) {
+        if self.router.names.get(name).is_some_and(|&holder| holder != socket) {
             return self.error(cx, socket, ErrorCode::NameTaken, &format!("name {name} is taken"));
         }
         let router = &mut self.router;
         let Some(me) = router.members.get_mut(socket) else { return };
-        let previous = if me.name.as_deref() == Some(&*name) {
+        let previous = if me.name.as_deref() == Some(name) {
             None
         } else {
             let previous = me.name.replace(name.to_string());
@@ -852,20 +530,12 @@ impl Hub {
             router.names.insert(name.to_string(), socket);
             previous
         };
-        JsonLine::start(&mut self.out)
-            .str("type", "synced")
-            .str("clientName", &name)
-            .str("sessionId", &me.session_id)
-            .end();
+        let session_id = me.session_id.as_str().into();
+        Reply::Synced { client_name: name.into(), session_id }.encode(&mut self.out);
         send(cx, socket, &self.out);
-        let mut online = JsonLine::start(&mut self.out)
-            .str("type", "online")
-            .str("clientName", &name)
-            .str("sessionId", &me.session_id);
-        if let Some(old) = &previous {
-            online = online.str("previous", old);
-        }
-        online.end();
+        let session_id = me.session_id.as_str().into();
+        Reply::Online { client_name: name.into(), session_id, previous: previous.as_deref().map(Into::into) }
+            .encode(&mut self.out);
         let line: SharedBytes = Rc::from(&self.out[..]);
         if self.presence.event(cx, socket, &mut me.presence, true, &line) {
             self.router.broadcast(cx, socket, &line);
@@ -873,12 +543,9 @@ impl Hub {
     }
 
     /// A message to the server (logged) or to one named client.
-    fn info(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let Some(message) = request.message else {
-            return self.error(cx, socket, ErrorCode::BadMessage, "info needs a message");
-        };
+    fn info(&mut self, cx: &mut Context, socket: SocketId, to: Option<&str>, message: &str) {
         let Some(me) = self.router.members.get(socket) else { return };
-        let Some(to) = request.to else {
+        let Some(to) = to else {
             if let Some(dropped) = self.info_log.admit(cx.elapsed()) {
                 if dropped > 0 {
                     log::info!("{dropped} info messages not logged (over {INFO_LOG_PER_SECOND} a second)");
@@ -896,43 +563,26 @@ impl Hub {
             }
             return;
         };
-        let to = match string_field(Some(to), "to") {
-            Ok(to) => to,
-            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
-        };
-        let Some(&dest) = self.router.names.get(&*to) else {
+        let Some(&dest) = self.router.names.get(to) else {
             return self.error(cx, socket, ErrorCode::NoSuchClient, &format!("no client named {to}"));
         };
         self.settle_presence(cx, socket);
         let Some(me) = self.router.members.get(socket) else { return };
-        JsonLine::start(&mut self.out)
-            .str("type", "info")
-            .str("from", me.sender())
-            .raw("message", message)
-            .end();
+        Reply::Info { from: me.sender().into(), message }.encode(&mut self.out);
         send(cx, dest, &self.out);
     }
 
     /// To every other client, or to a room's other members.
-    fn broadcast(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let Some(message) = request.message else {
-            return self.error(cx, socket, ErrorCode::BadMessage, "broadcast needs a message");
-        };
+    fn broadcast(&mut self, cx: &mut Context, socket: SocketId, room: Option<&str>, message: &str) {
         self.settle_presence(cx, socket);
         let Some(me) = self.router.members.get(socket) else { return };
-        let line = JsonLine::start(&mut self.out).str("type", "broadcast").str("from", me.sender());
-        let Some(room) = request.room else {
-            line.raw("message", message).end();
-            let line: SharedBytes = Rc::from(&self.out[..]);
-            return self.router.broadcast(cx, socket, &line);
-        };
-        let room = match name_field(Some(room), "room") {
-            Ok(room) => room,
-            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
-        };
-        line.str("room", &room).raw("message", message).end();
+        Reply::Broadcast { from: me.sender().into(), room: room.map(Into::into), message }
+            .encode(&mut self.out);
         let line: SharedBytes = Rc::from(&self.out[..]);
-        self.router.broadcast_room(cx, &room, socket, &line);
+        match room {
+            Some(room) => self.router.broadcast_room(cx, room, socket, &line),
+            None => self.router.broadcast(cx, socket, &line),
+        }
     }
 
     /// Ends the presence window early when it holds this member's own `online`: the others
@@ -945,49 +595,43 @@ impl Hub {
         }
     }
 
-    fn join_or_leave(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>, join: bool) {
-        let room = match name_field(request.room, "room") {
-            Ok(room) => room,
-            Err(reason) => return self.error(cx, socket, ErrorCode::BadMessage, &reason),
-        };
+    fn join_or_leave(&mut self, cx: &mut Context, socket: SocketId, room: &str, join: bool) {
         if join {
             let rooms = self.router.members.get(socket).map_or(0, |m| m.rooms.len());
-            if rooms >= MAX_ROOMS_PER_CLIENT && !self.router.in_room(socket, &room) {
+            if rooms >= MAX_ROOMS_PER_CLIENT && !self.router.in_room(socket, room) {
                 let reason = format!("too many rooms (max {MAX_ROOMS_PER_CLIENT} per client)");
                 return self.error(cx, socket, ErrorCode::BadMessage, &reason);
             }
-            self.router.join(socket, &room);
+            self.router.join(socket, room);
         } else {
-            self.router.leave_room(socket, &room);
+            self.router.leave_room(socket, room);
         }
-        let kind = if join { "joined" } else { "left" };
-        JsonLine::start(&mut self.out).str("type", kind).str("room", &room).end();
+        let room = room.into();
+        let reply = if join { Reply::Joined { room } } else { Reply::Left { room } };
+        reply.encode(&mut self.out);
         send(cx, socket, &self.out);
     }
 
-    /// The server's counters (the "Counters" promise in `docs/operations.md`), one line.
+    /// The server's counters, one line.
     fn stats(&mut self, cx: &mut Context, socket: SocketId) {
-        let st = cx.stats().clone();
-        let mut line = JsonLine::start(&mut self.out).str("type", "stats");
-        for (key, value) in [
-            ("connections", cx.socket_count() as u64),
-            ("hubClients", self.router.members.len() as u64),
-            ("accepted", st.accepted),
-            ("rejected", st.rejected),
-            ("rejectedNoFd", st.rejected_no_fd),
-            ("outputLimitDisconnects", st.output_limit_disconnects),
-            ("inputLimitDisconnects", st.input_limit_disconnects),
-            ("timeoutDisconnects", st.timeout_disconnects),
-            ("inputTotalDisconnects", st.input_total_disconnects),
-            ("inputTimeoutDisconnects", st.input_timeout_disconnects),
-            ("bytesIn", st.bytes_in),
-            ("bytesOut", st.bytes_out),
-            ("authFailures", st.auth_failures),
-            ("authThrottled", st.auth_throttled),
-        ] {
-            line = line.raw(key, &value.to_string());
-        }
-        line.end();
+        let st = cx.stats();
+        let counters = Counters {
+            connections: cx.socket_count() as u64,
+            hub_clients: self.router.members.len() as u64,
+            accepted: st.accepted,
+            rejected: st.rejected,
+            rejected_no_fd: st.rejected_no_fd,
+            output_limit_disconnects: st.output_limit_disconnects,
+            input_limit_disconnects: st.input_limit_disconnects,
+            timeout_disconnects: st.timeout_disconnects,
+            input_total_disconnects: st.input_total_disconnects,
+            input_timeout_disconnects: st.input_timeout_disconnects,
+            bytes_in: st.bytes_in,
+            bytes_out: st.bytes_out,
+            auth_failures: st.auth_failures,
+            auth_throttled: st.auth_throttled,
+        };
+        Reply::Stats(counters).encode(&mut self.out);
         send(cx, socket, &self.out);
     }
 
@@ -996,84 +640,44 @@ impl Hub {
     /// page is the whole list, as it always was; with `cursor` or `limit`, rooms are listed
     /// only when asked for (`"rooms":true`). A page holds at most `limit` clients and stops
     /// once past [`MAX_LIST_BYTES`]; when clients remain, `next` is the cursor for the rest.
-    fn list(&mut self, cx: &mut Context, socket: SocketId, request: &Request<'_>) {
-        let paged = request.cursor.is_some() || request.limit.is_some();
-        let with_rooms = match request.rooms {
-            None => !paged,
-            Some("true") => true,
-            Some("false") => false,
-            Some(_) => return self.error(cx, socket, ErrorCode::BadMessage, "rooms must be true or false"),
-        };
-        let limit = match request.limit {
-            None => DEFAULT_LIST_LIMIT,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(n) if n > 0 => n.min(MAX_LIST_LIMIT as u64) as usize,
-                _ => {
-                    let reason =
-                        format!("limit must be a positive integer (pages hold at most {MAX_LIST_LIMIT})");
-                    return self.error(cx, socket, ErrorCode::BadMessage, &reason);
-                }
-            },
-        };
-        let start = match request.cursor {
-            None | Some("null") => Bound::Unbounded,
-            Some(raw) => match json_str(raw).and_then(|c| c.parse::<u64>().ok()) {
-                Some(after) => Bound::Excluded(after),
-                None => {
-                    let reason = "cursor must be the next value of an earlier list reply";
-                    return self.error(cx, socket, ErrorCode::BadMessage, reason);
-                }
-            },
+    fn list(
+        &mut self,
+        cx: &mut Context,
+        socket: SocketId,
+        cursor: Option<Cursor<'_>>,
+        limit: Option<u64>,
+        rooms: Option<bool>,
+    ) {
+        let with_rooms = rooms.unwrap_or(cursor.is_none() && limit.is_none());
+        let limit = limit.map_or(DEFAULT_LIST_LIMIT, |n| n.min(MAX_LIST_LIMIT as u64) as usize);
+        let start = match cursor.as_ref().and_then(Cursor::after) {
+            None => Bound::Unbounded,
+            Some(after) => Bound::Excluded(after),
         };
         let router = &self.router;
-        let out = &mut self.out;
-        out.clear();
-        let _ = write!(out, "{{\"type\":\"list\",\"count\":{},\"clients\":[", router.listed.len());
+        let mut page = ListPage::start(&mut self.out, router.listed.len());
         let mut listed = 0;
         let mut next = None;
         for (&seq, &id) in router.listed.range((start, Bound::Unbounded)) {
-            if listed == limit || out.len() >= MAX_LIST_BYTES {
+            if listed == limit || page.len() >= MAX_LIST_BYTES {
                 next = Some(seq - 1);
                 break;
             }
             let Some(m) = router.members.get(id) else { continue };
-            if listed > 0 {
-                out.push(b',');
-            }
             listed += 1;
-            out.extend_from_slice(b"{\"clientName\":");
-            match &m.name {
-                Some(name) => write_json_str(out, name),
-                None => out.extend_from_slice(b"null"),
-            }
-            out.extend_from_slice(b",\"sessionId\":");
-            write_json_str(out, &m.session_id);
-            if with_rooms {
-                out.extend_from_slice(b",\"rooms\":[");
-                for (j, room) in m.rooms.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    write_json_str(out, room);
-                }
-                out.push(b']');
-            }
-            out.push(b'}');
+            let rooms = with_rooms.then(|| m.rooms.iter().map(String::as_str));
+            page.entry(m.name.as_deref(), &m.session_id, rooms);
         }
-        out.push(b']');
-        if let Some(next) = next {
-            let _ = write!(out, ",\"next\":\"{next}\"");
-        }
-        out.extend_from_slice(b"}\n");
+        page.finish(next);
         send(cx, socket, &self.out);
     }
 
+    fn refuse(&mut self, cx: &mut Context, socket: SocketId, refusal: &Refusal) {
+        self.error(cx, socket, refusal.code, &refusal.reason);
+    }
+
     fn error(&mut self, cx: &mut Context, socket: SocketId, code: ErrorCode, reason: &str) {
-        JsonLine::start(&mut self.out)
-            .str("type", "error")
-            .str("code", code.as_str())
-            .str("reason", reason)
-            .end();
+        Reply::Error { code, reason: reason.into() }.encode(&mut self.out);
         send(cx, socket, &self.out);
     }
 
@@ -1089,11 +693,8 @@ impl Hub {
     fn depart(&mut self, cx: &mut Context, socket: SocketId) {
         let Some(mut gone) = self.router.remove(socket) else { return };
         let Some(name) = &gone.name else { return };
-        JsonLine::start(&mut self.out)
-            .str("type", "offline")
-            .str("clientName", name)
-            .str("sessionId", &gone.session_id)
-            .end();
+        let session_id = gone.session_id.as_str().into();
+        Reply::Offline { client_name: name.as_str().into(), session_id }.encode(&mut self.out);
         let line: SharedBytes = Rc::from(&self.out[..]);
         if self.presence.event(cx, socket, &mut gone.presence, false, &line) {
             self.router.broadcast(cx, socket, &line);
@@ -1153,105 +754,5 @@ impl super::Service for Hub {
 
     fn held_input(&self, socket: crate::handler::SocketId) -> Option<usize> {
         Some(Hub::held_input(self, socket))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(frame: &str) -> Request<'_> {
-        match parse(frame.as_bytes()) {
-            Parsed::Object(r) => r,
-            other => panic!("{frame}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn picks_fields_and_keeps_raw_values() {
-        let r = fields(r#" { "type" : "sync" , "message" : {"a": [1, "}"]} ,"x":[{}],"clientName":"n"}"#);
-        assert_eq!(r.kind, Some(r#""sync""#));
-        assert_eq!(r.message, Some(r#"{"a": [1, "}"]}"#));
-        assert_eq!(r.client_name, Some(r#""n""#));
-        assert_eq!(r.to, None);
-        let r = fields(r#"{"typ\u0065":"list","type":"x","message":-1.5e3,"to":null}"#);
-        assert_eq!(r.kind, Some(r#""x""#), "escaped key matches; the later duplicate wins");
-        assert_eq!(r.message, Some("-1.5e3"));
-        assert_eq!(r.to, Some("null"));
-        assert_eq!(fields("{}").kind, None);
-    }
-
-    #[test]
-    fn classifies_frames() {
-        assert!(matches!(parse(b"[1,2]"), Parsed::NotObject));
-        assert!(matches!(parse(b"[1,}"), Parsed::BadJson));
-        assert!(matches!(parse(b"{\"a\":1,}"), Parsed::BadJson));
-        assert!(matches!(parse(b"{\"a\":\"\xff\"}"), Parsed::BadJson));
-        assert!(matches!(parse(b"{\"a\":\"\x01\"}"), Parsed::BadJson));
-    }
-
-    #[test]
-    fn strings() {
-        assert_eq!(json_str(r#""abc""#).as_deref(), Some("abc"));
-        assert_eq!(json_str(r#""a\"b\u00e9""#).as_deref(), Some("a\"bé"));
-        assert_eq!(json_str("12"), None);
-        assert_eq!(json_str("\""), None);
-        let mut out = Vec::new();
-        write_json_str(&mut out, "a\"\\\n\r\t\u{8}\u{c}\u{1}\u{1f}é/\u{7f}");
-        assert_eq!(String::from_utf8_lossy(&out), "\"a\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u001fé/\u{7f}\"");
-    }
-
-    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
-        use proptest::prelude::*;
-        use serde_json::Value;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            // Floats only from a fixed set: serde_json's default float parsing is not
-            // round-trip exact, which would fail the comparison for reasons not ours.
-            prop_oneof![Just(0.5), Just(-1.25e-3), Just(1e300)].prop_map(Value::from),
-            "[ -~\\u{0}-\\u{1f}\\u{e9}\\u{2028}\\u{1f600}{}\\[\\]\"\\\\]{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                proptest::collection::vec(("(type|message|to|x|\\{\\})", inner), 0..5)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest::proptest! {
-        /// Whatever object serde_json writes (compact or pretty), the fields we pick are the
-        /// ones serde_json itself sees, as raw texts that parse back to the same values.
-        #[test]
-        fn picks_the_same_fields_as_serde_json(
-            fields in proptest::collection::vec(("(type|clientName|message|to|room|token|other)", json_value()), 0..8),
-            pretty in proptest::prelude::any::<bool>(),
-        ) {
-            let object: serde_json::Map<String, serde_json::Value> = fields.into_iter().collect();
-            let value = serde_json::Value::Object(object.clone());
-            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
-            let text = text.expect("serialisable");
-            let Parsed::Object(r) = parse(text.as_bytes()) else { panic!("not an object: {text}") };
-            let got = [
-                ("type", r.kind), ("clientName", r.client_name), ("message", r.message),
-                ("to", r.to), ("room", r.room), ("token", r.token),
-            ];
-            for (key, raw) in got {
-                let raw: Option<serde_json::Value> = raw.map(|t| serde_json::from_str(t).expect("raw field is JSON"));
-                proptest::prop_assert_eq!(raw.as_ref(), object.get(key), "{}", key);
-            }
-        }
-
-        /// Arbitrary bytes never panic the parser.
-        #[test]
-        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            let mut frame = b"{".to_vec();
-            frame.extend_from_slice(&bytes);
-            let _ = parse(&frame);
-            let _ = parse(&bytes);
-        }
     }
 }

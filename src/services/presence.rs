@@ -12,10 +12,12 @@
 //! A [`Presence`] is the batch of one interval: at most [`SHOWN`] names of each kind are kept
 //! (the rest only counted), so it holds a few bytes whatever the storm.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use crate::handler::SocketId;
+use crate::wire::chat::{self, Names as ShownNames};
+
+pub use crate::wire::chat::Change;
 
 /// How long join and leave notices are gathered into one summary once a storm starts.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(200);
@@ -25,15 +27,6 @@ pub const BURST: usize = 3;
 
 /// Names of each kind a summary lists; the rest are counted (`and 9810 more`).
 pub const SHOWN: usize = 5;
-
-/// A join or a leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// A member entered the room.
-    Joined,
-    /// A member left it.
-    Left,
-}
 
 /// Names of one kind of change in the interval: the first few, and how many in all.
 #[derive(Debug, Default)]
@@ -50,17 +43,8 @@ impl Names {
         self.count += 1;
     }
 
-    /// `a, b and 12 more`.
-    fn write(&self, out: &mut Vec<u8>) {
-        for (i, name) in self.shown.iter().enumerate() {
-            if i > 0 {
-                out.extend_from_slice(b", ");
-            }
-            out.extend_from_slice(name.as_bytes());
-        }
-        if self.count > self.shown.len() {
-            let _ = write!(out, " and {} more", self.count - self.shown.len());
-        }
+    fn shown(&self) -> ShownNames<'_> {
+        ShownNames { shown: &self.shown, count: self.count }
     }
 
     fn clear(&mut self) {
@@ -113,18 +97,7 @@ impl Presence {
                 (change == Change::Joined).then_some(member)
             }
             _ => {
-                out.extend_from_slice(b"* ");
-                if self.joined.count > 0 {
-                    out.extend_from_slice(b"joined: ");
-                    self.joined.write(out);
-                    out.extend_from_slice(b"; ");
-                }
-                if self.left.count > 0 {
-                    out.extend_from_slice(b"left: ");
-                    self.left.write(out);
-                    out.extend_from_slice(b"; ");
-                }
-                let _ = writeln!(out, "online now: {online}");
+                chat::write_summary(out, self.joined.shown(), self.left.shown(), online);
                 None
             }
         };
@@ -138,11 +111,7 @@ impl Presence {
 /// The classic notice for one change: `* <name> joined, online now: N` or
 /// `* <name> left, online now: N`.
 pub fn write_single(out: &mut Vec<u8>, change: Change, name: &str, online: usize) {
-    let verb = match change {
-        Change::Joined => "joined",
-        Change::Left => "left",
-    };
-    let _ = writeln!(out, "* {name} {verb}, online now: {online}");
+    chat::write_change(out, change, name, online);
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! with immediate notices), nor about their own, which is what [`Mark`] records.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::context::Context;
 use crate::handler::SocketId;
 use crate::services::send_shared;
 use crate::timers::TimerId;
+use crate::wire::hub::Reply;
 use crate::write_queue::SharedBytes;
 
 /// How long events are held once one has gone out: the most a notice is delayed.
@@ -160,8 +160,7 @@ impl Presence {
 
 /// `{"type":"presence","online":N,"offline":M}`.
 fn summary(out: &mut Vec<u8>, online: u32, offline: u32) -> SharedBytes {
-    out.clear();
-    let _ = writeln!(out, r#"{{"type":"presence","online":{online},"offline":{offline}}}"#);
+    Reply::Presence { online: online.into(), offline: offline.into() }.encode(out);
     Rc::from(&out[..])
 }
 
