@@ -206,7 +206,7 @@ impl Handler for ChatClient {
 
 /// Node's `process.stdin`, unref'd: only the server connection keeps the loop alive.
 fn stdin_socket(cx: &mut Context) -> io::Result<SocketId> {
-    let socket = cx.stdin_socket()?;
+    let socket = netloop::stdin::socket(cx)?;
     cx.set_socket_ref(socket, false);
     Ok(socket)
 }

@@ -8,7 +8,7 @@
 //!
 //! Everything runs on one poll loop. stdin is read by a helper thread that copies it into one
 //! end of a `UnixStream::pair()`; the loop owns the other end as an ordinary socket
-//! ([`Context::stdin_socket`]). That works for every kind of stdin (terminal, pipe, regular
+//! ([`crate::stdin::socket`]). That works for every kind of stdin (terminal, pipe, regular
 //! file, `/dev/null`: epoll refuses the last two), never makes a terminal shared with the shell
 //! non-blocking, and gives stdin the loop's backpressure for free: when the server stops
 //! reading, the stdin socket is paused, the pair's buffer fills and the thread blocks.
@@ -65,7 +65,7 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
         Request::Sync { client_name: name.into(), token: None }.encode(&mut sync);
         cx.write(server, &sync);
     }
-    let stdin = cx.stdin_socket()?;
+    let stdin = crate::stdin::socket(cx)?;
     // Only the server connection keeps the loop alive: when it closes we exit, even if the
     // user is still typing.
     cx.set_socket_ref(stdin, false);

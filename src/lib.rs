@@ -19,7 +19,8 @@
 //! - [`wire`]: each protocol's messages defined once, for the services and the clients.
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
-//! - `wrap`: adopting an already connected stream (stdin's pipe for `connect`).
+//! - `wrap`: adopting an already connected stream; [`stdin`](mod@stdin): stdin as a socket
+//!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
 //!   loop's own repeated warnings, budgeted and summarised.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
@@ -48,6 +49,7 @@ pub mod printable;
 pub mod serve;
 pub mod services;
 mod socket;
+pub mod stdin;
 pub mod text;
 pub mod timers;
 pub mod units;

@@ -10,29 +10,37 @@ use std::io;
 /// reserve (Redis keeps 32).
 pub const RESERVED_FDS: u64 = 32;
 
-/// The current soft limit on open files.
-pub fn fd_limit() -> Option<u64> {
+/// The open-file limits, `(soft, hard)`: the one place that asks the kernel.
+pub fn fd_limits() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0).then_some(lim.rlim_cur)
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// The current soft limit on open files.
+pub fn fd_limit() -> Option<u64> {
+    fd_limits().ok().map(|(soft, _)| soft)
+}
+
+/// The hard limit on open files: how far `ulimit -n` can go without privileges.
+pub fn hard_fd_limit() -> Option<u64> {
+    fd_limits().ok().map(|(_, hard)| hard)
 }
 
 /// Raises the soft open-file limit to the hard limit; returns `(before, after)`.
 pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
+    let (before, hard) = fd_limits()?;
+    if before < hard {
+        let lim = libc::rlimit { rlim_cur: hard, rlim_max: hard };
+        // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok((before, lim.rlim_cur))
+    Ok((before, hard))
 }
 
 /// The most connections one process can hold with `limit` descriptors.

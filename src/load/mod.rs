@@ -127,7 +127,7 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
         sources,
         fd_capacity,
         fd_limit,
-        fd_hard_limit: hard_fd_limit(),
+        fd_hard_limit: crate::limits::hard_fd_limit(),
     };
     match mode {
         Mode::Idle { connections } => drive(idle::IdleLoad::new(*connections), settings),
@@ -186,12 +186,4 @@ fn check_memory_bounds(mode: &Mode) -> io::Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-/// The hard open-file limit, to say whether raising `ulimit -n` alone would help.
-fn hard_fd_limit() -> Option<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct we pass.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0).then_some(lim.rlim_max)
 }
