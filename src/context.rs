@@ -14,13 +14,14 @@ use slab::Slab;
 
 use crate::addr::SocketAddress;
 use crate::error;
+use crate::flow::Flow;
 use crate::handler::{ServerId, SocketId};
 use crate::idle::IdleTimers;
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
 use crate::socket::{flag, interest_of, Socket, Stream, NO_SERVER};
 use crate::timers::{TimerId, TimerKind, Timers};
-use crate::write_queue::{SharedBytes, WriteQueue};
+use crate::write_queue::{Flush, SharedBytes, WriteQueue};
 
 /// Token of the signal pipe. Listener tokens count down from just below it; socket tokens are
 /// slab keys counting up from 0.
@@ -61,6 +62,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to all sockets.
     pub bytes_out: u64,
+    /// Times a sender was stalled (not read) because its broadcasts left recipients behind.
+    pub sender_stalls: u64,
+    /// Total time senders spent stalled, in ms.
+    pub sender_stall_ms: u64,
 }
 
 /// Everything a [`crate::Handler`] may touch: sockets, servers, timers, signals.
@@ -75,6 +80,8 @@ pub struct Context {
     pub(crate) ready: Vec<SocketId>,
     /// Corked sockets the loop flushes at the end of this turn.
     pub(crate) corked: Vec<SocketId>,
+    /// Broadcast senders stalled for recipients that are behind.
+    pub(crate) flow: Flow,
     /// Destroyed sockets whose `'error'`/`'close'` the loop still owes, in order.
     pub(crate) closing: Vec<(usize, Option<io::Error>)>,
     /// Closed servers whose last connection is gone; `'close'` is owed.
@@ -102,7 +109,7 @@ pub struct Context {
     /// Socket count below which the next slab shrink is attempted (see `remove`).
     shrink_below: usize,
     client_options: SocketOptions,
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 impl std::fmt::Debug for Context {
@@ -124,6 +131,7 @@ impl Context {
             idle: IdleTimers::default(),
             ready: Vec::new(),
             corked: Vec::new(),
+            flow: Flow::default(),
             closing: Vec::new(),
             servers_closing: Vec::new(),
             listening: Vec::new(),
@@ -269,6 +277,8 @@ impl Context {
         }
         sock.flags |= flag::DESTROYED;
         self.open_sockets -= 1;
+        self.release_holding(key);
+        let sock = &mut self.sockets[key];
         if let Some(mut q) = sock.queue.take() {
             q.clear();
             if self.spare_queues.len() < SPARE_QUEUES {
@@ -328,7 +338,9 @@ impl Context {
 
     /// Gives a drained queue back for reuse.
     pub(crate) fn recycle_queue(&mut self, key: usize) {
-        if let Some(q) = self.sockets[key].queue.take() {
+        if let Some(mut q) = self.sockets[key].queue.take() {
+            // Empty already; this resets its timestamps, which the next owner must not inherit.
+            q.clear();
             if self.spare_queues.len() < SPARE_QUEUES {
                 self.spare_queues.push(q);
             }
@@ -504,16 +516,26 @@ impl Context {
     /// follows when the queue empties. A write the kernel takes whole returns true even when
     /// it is larger than the mark (newer Node; Node 20 returned false).
     pub fn write(&mut self, socket: SocketId, data: &[u8]) -> bool {
-        self.write_impl(socket, data, None)
+        self.write_impl(socket, data, None, false)
     }
 
     /// `write()` of bytes shared with other sockets: whatever the kernel does not take at
     /// once is queued by reference, not copied. Use for broadcasts.
     pub fn write_shared(&mut self, socket: SocketId, data: &SharedBytes) -> bool {
-        self.write_impl(socket, data, Some(data))
+        self.write_impl(socket, data, Some(data), false)
     }
 
-    fn write_impl(&mut self, socket: SocketId, data: &[u8], shared: Option<&SharedBytes>) -> bool {
+    /// `write()`, `write_shared()` and [`Context::write_broadcast`]. A corked queue is handed to
+    /// the kernel before the hard limit is checked, and for a broadcast once it reaches the
+    /// mark: a limit measures how far the peer is behind what the kernel would take, not what
+    /// one turn produced.
+    pub(crate) fn write_impl(
+        &mut self,
+        socket: SocketId,
+        data: &[u8],
+        shared: Option<&SharedBytes>,
+        broadcast: bool,
+    ) -> bool {
         let Some(key) = self.key_of(socket) else { return false };
         let sock = &mut self.sockets[key];
         if sock.has(flag::DESTROYED) {
@@ -553,11 +575,19 @@ impl Context {
             Some(s) => q.push_shared(s.clone(), offset),
             None => q.push_copy(&data[offset..]),
         }
-        let queued = q.len();
+        let mut queued = q.len();
         let (hwm, limit) = {
             let o = self.options_of(self.sockets[key].server);
             (o.high_water_mark, o.max_buffer)
         };
+        let sock = &self.sockets[key];
+        let untried = sock.has(flag::CORKED) && !sock.has(flag::CONNECTING | flag::KERNEL_FULL);
+        if untried && ((broadcast && queued >= hwm) || limit.is_some_and(|l| queued > l)) {
+            if !self.flush_corked(key) {
+                return false;
+            }
+            queued = self.sockets[key].queued();
+        }
         if let Some(limit) = limit.filter(|&l| queued > l) {
             self.stats.output_limit_disconnects += 1;
             log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
@@ -576,6 +606,32 @@ impl Context {
             self.sockets[key].flags |= flag::NEED_DRAIN;
             false
         }
+    }
+
+    /// Hands a corked socket's queue to the kernel now rather than at the end of the turn.
+    /// What the kernel took is gone from the queue; an emptied queue stays in place, so the
+    /// end-of-turn flush still delivers a `drain` that is owed. Returns false if the write
+    /// failed (the socket is destroyed).
+    fn flush_corked(&mut self, key: usize) -> bool {
+        let sock = &mut self.sockets[key];
+        let Some(q) = sock.queue.as_mut() else { return true };
+        let (how, n) = match q.flush_to(&mut sock.io, usize::MAX) {
+            Ok(r) => r,
+            Err(e) => {
+                self.destroy_key(key, Some(e));
+                return false;
+            }
+        };
+        if how == Flush::Blocked {
+            sock.flags |= flag::KERNEL_FULL;
+        }
+        if n > 0 {
+            sock.bytes_written += n as u64;
+            self.stats.bytes_out += n as u64;
+            self.idle.touch(key, self.now_ms as u32);
+            self.recipient_progressed(key);
+        }
+        true
     }
 
     /// Redis's soft output limit: a socket whose queue stays above `soft_limit.0` bytes for

@@ -240,7 +240,8 @@ impl Handler for Serve {
             let st = cx.stats();
             log::info!(
                 "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-                 disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={}",
+                 disconnects(output_limit={} input_limit={} timeout={}) bytes_in={} bytes_out={} \
+                 sender_stalls={} sender_stall_ms={}",
                 cx.socket_count(),
                 st.accepted,
                 st.rejected,
@@ -249,7 +250,9 @@ impl Handler for Serve {
                 st.input_limit_disconnects,
                 st.timeout_disconnects,
                 st.bytes_in,
-                st.bytes_out
+                st.bytes_out,
+                st.sender_stalls,
+                st.sender_stall_ms
             );
             return;
         }
