@@ -15,14 +15,17 @@
 //! - A broadcast that leaves a recipient behind *stalls* the socket whose input is being
 //!   handled: it is not read (not even for the rest of its read budget this turn) until every
 //!   recipient it waits on has drained, or [`MAX_SENDER_STALL`] has passed.
-//! - A recipient that has stayed behind for [`MAX_SENDER_STALL`] is a *laggard*: it had its
-//!   chance while senders waited, so it stalls nobody any more. Its queue then grows to its hard
-//!   limit and it is cut, while the others keep going. Draining makes it an ordinary recipient
-//!   again.
+//! - A recipient that is behind and has taken nothing (the kernel accepted none of its queue)
+//!   for [`MAX_SENDER_STALL`] while other recipients kept up is a *laggard*: it had its chance
+//!   while senders waited, so it stalls nobody any more. Its queue then grows to its hard limit
+//!   and it is cut, while the others keep going. Taking data again makes it an ordinary
+//!   recipient. If no recipient keeps up (the machine is busy), nobody is singled out.
 //!
-//! So a reader slows the senders to its pace only as long as it can empty what it was sent
-//! within the bound; a reader slower than that is cut. What one stall lets through beyond the
-//! mark is what the sender's current read produced (at most one 64 KiB read of its input).
+//! So a client that stops reading costs the senders one pause of at most the bound, and is cut
+//! at its limit; a client that reads, however slowly, slows the senders to its pace (one
+//! stall at a time, each bounded) until it catches up or reaches its soft or hard limit. What
+//! one stall lets through beyond the mark is what the sender's current read produced (one read
+//! of at most 64 KiB of its input).
 //!
 //! Stalls are counted in [`crate::Stats`] (`sender_stalls`, `sender_stall_ms`).
 
@@ -54,8 +57,12 @@ pub(crate) struct Flow {
     holding: Vec<SocketId>,
     /// How many sockets carry `HOLDING`.
     holding_count: usize,
-    /// A holding recipient caught up, became a laggard or closed since the last settle.
+    /// A holding recipient drained or closed, or another recipient kept up, since the last
+    /// settle: some stalls may end.
     changed: bool,
+    /// Loop time (ms) a broadcast recipient last kept up: a broadcast found it below its mark,
+    /// or the kernel took output it was behind on.
+    last_kept_up: u64,
 }
 
 impl Flow {
@@ -78,6 +85,7 @@ impl Context {
     pub fn write_broadcast(&mut self, socket: SocketId, data: &SharedBytes) -> bool {
         self.cork(socket);
         if self.write_impl(socket, data, Some(data), true) {
+            self.kept_up();
             return true;
         }
         let Some(key) = self.key_of(socket) else { return false };
@@ -89,14 +97,30 @@ impl Context {
         false
     }
 
+    /// A recipient that has taken nothing since `stuck_since` is a laggard once that has lasted
+    /// the bound while another recipient kept up. When every recipient is stuck (the machine,
+    /// or the one process reading them all, is busy), nobody is singled out: the senders stay
+    /// slowed, one bounded stall after another.
+    fn is_laggard(&self, stuck_since: u64) -> bool {
+        self.now_ms.saturating_sub(stuck_since) >= MAX_STALL_MS && self.flow.last_kept_up > stuck_since
+    }
+
+    fn kept_up(&mut self) {
+        if self.now_ms > self.flow.last_kept_up {
+            self.flow.last_kept_up = self.now_ms;
+            // Recipients stuck for the bound may now count as laggards.
+            self.flow.changed |= self.flow.holding_count > 0;
+        }
+    }
+
     /// `key`'s queue is at or above its mark with the kernel full: stall the sender, unless
-    /// `key` has been behind for the whole bound already.
+    /// `key` is a laggard.
     fn recipient_behind(&mut self, key: usize) {
         let now = self.now_ms;
         let Some(q) = self.sockets[key].queue.as_mut() else { return };
-        let since = *q.behind_since.get_or_insert(now);
-        if now.saturating_sub(since) >= MAX_STALL_MS {
-            // A laggard: senders waited for it once; now it is on its own (and its hard limit).
+        let since = *q.stuck_since.get_or_insert(now);
+        if self.is_laggard(since) {
+            // A laggard: senders waited for it; now it is on its own (and its hard limit).
             self.release_holding(key);
             return;
         }
@@ -121,20 +145,25 @@ impl Context {
         }
     }
 
-    /// After some of `key`'s output reached the kernel: once its queue is empty (Node's
-    /// `drain`) it is no longer behind, and senders no longer wait on it.
+    /// Some of `key`'s output reached the kernel: it is not stuck; once its queue is empty
+    /// (Node's `drain`) it is no longer behind, and senders no longer wait on it.
     pub(crate) fn recipient_progressed(&mut self, key: usize) {
+        let now = self.now_ms;
         let sock = &mut self.sockets[key];
-        if sock.queued() > 0 {
+        let Some(q) = sock.queue.as_mut() else { return self.release_holding(key) };
+        if q.stuck_since.is_none() {
             return;
         }
-        if let Some(q) = sock.queue.as_mut() {
-            q.behind_since = None;
+        if q.is_empty() {
+            q.stuck_since = None;
+            self.release_holding(key);
+        } else {
+            q.stuck_since = Some(now);
         }
-        self.release_holding(key);
+        self.kept_up();
     }
 
-    /// Senders no longer wait on `key` (it caught up, became a laggard or closed).
+    /// Senders no longer wait on `key` (it drained, became a laggard or closed).
     pub(crate) fn release_holding(&mut self, key: usize) {
         let sock = &mut self.sockets[key];
         if sock.has(flag::HOLDING) {
@@ -153,19 +182,18 @@ impl Context {
             return;
         }
         self.flow.changed = false;
-        // Recipients behind for the whole bound become laggards: nobody waits on them. A socket
+        // Recipients stuck for the whole bound become laggards: nobody waits on them. A socket
         // flagged again after its entry went stale is listed twice: its flag is cleared at the
         // first entry kept, so the second is dropped, then set again.
         let mut holding = std::mem::take(&mut self.flow.holding);
         holding.retain(|&id| {
             let Some(key) = self.key_of(id) else { return false };
-            let sock = &mut self.sockets[key];
-            if !sock.has(flag::HOLDING) {
+            if !self.sockets[key].has(flag::HOLDING) {
                 return false;
             }
-            sock.flags &= !flag::HOLDING;
-            let since = sock.queue.as_ref().and_then(|q| q.behind_since).unwrap_or(now);
-            if now.saturating_sub(since) >= MAX_STALL_MS {
+            self.sockets[key].flags &= !flag::HOLDING;
+            let since = self.sockets[key].queue.as_ref().and_then(|q| q.stuck_since).unwrap_or(now);
+            if self.is_laggard(since) {
                 self.flow.holding_count -= 1;
                 return false;
             }
