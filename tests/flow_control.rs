@@ -23,6 +23,12 @@ use support::{Netloop, WAIT};
 /// Runs `netloop load fanout` flat out for 2 s against `addr`; returns its exit status and
 /// JSON report.
 fn flat_out_fanout(addr: &str, protocol: &str, senders: usize) -> (Output, Value) {
+    fanout(addr, protocol, senders, "0", "2s")
+}
+
+/// `netloop load fanout` with four receivers, `senders` senders, 16 KiB messages at `rate` in
+/// all (`0`: flat out) for `duration`.
+fn fanout(addr: &str, protocol: &str, senders: usize, rate: &str, duration: &str) -> (Output, Value) {
     let senders = senders.to_string();
     let args = [
         "load",
@@ -35,11 +41,11 @@ fn flat_out_fanout(addr: &str, protocol: &str, senders: usize) -> (Output, Value
         "--senders",
         &senders,
         "-r",
-        "0",
+        rate,
         "--size",
         "16k",
         "-T",
-        "2s",
+        duration,
         // Flat out, the senders' kernel buffers hold megabytes: a debug build on a busy
         // machine may need seconds to deliver them after the window.
         "--drain-timeout",
@@ -86,6 +92,12 @@ fn fast_readers_are_never_cut(protocol: &str, senders: usize, extra: &[&str]) {
     let (mut server, addr) = Netloop::serve_one(protocol, extra);
     let (out, report) = flat_out_fanout(&addr.to_string(), protocol, senders);
     server.kill();
+    assert_complete(&mut server, &out, &report);
+}
+
+/// The run passed, no connection was cut, every message reached every receiver once, in
+/// order, and the server (killed by now) logged no output-limit disconnect.
+fn assert_complete(server: &mut Netloop, out: &Output, report: &Value) {
     let log = server.stderr();
     let f = &report["fanout"];
     let context = format!("{report:#}\nserver log:\n{log}");
@@ -98,6 +110,26 @@ fn fast_readers_are_never_cut(protocol: &str, senders: usize, extra: &[&str]) {
         assert_eq!(int(&f[key]), 0, "{key}: {context}");
     }
     assert!(!log.contains("output buffer limit exceeded"), "the server cut someone: {context}");
+}
+
+/// The server is stopped for 2 s (SIGSTOP, SIGCONT) under four senders of 2.6 MB/s each:
+/// when it wakes, seconds of input wait in its sockets and a loop turn can read megabytes of
+/// it. The readers, which kept reading, are slowed onto that backlog, not cut.
+#[test]
+fn chat_readers_are_not_cut_after_the_server_was_stopped_under_steady_senders() {
+    let (mut server, addr) = Netloop::serve_one("chat", &[]);
+    let pid = server.pid();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_secs(2));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    let (out, report) = fanout(&addr.to_string(), "chat", 4, "640", "5s");
+    stopper.join().unwrap();
+    server.kill();
+    assert_complete(&mut server, &out, &report);
 }
 
 #[test]
