@@ -637,6 +637,9 @@ def run_flat(cfg: Config, impl: str, scenario: str) -> dict:
             "lost": f.get("lost"),
             "undelivered": f.get("undelivered"),
             "out_of_order": (f.get("reordered") or 0) + (f.get("duplicated") or 0),
+            "problems": sum(v or 0 for v in (st.get("output_limit"), conns.get("dropped"), f.get("lost"),
+                                             f.get("undelivered"), f.get("reordered"), f.get("duplicated")))
+            if st else None,
             "stalls": st.get("sender_stalls"),
             "stall_ms_per_stall": (st["sender_stall_ms"] / st["sender_stalls"])
             if st.get("sender_stalls") else None,
@@ -911,6 +914,7 @@ FLAT_METRICS = [("sent_per_s", "messages/s the senders got through", "rate", Fal
                 ("lost", "deliveries lost (sequence gaps)", "count", None),
                 ("undelivered", "deliveries still missing after the drain", "count", None),
                 ("out_of_order", "deliveries reordered or duplicated", "count", None),
+                ("problems", "cut, dropped, lost, undelivered, reordered or duplicated", "count", None),
                 ("stalls", "sender stalls (server counter)", "count", None),
                 ("stall_ms_per_stall", "mean stall", "ms", None),
                 ("cpu_per_delivery_us", "server CPU per delivery", "us", True)] + BUSY
@@ -981,7 +985,7 @@ TARGETS = {
     ("neverread", "rss_growth_2nd_half"): t_neverread_flat,
     ("neverread-hub", "rss_growth_peak"): t_neverread_peak,
     ("neverread-hub", "rss_growth_2nd_half"): t_neverread_flat,
-    **{(name, key): t_zero_every_rep for name in FLAT for key in ("cut", "lost", "undelivered", "out_of_order")},
+    **{(name, "problems"): t_zero_every_rep for name in FLAT},
 }
 
 # The bars of the SVG chart: (scenario, metric, short label).
@@ -1228,8 +1232,14 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     L.append("")
     L.append("| scenario | figure | Node | netloop | Node/netloop | netloop target | |")
     L.append("|---|---|---:|---:|---:|---|---|")
+    flat_done = False
     for sc in order:
         if sc not in results:
+            continue
+        if sc in FLAT:
+            if not flat_done:
+                flat_done = True
+                L.append(flat_target_row(cfg, results, order))
             continue
         for key, label, kind, _lb, ns, nls, r, words, met in metric_rows(cfg, results, sc):
             if not words:
@@ -1242,8 +1252,14 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
 
     L.append("## All figures")
     L.append("")
+    flat_done = False
     for sc in order:
         if sc not in results:
+            continue
+        if sc in FLAT:
+            if not flat_done:
+                flat_done = True
+                L.extend(flat_section(cfg, results, order))
             continue
         L.append(f"### {title(cfg, sc)}")
         L.append("")
@@ -1300,6 +1316,67 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     text = "\n".join(L).rstrip() + "\n"
     path.write_text(text)
     return text
+
+
+def flat_runs(results: dict, order: list[str]):
+    return [(sc, r) for sc in order if sc in FLAT and sc in results for r in results[sc]["netloop"]]
+
+
+def flat_target_row(cfg: Config, results: dict, order: list[str]) -> str:
+    runs = flat_runs(results, order)
+    bad = [f"{sc}: {r.get('problems')}" for sc, r in runs if r.get("problems") != 0]
+    scenarios = len({sc for sc, _ in runs})
+    met = "**met**" if runs and not bad else ("**not met**" if runs else "n/a")
+    got = "0 in every run" if runs and not bad else "; ".join(bad) or "-"
+    return (f"| fan-out flat out, 16 KiB ({scenarios} scenarios, {len(runs)} runs) | connections cut or "
+            f"dropped, deliveries lost, undelivered, reordered or duplicated | - | {got} | - | "
+            f"0 (every run) | {met} |")
+
+
+def flat_section(cfg: Config, results: dict, order: list[str]) -> list[str]:
+    """All flat-out fan-out scenarios in one table: medians over the repetitions."""
+    scs = [sc for sc in order if sc in FLAT and sc in results]
+    L = ["### chat and hub fan-out flat out, 16 KiB messages (`-r 0`)", "",
+         f"netloop only. Medians over {cfg.reps} repetition(s); \"problems\" is the largest count, over "
+         "the repetitions, of connections cut by an output limit or dropped, and deliveries lost, "
+         "undelivered, reordered or duplicated. Sent: messages/s (MB/s) the senders got through; "
+         "latency: from the sender's write to the receiver's read; stalls: the server's "
+         "`sender_stalls` and their mean length. A flat-out sender fills its own socket buffers, "
+         "so latency is mostly the time its kernel-buffered messages wait.", "",
+         "| protocol | receivers | senders | limits | sent msg/s (MB/s) | deliveries/s | latency p50 | "
+         "latency p99 | problems | stalls (mean) | server CPU per delivery | server / load CPU busy |",
+         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for sc in scs:
+        rs = results[sc]["netloop"]
+        if not rs:
+            errs = "; ".join(e for es in results[sc].get("_errors", {}).values() for e in es)
+            L.append(f"| {sc} | | | | **failed**: {errs} | | | | | | | |")
+            continue
+        m = lambda k: med([r.get(k) for r in rs])
+        worst = max((r.get("problems") for r in rs if r.get("problems") is not None), default=None)
+        _, proto, recv, send, *small = sc.split("-")
+        L.append(f"| {proto} | {recv[1:]} | {send[1:]} | {'--max-buffer 1m' if small else 'default'} | "
+                 f"{fmt_val(m('sent_per_s'), 'rate')} ({fmt_val(m('sent_mb_per_s'), 'float')}) | "
+                 f"{fmt_val(m('deliveries_per_s'), 'rate')} | {fmt_val(m('p50_us'), 'us')} | "
+                 f"{fmt_val(m('p99_us'), 'us')} | {fmt_val(worst, 'count')} | "
+                 f"{fmt_val(m('stalls'), 'count')} ({fmt_val(m('stall_ms_per_stall'), 'ms')}) | "
+                 f"{fmt_val(m('cpu_per_delivery_us'), 'us')} | "
+                 f"{fmt_val(m('server_cpu_pct'), 'pct')} / {fmt_val(m('load_cpu_pct'), 'pct')} |")
+    L.append("")
+    cmd = next((r.get("_cmd") for sc in scs for r in results[sc]["netloop"] if r.get("_cmd")), None)
+    if cmd:
+        L.append("Commands (first scenario; the others change `--protocol`, `--receivers`, `--senders`, "
+                 "and add `--max-buffer 1m` to the server):")
+        L.append("")
+        L.append("```")
+        L.extend(cmd)
+        L.append("```")
+    notes = [f"- {sc}, repetition {i + 1}: {n}" for sc in scs
+             for i, r in enumerate(results[sc]["netloop"]) for n in r.get("_notes", [])]
+    if notes:
+        L += ["", "Notes:", ""] + notes
+    L.append("")
+    return L
 
 
 def title(cfg: Config, sc: str) -> str:
