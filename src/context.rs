@@ -588,7 +588,10 @@ impl Context {
             }
             queued = self.sockets[key].queued();
         }
-        if let Some(limit) = limit.filter(|&l| queued > l) {
+        // A broadcast recipient that only just fell behind gets the grace its senders' stalls
+        // give it: they add at most the rest of their current read (`crate::flow`).
+        let grace = broadcast && self.in_stall_grace(key);
+        if let Some(limit) = limit.filter(|&l| queued > l && !grace) {
             self.stats.output_limit_disconnects += 1;
             log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
             self.destroy_key(key, Some(error::output_limit(queued, limit)));

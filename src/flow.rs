@@ -21,11 +21,16 @@
 //!   and it is cut, while the others keep going. Taking data again makes it an ordinary
 //!   recipient. If no recipient keeps up (the machine is busy), nobody is singled out.
 //!
+//! - While a recipient has been behind for less than the bound, its hard limit is not applied
+//!   to broadcasts: every sender that feeds it is stalled after its current read, so what can
+//!   pass the limit is the rest of those reads (each at most 64 KiB of one sender's input, as
+//!   the service turns it into output). That is what makes "never cut a reader that keeps up"
+//!   hold at any `max_buffer` and with any number of senders. Past the bound the limit holds
+//!   again, laggard or not, so memory stays bounded even when nobody keeps up.
+//!
 //! So a client that stops reading costs the senders one pause of at most the bound, and is cut
 //! at its limit; a client that reads, however slowly, slows the senders to its pace (one
-//! stall at a time, each bounded) until it catches up or reaches its soft or hard limit. What
-//! one stall lets through beyond the mark is what the sender's current read produced (one read
-//! of at most 64 KiB of its input).
+//! stall at a time, each bounded) until it catches up or reaches its soft or hard limit.
 //!
 //! Stalls are counted in [`crate::Stats`] (`sender_stalls`, `sender_stall_ms`).
 
@@ -103,6 +108,14 @@ impl Context {
     /// slowed, one bounded stall after another.
     fn is_laggard(&self, stuck_since: u64) -> bool {
         self.now_ms.saturating_sub(stuck_since) >= MAX_STALL_MS && self.flow.last_kept_up > stuck_since
+    }
+
+    /// True while `key` has been behind for less than the bound: it is not a laggard (yet), and
+    /// every sender that feeds it is stalled after its current read, so its queue may pass its
+    /// hard limit by what those reads produce. Past the bound, the hard limit holds again.
+    pub(crate) fn in_stall_grace(&self, key: usize) -> bool {
+        let stuck = self.sockets[key].queue.as_ref().and_then(|q| q.stuck_since);
+        stuck.is_none_or(|since| self.now_ms.saturating_sub(since) < MAX_STALL_MS)
     }
 
     fn kept_up(&mut self) {

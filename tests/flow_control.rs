@@ -152,6 +152,18 @@ fn chat_eight_flat_out_senders_cut_no_reader_at_max_buffer_1m() {
     fast_readers_are_never_cut("chat", 8, &["--max-buffer", "1m"]);
 }
 
+/// The smallest hard limit there is (the high-water mark): a single 16 KiB message is over it
+/// whenever the kernel is full, so only the stall grace keeps the readers in.
+#[test]
+fn chat_eight_flat_out_senders_cut_no_reader_at_max_buffer_16k() {
+    fast_readers_are_never_cut("chat", 8, &["--max-buffer", "16k"]);
+}
+
+#[test]
+fn hub_eight_flat_out_senders_cut_no_reader_at_max_buffer_16k() {
+    fast_readers_are_never_cut("hub", 8, &["--max-buffer", "16k"]);
+}
+
 #[test]
 fn hub_one_flat_out_sender_cuts_no_reader_at_the_default_limits() {
     fast_readers_are_never_cut("hub", 1, &[]);
