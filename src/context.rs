@@ -278,6 +278,10 @@ impl Context {
         sock.flags |= flag::DESTROYED;
         self.open_sockets -= 1;
         self.release_holding(key);
+        if !self.flow.laggards.is_empty() {
+            let id = self.id_of(key);
+            self.flow.laggards.remove(&id);
+        }
         let sock = &mut self.sockets[key];
         if let Some(mut q) = sock.queue.take() {
             q.clear();

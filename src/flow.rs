@@ -15,11 +15,11 @@
 //! - A broadcast that leaves a recipient behind *stalls* the socket whose input is being
 //!   handled: it is not read (not even for the rest of its read budget this turn) until every
 //!   recipient it waits on has drained, or [`MAX_SENDER_STALL`] has passed.
-//! - A recipient that is behind and has taken nothing (the kernel accepted none of its queue)
-//!   for [`MAX_SENDER_STALL`] while other recipients kept up is a *laggard*: it had its chance
-//!   while senders waited, so it stalls nobody any more. Its queue then grows to its hard limit
-//!   and it is cut, while the others keep going. Taking data again makes it an ordinary
-//!   recipient. If no recipient keeps up (the machine is busy), nobody is singled out.
+//! - A recipient that has been behind (its queue not emptied) for [`MAX_SENDER_STALL`] while
+//!   other recipients kept up is a *laggard*: it had its chance
+//!   while senders waited, so it stalls nobody any more, for [`LAGGARD_FOR`], even if it drains
+//!   meanwhile. Its queue then grows to its hard limit and it is cut, while the others keep
+//!   going. If no recipient keeps up (the machine is busy), nobody is singled out.
 //!
 //! - While a recipient has been behind for less than the bound, its hard limit is not applied
 //!   to broadcasts: every sender that feeds it is stalled after its current read, so what can
@@ -34,6 +34,7 @@
 //!
 //! Stalls are counted in [`crate::Stats`] (`sender_stalls`, `sender_stall_ms`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::context::Context;
@@ -42,14 +43,20 @@ use crate::socket::flag;
 use crate::write_queue::SharedBytes;
 
 /// Longest a sender goes unread because recipients of its broadcasts are behind, and how long a
-/// recipient may take nothing before it no longer stalls anyone (and its hard limit holds
-/// again). It must outlast the gaps between a live reader's reads: a client process serving
-/// many connections on a busy machine reads each one in turn, seconds apart under load (the
-/// flat-out benchmarks with 100 receivers in one process saw gaps past 1 s). A client that never
-/// reads costs the senders one pause this long (NATS's server used up to 1 s).
-pub const MAX_SENDER_STALL: Duration = Duration::from_millis(2000);
+/// recipient may stay behind before it no longer stalls anyone (and its hard limit holds
+/// again). NATS's server stalled producers for up to 1 s too. It must outlast the gaps between
+/// a live reader's reads; a client process serving many connections on a busy machine reads
+/// each in turn, and the flat-out benchmark with 100 receivers in one load process, on a
+/// machine shared with compilers, saw rare gaps past 1 s. A client that never reads costs the
+/// senders one pause this long.
+pub const MAX_SENDER_STALL: Duration = Duration::from_millis(1000);
 
 const MAX_STALL_MS: u64 = MAX_SENDER_STALL.as_millis() as u64;
+
+/// How long a recipient judged a laggard stays one, even if its queue drains meanwhile: a
+/// client that never reads can still drain into a socket buffer the kernel enlarges, and must
+/// not stall the senders again each time it does.
+pub const LAGGARD_FOR: Duration = Duration::from_secs(20);
 
 /// The loop's fan-out flow state. Sockets carry `STALLED` (not read) and `HOLDING` (a stalled
 /// sender waits on it) flags; the lists here find them again. Both lists hold each flagged
@@ -70,6 +77,9 @@ pub(crate) struct Flow {
     /// Loop time (ms) a broadcast recipient last kept up: a broadcast found it below its mark,
     /// or the kernel took output it was behind on.
     last_kept_up: u64,
+    /// Recipients judged laggards, and the loop time (ms) until which they stay ones. Only
+    /// laggards are listed, and a socket leaves when it is destroyed.
+    pub laggards: HashMap<SocketId, u64>,
 }
 
 impl Flow {
@@ -104,20 +114,32 @@ impl Context {
         false
     }
 
-    /// A recipient that has taken nothing since `stuck_since` is a laggard once that has lasted
-    /// the bound while another recipient kept up. When every recipient is stuck (the machine,
+    /// A recipient behind since `behind_since` is a laggard once that has lasted the bound while
+    /// another recipient kept up. When every recipient is stuck (the machine,
     /// or the one process reading them all, is busy), nobody is singled out: the senders stay
     /// slowed, one bounded stall after another.
-    fn is_laggard(&self, stuck_since: u64) -> bool {
-        self.now_ms.saturating_sub(stuck_since) >= MAX_STALL_MS && self.flow.last_kept_up > stuck_since
+    fn is_laggard(&self, behind_since: u64) -> bool {
+        self.now_ms.saturating_sub(behind_since) >= MAX_STALL_MS && self.flow.last_kept_up > behind_since
+    }
+
+    /// Whether `key` was judged a laggard less than [`LAGGARD_FOR`] ago.
+    fn was_laggard(&self, key: usize) -> bool {
+        !self.flow.laggards.is_empty()
+            && self.flow.laggards.get(&self.id_of(key)).is_some_and(|&until| self.now_ms < until)
+    }
+
+    fn judge_laggard(&mut self, key: usize) {
+        let id = self.id_of(key);
+        self.flow.laggards.insert(id, self.now_ms + LAGGARD_FOR.as_millis() as u64);
+        self.release_holding(key);
     }
 
     /// True while `key` has been behind for less than the bound: it is not a laggard (yet), and
     /// every sender that feeds it is stalled after its current read, so its queue may pass its
     /// hard limit by what those reads produce. Past the bound, the hard limit holds again.
     pub(crate) fn in_stall_grace(&self, key: usize) -> bool {
-        let stuck = self.sockets[key].queue.as_ref().and_then(|q| q.stuck_since);
-        stuck.is_none_or(|since| self.now_ms.saturating_sub(since) < MAX_STALL_MS)
+        let stuck = self.sockets[key].queue.as_ref().and_then(|q| q.behind_since);
+        stuck.is_none_or(|since| self.now_ms.saturating_sub(since) < MAX_STALL_MS) && !self.was_laggard(key)
     }
 
     fn kept_up(&mut self) {
@@ -133,10 +155,13 @@ impl Context {
     fn recipient_behind(&mut self, key: usize) {
         let now = self.now_ms;
         let Some(q) = self.sockets[key].queue.as_mut() else { return };
-        let since = *q.stuck_since.get_or_insert(now);
+        let since = *q.behind_since.get_or_insert(now);
+        if self.was_laggard(key) {
+            return;
+        }
         if self.is_laggard(since) {
             // A laggard: senders waited for it; now it is on its own (and its hard limit).
-            self.release_holding(key);
+            self.judge_laggard(key);
             return;
         }
         let Some(sender) = self.flow.reading else { return };
@@ -160,20 +185,19 @@ impl Context {
         }
     }
 
-    /// Some of `key`'s output reached the kernel: it is not stuck; once its queue is empty
-    /// (Node's `drain`) it is no longer behind, and senders no longer wait on it.
+    /// Some of `key`'s output reached the kernel: it kept up; once its queue is empty (Node's
+    /// `drain`) it is no longer behind, and senders no longer wait on it.
     pub(crate) fn recipient_progressed(&mut self, key: usize) {
-        let now = self.now_ms;
         let sock = &mut self.sockets[key];
         let Some(q) = sock.queue.as_mut() else { return self.release_holding(key) };
-        if q.stuck_since.is_none() {
+        if q.behind_since.is_none() {
             return;
         }
+        // Only an empty queue ends "behind": a client that never reads still drains into a
+        // socket buffer the kernel enlarges, a piece at a time.
         if q.is_empty() {
-            q.stuck_since = None;
+            q.behind_since = None;
             self.release_holding(key);
-        } else {
-            q.stuck_since = Some(now);
         }
         self.kept_up();
     }
@@ -201,19 +225,24 @@ impl Context {
         // flagged again after its entry went stale is listed twice: its flag is cleared at the
         // first entry kept, so the second is dropped, then set again.
         let mut holding = std::mem::take(&mut self.flow.holding);
+        let mut judged = Vec::new();
         holding.retain(|&id| {
             let Some(key) = self.key_of(id) else { return false };
             if !self.sockets[key].has(flag::HOLDING) {
                 return false;
             }
             self.sockets[key].flags &= !flag::HOLDING;
-            let since = self.sockets[key].queue.as_ref().and_then(|q| q.stuck_since).unwrap_or(now);
+            let since = self.sockets[key].queue.as_ref().and_then(|q| q.behind_since).unwrap_or(now);
             if self.is_laggard(since) {
                 self.flow.holding_count -= 1;
+                judged.push(id);
                 return false;
             }
             true
         });
+        for id in judged.drain(..) {
+            self.flow.laggards.insert(id, now + LAGGARD_FOR.as_millis() as u64);
+        }
         for &id in &holding {
             let key = id.key as usize;
             self.sockets[key].flags |= flag::HOLDING;

@@ -201,7 +201,7 @@ fn a_never_reader_is_cut_and_the_others_keep_going(protocol: &str) {
         never.read_exact(&mut byte).expect("first line");
         first.push(byte[0] as char);
     }
-    // Twice the stall bound, so the senders are seen to go on after the never-reader's stall.
+    // Several stall bounds long, so the senders are seen to go on after the never-reader's stall.
     let (out, report) = fanout(&addr.to_string(), protocol, 2, "0", "4s");
     // Let one more stats line come out after the run.
     std::thread::sleep(Duration::from_millis(300));
