@@ -1371,8 +1371,13 @@ def flat_section(cfg: Config, results: dict, order: list[str]) -> list[str]:
         L.append("```")
         L.extend(cmd)
         L.append("```")
-    notes = [f"- {sc}, repetition {i + 1}: {n}" for sc in scs
-             for i, r in enumerate(results[sc]["netloop"]) for n in r.get("_notes", [])]
+    runs = [(sc, i, r) for sc in scs for i, r in enumerate(results[sc]["netloop"])]
+    notes = [f"- {sc}, repetition {i + 1}: {n}" for sc, i, r in runs for n in r.get("_notes", [])
+             if "machine not quiet" not in n]
+    noisy = sum(1 for _, _, r in runs if any("machine not quiet" in n for n in r.get("_notes", [])))
+    if noisy:
+        notes.append(f"- machine not quiet in {noisy} of {len(runs)} runs: CPU 0 or CPU 1 spent more than "
+                     "10% of the window on other work than the server or the load generator")
     if notes:
         L += ["", "Notes:", ""] + notes
     L.append("")
