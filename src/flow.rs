@@ -16,11 +16,10 @@
 //!   handled: it is not read (not even for the rest of its read budget this turn) until every
 //!   recipient it waits on has drained, or [`MAX_SENDER_STALL`] has passed.
 //! - A recipient that has been behind (its queue not emptied) for [`MAX_SENDER_STALL`] while
-//!   other recipients kept up is a *laggard*: it had its chance
-//!   while senders waited, so it stalls nobody any more, for [`LAGGARD_FOR`], even if it drains
-//!   meanwhile. Its queue then grows to its hard limit and it is cut, while the others keep
-//!   going. If no recipient keeps up (the machine is busy), nobody is singled out.
-//!
+//!   other recipients kept up is a *laggard*: it had its chance while senders waited, so it
+//!   stalls nobody any more, for [`LAGGARD_FOR`], even if it drains meanwhile. Its queue then
+//!   grows to its hard limit and it is cut, while the others keep going. If no recipient keeps
+//!   up (the machine is busy), nobody is singled out.
 //! - While a recipient has been behind for less than the bound, its hard limit is not applied
 //!   to broadcasts: every sender that feeds it is stalled after its current read, so what can
 //!   pass the limit is the rest of those reads (each at most 64 KiB of one sender's input, as

@@ -201,7 +201,8 @@ impl Socket {
     /// The interest this socket should be registered with now, as `REG_*` bits.
     ///
     /// Read interest only while reading is wanted (`pause()` or a stall deregisters it, so a
-    /// paused socket costs no wakeups); write interest only while output is queued or a connect is pending.
+    /// paused socket costs no wakeups); write interest only while output is queued or a
+    /// connect is pending.
     pub fn wanted_interest(&self) -> u32 {
         use flag::*;
         let mut want = 0;
