@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fnmatch
 import json
 import math
 import os
@@ -44,12 +45,19 @@ MiB = 1024 * 1024
 # Durations (seconds) and sizes. The full run stays well under 25 minutes on 2 cores; --quick
 # is a smoke test of the runner itself and its figures mean little.
 FULL = dict(reps=3, echo_s=10.0, c1000_s=5.0, fanout_s=10.0, idle_n=10_000, idle_window_s=5.0,
-            neverread_s=10.0, startup_reps=10)
+            neverread_s=10.0, startup_reps=10, flat_s=3.0)
 QUICK = dict(reps=1, echo_s=2.0, c1000_s=2.0, fanout_s=2.0, idle_n=2_000, idle_window_s=1.0,
-             neverread_s=3.0, startup_reps=3)
+             neverread_s=3.0, startup_reps=3, flat_s=2.0)
+
+# Fan-out flat out (`-r 0`, 16 KiB): R receivers, S senders, default limits or --max-buffer 1m.
+# netloop only: the point is that its output limits never cut a reader that keeps up (Node has
+# no limit, and buffers without bound instead).
+FLAT = [f"flat-{proto}-r{r}-s{s}{limit}" for limit in ("", "-1m") for proto in ("chat", "hub")
+        for r in (4, 100) for s in (1, 8)]
+NETLOOP_ONLY = {"binary", *FLAT}
 
 SCENARIOS = ["echo-c100", "echo-c1000", "pipelined", "echo-64k", "idle-10k", "idle-max",
-             "fanout-chat", "fanout-hub", "neverread", "startup", "binary"]
+             "fanout-chat", "fanout-hub", "neverread", *FLAT, "startup", "binary"]
 OPTIONAL = ["neverread-hub"]  # run only with --only
 IMPLS = ["netloop", "node"]
 
@@ -285,15 +293,15 @@ class Server:
             self.stderr_path = ""
 
 
-def server_argv(cfg: "Config", impl: str, service: str) -> list[str]:
+def server_argv(cfg: "Config", impl: str, service: str, extra: tuple[str, ...] = ()) -> list[str]:
     addr = f"{HOST}:0"
     if impl == "netloop":
-        return [cfg.netloop, "serve", f"--{service}", addr]
+        return [cfg.netloop, "serve", f"--{service}", addr, *extra]
     return [cfg.node, str(NODE_DIR / f"{service}.js"), "--listen", addr]
 
 
-def start_server(cfg: "Config", impl: str, service: str) -> Server:
-    s = Server(impl, service, server_argv(cfg, impl, service))
+def start_server(cfg: "Config", impl: str, service: str, extra: tuple[str, ...] = ()) -> Server:
+    s = Server(impl, service, server_argv(cfg, impl, service, extra))
     s.start()
     return s
 
@@ -586,6 +594,65 @@ def sc_fanout_hub(cfg, impl):
     return run_fanout(cfg, impl, "hub")
 
 
+def last_stats(srv: Server) -> dict[str, int]:
+    """The counters of netloop's last `stats:` log line (`--stats-interval`), by name."""
+    tail = srv.stderr_tail(4000)
+    at = tail.rfind("stats:")
+    if at < 0:
+        return {}
+    line = tail[at:].splitlines()[0]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def run_flat(cfg: Config, impl: str, scenario: str) -> dict:
+    m = re.fullmatch(r"flat-(chat|hub)-r(\d+)-s(\d+)(-1m)?", scenario)
+    protocol, receivers, senders, small = m.group(1), m.group(2), m.group(3), m.group(4)
+    secs = cfg.d["flat_s"]
+    extra = ("--stats-interval", "500ms") + (("--max-buffer", "1m") if small else ())
+    srv = start_server(cfg, impl, protocol, extra)
+    try:
+        args = ["fanout", srv.addr, "--protocol", protocol, "--receivers", receivers, "--senders", senders,
+                "-r", "0", "--size", "16k", "-T", f"{secs:g}s", "--drain-timeout", "20s"]
+        run, rep, t0, t1, cpu, load_cpu, quiet = sampled_load(cfg, srv, args, timeout=secs + 120,
+                                                              include_drain=True)
+        time.sleep(0.6)  # one more stats line, covering the end of the run
+        st = last_stats(srv)
+        f = rep.get("fanout") or {}
+        conns = rep.get("connections") or {}
+        lat = rep.get("latency_us") or {}
+        deliveries = f.get("deliveries") or 0
+        sent = f.get("messages_sent") or 0
+        dur = float(rep.get("duration_s") or 0.0)
+        notes = load_problems(rep) + quiet
+        if not st:
+            notes.append("no stats line from the server")
+        return {
+            "sent_per_s": sent / dur if dur else None,
+            "sent_mb_per_s": sent * 16384 / dur / 1e6 if dur else None,
+            "deliveries_per_s": deliveries / (t1 - t0) if t1 > t0 else None,
+            "p50_us": lat.get("p50"),
+            "p99_us": lat.get("p99"),
+            "cut": st.get("output_limit"),
+            "dropped": conns.get("dropped"),
+            "lost": f.get("lost"),
+            "undelivered": f.get("undelivered"),
+            "out_of_order": (f.get("reordered") or 0) + (f.get("duplicated") or 0),
+            "problems": sum(v or 0 for v in (st.get("output_limit"), conns.get("dropped"), f.get("lost"),
+                                             f.get("undelivered"), f.get("reordered"), f.get("duplicated")))
+            if st else None,
+            "stalls": st.get("sender_stalls"),
+            "stall_ms_per_stall": (st["sender_stall_ms"] / st["sender_stalls"])
+            if st.get("sender_stalls") else None,
+            "cpu_per_delivery_us": cpu * 1e6 / deliveries if deliveries else None,
+            "server_cpu_pct": 100 * cpu / (t1 - t0) if t1 > t0 else None,
+            "load_cpu_pct": 100 * load_cpu / (t1 - t0) if t1 > t0 else None,
+            "_notes": notes,
+            "_cmd": [cmdline(srv.argv, srv.port), cmdline(run.argv, srv.port)],
+        }
+    finally:
+        srv.stop()
+
+
 NEVERREAD_CLIENTS = 100
 BLAST_SIZE = 64 * 1024  # bytes per message on the wire, newline included
 RSS_CAP = 6 * 1024 * MiB  # stop blasting if a server passes this (the machine has to survive)
@@ -773,6 +840,7 @@ RUNNERS = {
     "echo-64k": sc_echo_64k, "idle-10k": sc_idle_10k, "idle-max": sc_idle_max,
     "fanout-chat": sc_fanout_chat, "fanout-hub": sc_fanout_hub, "neverread": sc_neverread,
     "neverread-hub": sc_neverread_hub, "startup": sc_startup, "binary": sc_binary,
+    **{name: (lambda cfg, impl, name=name: run_flat(cfg, impl, name)) for name in FLAT},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -791,6 +859,10 @@ TITLES = {
     "neverread-hub": "100 never-reading hub clients, 64 KiB blast",
     "startup": "start-up (echo)",
     "binary": "release binary",
+    **{name: "{proto} fan-out flat out, {r} receivers, {s} sender{pl}, 16 KiB, {limit}".format(
+        proto=name.split("-")[1], r=name.split("-")[2][1:], s=name.split("-")[3][1:],
+        pl="" if name.split("-")[3] == "s1" else "s",
+        limit="--max-buffer 1m" if name.endswith("-1m") else "default limits") for name in FLAT},
 }
 
 BUSY = [("server_cpu_pct", "server CPU busy (of one core)", "pct", None),
@@ -832,6 +904,22 @@ METRICS = {
                 ("rss_one_conn", "server RSS 0.5 s after one connection came and went", "mem", True)],
     "binary": [("binary_bytes", "stripped release binary size", "mem", None)],
 }
+FLAT_METRICS = [("sent_per_s", "messages/s the senders got through", "rate", False),
+                ("sent_mb_per_s", "the same in MB/s", "float", False),
+                ("deliveries_per_s", "deliveries/s (sending + draining)", "rate", False),
+                ("p50_us", "delivery latency p50", "us", True),
+                ("p99_us", "delivery latency p99", "us", True),
+                ("cut", "connections cut by an output limit", "count", None),
+                ("dropped", "load connections closed during the run", "count", None),
+                ("lost", "deliveries lost (sequence gaps)", "count", None),
+                ("undelivered", "deliveries still missing after the drain", "count", None),
+                ("out_of_order", "deliveries reordered or duplicated", "count", None),
+                ("problems", "cut, dropped, lost, undelivered, reordered or duplicated", "count", None),
+                ("stalls", "sender stalls (server counter)", "count", None),
+                ("stall_ms_per_stall", "mean stall", "ms", None),
+                ("cpu_per_delivery_us", "server CPU per delivery", "us", True)] + BUSY
+for name in FLAT:
+    METRICS[name] = FLAT_METRICS
 METRICS["idle-max"] = METRICS["idle-10k"]
 METRICS["fanout-hub"] = METRICS["fanout-chat"]
 METRICS["neverread-hub"] = METRICS["neverread"]
@@ -897,6 +985,7 @@ TARGETS = {
     ("neverread", "rss_growth_2nd_half"): t_neverread_flat,
     ("neverread-hub", "rss_growth_peak"): t_neverread_peak,
     ("neverread-hub", "rss_growth_2nd_half"): t_neverread_flat,
+    **{(name, "problems"): t_zero_every_rep for name in FLAT},
 }
 
 # The bars of the SVG chart: (scenario, metric, short label).
@@ -1143,8 +1232,14 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     L.append("")
     L.append("| scenario | figure | Node | netloop | Node/netloop | netloop target | |")
     L.append("|---|---|---:|---:|---:|---|---|")
+    flat_done = False
     for sc in order:
         if sc not in results:
+            continue
+        if sc in FLAT:
+            if not flat_done:
+                flat_done = True
+                L.append(flat_target_row(cfg, results, order))
             continue
         for key, label, kind, _lb, ns, nls, r, words, met in metric_rows(cfg, results, sc):
             if not words:
@@ -1157,8 +1252,14 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
 
     L.append("## All figures")
     L.append("")
+    flat_done = False
     for sc in order:
         if sc not in results:
+            continue
+        if sc in FLAT:
+            if not flat_done:
+                flat_done = True
+                L.extend(flat_section(cfg, results, order))
             continue
         L.append(f"### {title(cfg, sc)}")
         L.append("")
@@ -1168,6 +1269,11 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
             for key, label, kind, _lb, _ns, nls, _r, _w, _m in metric_rows(cfg, results, sc):
                 b = med([x.get(key) for x in results[sc]["netloop"]])
                 L.append(f"| {label} | {nls} ({b:,} bytes) |")
+        elif sc in NETLOOP_ONLY:
+            L.append("| figure | netloop |")
+            L.append("|---|---:|")
+            for key, label, kind, _lb, _ns, nls, _r, _w, _m in metric_rows(cfg, results, sc):
+                L.append(f"| {label} | {nls} |")
         else:
             L.append("| figure | Node | netloop | Node/netloop |")
             L.append("|---|---:|---:|---:|")
@@ -1210,6 +1316,72 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     text = "\n".join(L).rstrip() + "\n"
     path.write_text(text)
     return text
+
+
+def flat_runs(results: dict, order: list[str]):
+    return [(sc, r) for sc in order if sc in FLAT and sc in results for r in results[sc]["netloop"]]
+
+
+def flat_target_row(cfg: Config, results: dict, order: list[str]) -> str:
+    runs = flat_runs(results, order)
+    bad = [f"{sc}: {r.get('problems')}" for sc, r in runs if r.get("problems") != 0]
+    scenarios = len({sc for sc, _ in runs})
+    met = "**met**" if runs and not bad else ("**not met**" if runs else "n/a")
+    got = "0 in every run" if runs and not bad else "; ".join(bad) or "-"
+    return (f"| fan-out flat out, 16 KiB ({scenarios} scenarios, {len(runs)} runs) | connections cut or "
+            f"dropped, deliveries lost, undelivered, reordered or duplicated | - | {got} | - | "
+            f"0 (every run) | {met} |")
+
+
+def flat_section(cfg: Config, results: dict, order: list[str]) -> list[str]:
+    """All flat-out fan-out scenarios in one table: medians over the repetitions."""
+    scs = [sc for sc in order if sc in FLAT and sc in results]
+    L = ["### chat and hub fan-out flat out, 16 KiB messages (`-r 0`)", "",
+         f"netloop only. Medians over {cfg.reps} repetition(s); \"problems\" is the largest count, over "
+         "the repetitions, of connections cut by an output limit or dropped, and deliveries lost, "
+         "undelivered, reordered or duplicated. Sent: messages/s (MB/s) the senders got through; "
+         "latency: from the sender's write to the receiver's read; stalls: the server's "
+         "`sender_stalls` and their mean length. A flat-out sender fills its own socket buffers, "
+         "so latency is mostly the time its kernel-buffered messages wait.", "",
+         "| protocol | receivers | senders | limits | sent msg/s (MB/s) | deliveries/s | latency p50 | "
+         "latency p99 | problems | stalls (mean) | server CPU per delivery | server / load CPU busy |",
+         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for sc in scs:
+        rs = results[sc]["netloop"]
+        if not rs:
+            errs = "; ".join(e for es in results[sc].get("_errors", {}).values() for e in es)
+            L.append(f"| {sc} | | | | **failed**: {errs} | | | | | | | |")
+            continue
+        m = lambda k: med([r.get(k) for r in rs])
+        worst = max((r.get("problems") for r in rs if r.get("problems") is not None), default=None)
+        _, proto, recv, send, *small = sc.split("-")
+        L.append(f"| {proto} | {recv[1:]} | {send[1:]} | {'--max-buffer 1m' if small else 'default'} | "
+                 f"{fmt_val(m('sent_per_s'), 'rate')} ({fmt_val(m('sent_mb_per_s'), 'float')}) | "
+                 f"{fmt_val(m('deliveries_per_s'), 'rate')} | {fmt_val(m('p50_us'), 'us')} | "
+                 f"{fmt_val(m('p99_us'), 'us')} | {fmt_val(worst, 'count')} | "
+                 f"{fmt_val(m('stalls'), 'count')} ({fmt_val(m('stall_ms_per_stall'), 'ms')}) | "
+                 f"{fmt_val(m('cpu_per_delivery_us'), 'us')} | "
+                 f"{fmt_val(m('server_cpu_pct'), 'pct')} / {fmt_val(m('load_cpu_pct'), 'pct')} |")
+    L.append("")
+    cmd = next((r.get("_cmd") for sc in scs for r in results[sc]["netloop"] if r.get("_cmd")), None)
+    if cmd:
+        L.append("Commands (first scenario; the others change `--protocol`, `--receivers`, `--senders`, "
+                 "and add `--max-buffer 1m` to the server):")
+        L.append("")
+        L.append("```")
+        L.extend(cmd)
+        L.append("```")
+    runs = [(sc, i, r) for sc in scs for i, r in enumerate(results[sc]["netloop"])]
+    notes = [f"- {sc}, repetition {i + 1}: {n}" for sc, i, r in runs for n in r.get("_notes", [])
+             if "machine not quiet" not in n]
+    noisy = sum(1 for _, _, r in runs if any("machine not quiet" in n for n in r.get("_notes", [])))
+    if noisy:
+        notes.append(f"- machine not quiet in {noisy} of {len(runs)} runs: CPU 0 or CPU 1 spent more than "
+                     "10% of the window on other work than the server or the load generator")
+    if notes:
+        L += ["", "Notes:", ""] + notes
+    L.append("")
+    return L
 
 
 def title(cfg: Config, sc: str) -> str:
@@ -1358,7 +1530,10 @@ def main() -> int:
         ap.error("--reps must be at least 1")
     order = SCENARIOS
     if args.only:
-        order = [s.strip() for s in args.only.split(",") if s.strip()]
+        order = []
+        for s in (s.strip() for s in args.only.split(",") if s.strip()):
+            # A pattern (flat-*, flat-hub-*) stands for every scenario it matches.
+            order += [n for n in SCENARIOS + OPTIONAL if fnmatch.fnmatch(n, s)] if "*" in s else [s]
         bad = [s for s in order if s not in RUNNERS]
         if bad:
             ap.error(f"unknown scenario(s) {', '.join(bad)}; known: {', '.join(SCENARIOS + OPTIONAL)}")
@@ -1397,7 +1572,7 @@ def main() -> int:
         for sc in order:
             fn = RUNNERS[sc]
             results[sc] = {"netloop": [], "node": [], "_errors": {}}
-            impls = ["netloop"] if sc == "binary" else IMPLS
+            impls = ["netloop"] if sc in NETLOOP_ONLY else IMPLS
             n = 1 if sc == "binary" else (d["startup_reps"] if sc == "startup" else reps)
             for rep in range(n):
                 for impl in (impls if rep % 2 == 0 else impls[::-1]):

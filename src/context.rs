@@ -14,6 +14,7 @@ use slab::Slab;
 
 use crate::addr::SocketAddress;
 use crate::error;
+use crate::flow::Flow;
 use crate::handler::{ServerId, SocketId};
 use crate::idle::IdleTimers;
 use crate::input_budget::{InputBudget, InputCut, InputLimits};
@@ -22,7 +23,7 @@ use crate::options::{ServerOptions, SocketOptions};
 use crate::socket::{flag, interest_of, Socket, Stream, NO_SERVER};
 use crate::timers::{TimerId, TimerKind, Timers};
 use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
-use crate::write_queue::{SharedBytes, WriteQueue};
+use crate::write_queue::{Flush, SharedBytes, WriteQueue};
 
 /// Token of the signal pipe. Listener tokens count down from just below it; socket tokens are
 /// slab keys counting up from 0.
@@ -72,6 +73,10 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Hub connections refused because their source failed the token check too often.
     pub auth_throttled: u64,
+    /// Times a sender was stalled (not read) because its broadcasts left recipients behind.
+    pub sender_stalls: u64,
+    /// Total time senders spent stalled, in ms.
+    pub sender_stall_ms: u64,
 }
 
 /// Everything a [`crate::Handler`] may touch: sockets, servers, timers, signals.
@@ -86,6 +91,8 @@ pub struct Context {
     pub(crate) ready: Vec<SocketId>,
     /// Corked sockets the loop flushes at the end of this turn.
     pub(crate) corked: Vec<SocketId>,
+    /// Broadcast senders stalled for recipients that are behind.
+    pub(crate) flow: Flow,
     /// Destroyed sockets whose `'error'`/`'close'` the loop still owes, in order.
     pub(crate) closing: Vec<(usize, Option<io::Error>)>,
     /// Closed servers whose last connection is gone; `'close'` is owed.
@@ -113,7 +120,7 @@ pub struct Context {
     /// Socket count below which the next slab shrink is attempted (see `remove`).
     shrink_below: usize,
     client_options: SocketOptions,
-    stats: Stats,
+    pub(crate) stats: Stats,
     /// Unfinished input the application holds, per socket and in total.
     input: InputBudget,
     /// Sockets cut for their unfinished input whose `on_input_cut` the loop owes.
@@ -141,6 +148,7 @@ impl Context {
             idle: IdleTimers::default(),
             ready: Vec::new(),
             corked: Vec::new(),
+            flow: Flow::default(),
             closing: Vec::new(),
             servers_closing: Vec::new(),
             listening: Vec::new(),
@@ -289,6 +297,12 @@ impl Context {
         }
         sock.flags |= flag::DESTROYED;
         self.open_sockets -= 1;
+        self.release_holding(key);
+        if !self.flow.laggards.is_empty() {
+            let id = self.id_of(key);
+            self.flow.laggards.remove(&id);
+        }
+        let sock = &mut self.sockets[key];
         if let Some(mut q) = sock.queue.take() {
             q.clear();
             if self.spare_queues.len() < SPARE_QUEUES {
@@ -349,7 +363,9 @@ impl Context {
 
     /// Gives a drained queue back for reuse.
     pub(crate) fn recycle_queue(&mut self, key: usize) {
-        if let Some(q) = self.sockets[key].queue.take() {
+        if let Some(mut q) = self.sockets[key].queue.take() {
+            // Empty already; this resets its timestamps, which the next owner must not inherit.
+            q.clear();
             if self.spare_queues.len() < SPARE_QUEUES {
                 self.spare_queues.push(q);
             }
@@ -525,16 +541,26 @@ impl Context {
     /// follows when the queue empties. A write the kernel takes whole returns true even when
     /// it is larger than the mark (newer Node; Node 20 returned false).
     pub fn write(&mut self, socket: SocketId, data: &[u8]) -> bool {
-        self.write_impl(socket, data, None)
+        self.write_impl(socket, data, None, false)
     }
 
     /// `write()` of bytes shared with other sockets: whatever the kernel does not take at
     /// once is queued by reference, not copied. Use for broadcasts.
     pub fn write_shared(&mut self, socket: SocketId, data: &SharedBytes) -> bool {
-        self.write_impl(socket, data, Some(data))
+        self.write_impl(socket, data, Some(data), false)
     }
 
-    fn write_impl(&mut self, socket: SocketId, data: &[u8], shared: Option<&SharedBytes>) -> bool {
+    /// `write()`, `write_shared()` and [`Context::write_broadcast`]. A corked queue is handed to
+    /// the kernel before the hard limit is checked, and for a broadcast once it reaches the
+    /// mark: a limit measures how far the peer is behind what the kernel would take, not what
+    /// one turn produced.
+    pub(crate) fn write_impl(
+        &mut self,
+        socket: SocketId,
+        data: &[u8],
+        shared: Option<&SharedBytes>,
+        broadcast: bool,
+    ) -> bool {
         let Some(key) = self.key_of(socket) else { return false };
         let sock = &mut self.sockets[key];
         if sock.has(flag::DESTROYED) {
@@ -574,12 +600,23 @@ impl Context {
             Some(s) => q.push_shared(s.clone(), offset),
             None => q.push_copy(&data[offset..]),
         }
-        let queued = q.len();
+        let mut queued = q.len();
         let (hwm, limit) = {
             let o = self.options_of(self.sockets[key].server);
             (o.high_water_mark, o.max_buffer)
         };
-        if let Some(limit) = limit.filter(|&l| queued > l) {
+        let sock = &self.sockets[key];
+        let untried = sock.has(flag::CORKED) && !sock.has(flag::CONNECTING | flag::KERNEL_FULL);
+        if untried && ((broadcast && queued >= hwm) || limit.is_some_and(|l| queued > l)) {
+            if !self.flush_corked(key) {
+                return false;
+            }
+            queued = self.sockets[key].queued();
+        }
+        // A broadcast recipient that only just fell behind gets the grace its senders' stalls
+        // give it: they add at most the rest of their current read (`crate::flow`).
+        let grace = broadcast && self.in_stall_grace(key);
+        if let Some(limit) = limit.filter(|&l| queued > l && !grace) {
             self.stats.output_limit_disconnects += 1;
             if self.admit_warning(Warning::OutputLimit, 1) {
                 log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
@@ -599,6 +636,32 @@ impl Context {
             self.sockets[key].flags |= flag::NEED_DRAIN;
             false
         }
+    }
+
+    /// Hands a corked socket's queue to the kernel now rather than at the end of the turn.
+    /// What the kernel took is gone from the queue; an emptied queue stays in place, so the
+    /// end-of-turn flush still delivers a `drain` that is owed. Returns false if the write
+    /// failed (the socket is destroyed).
+    fn flush_corked(&mut self, key: usize) -> bool {
+        let sock = &mut self.sockets[key];
+        let Some(q) = sock.queue.as_mut() else { return true };
+        let (how, n) = match q.flush_to(&mut sock.io, usize::MAX) {
+            Ok(r) => r,
+            Err(e) => {
+                self.destroy_key(key, Some(e));
+                return false;
+            }
+        };
+        if how == Flush::Blocked {
+            sock.flags |= flag::KERNEL_FULL;
+        }
+        if n > 0 {
+            sock.bytes_written += n as u64;
+            self.stats.bytes_out += n as u64;
+            self.idle.touch(key, self.now_ms as u32);
+            self.recipient_progressed(key);
+        }
+        true
     }
 
     /// Redis's soft output limit: a socket whose queue stays above `soft_limit.0` bytes for
@@ -732,6 +795,15 @@ impl Context {
     /// True while paused.
     pub fn is_paused(&self, socket: SocketId) -> bool {
         self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED))
+    }
+
+    /// True while more of the peer's input may be waiting unread in the kernel: the socket is
+    /// paused by the application, stalled because its broadcasts left recipients behind
+    /// ([`crate::flow`]), or queued to be read again (its read budget ran out, or it was just
+    /// resumed). A service that holds an unfinished message uses it to tell "the peer has not
+    /// sent the rest" from "we have not read the rest yet".
+    pub fn may_have_unread_input(&self, socket: SocketId) -> bool {
+        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED | flag::STALLED | flag::READY))
     }
 
     /// Node's `socket.writable`: `write()` would be accepted (not ended, not destroyed).

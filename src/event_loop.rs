@@ -8,7 +8,8 @@
 //! 4. service sockets whose read/write budget ran out or that were resumed (`ready` list);
 //! 5. fire due timers and idle timeouts;
 //! 6. flush sockets corked during the turn (one `writev` each);
-//! 7. deliver `error`/`close` for sockets destroyed during the turn, then free their slots.
+//! 7. deliver `error`/`close` for sockets destroyed during the turn, then free their slots;
+//! 8. resume broadcast senders whose recipients caught up or whose stall ran out (`flow`).
 //!
 //! Slots are freed only in step 7, after every event of the batch has been dispatched, so an
 //! event for a socket closed earlier in the batch finds its (destroyed) slot and is ignored;
@@ -118,6 +119,7 @@ impl EventLoop {
         self.run_closing(h);
         // `close` handlers may have broadcast (a "left" notice): flush before sleeping.
         self.run_uncork(h);
+        self.cx.settle_flow();
         Ok(())
     }
 
@@ -138,10 +140,7 @@ impl EventLoop {
             let wait = d.wrapping_sub(cx.now32()) as i32;
             cx.now_ms + wait.max(0) as u64
         });
-        let deadline = match (cx.timers.next_deadline(), idle) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let deadline = [cx.timers.next_deadline(), idle, cx.flow.deadline()].into_iter().flatten().min()?;
         Some(cx.instant_of(deadline).saturating_duration_since(std::time::Instant::now()))
     }
 
@@ -165,8 +164,10 @@ impl EventLoop {
             for id in corked.drain(..) {
                 let Some(key) = self.cx.key_of(id) else { continue };
                 let sock = &mut self.cx.sockets[key];
-                sock.flags &= !flag::CORKED;
-                if sock.has(flag::DESTROYED) || sock.queued() == 0 {
+                sock.flags &= !(flag::CORKED | flag::KERNEL_FULL);
+                // An empty queue may still be there: emptied early by a broadcast, with a
+                // `drain` owed (the flush below recycles it and delivers that).
+                if sock.has(flag::DESTROYED) || sock.queue.is_none() {
                     continue;
                 }
                 flush(&mut self.cx, h, key);
@@ -267,7 +268,7 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
     if sock.has(flag::DESTROYED) {
         return;
     }
-    if sock.has(flag::PAUSED | flag::READ_ENDED) {
+    if sock.has(flag::PAUSED | flag::STALLED | flag::READ_ENDED) {
         // Not reading, so a reset would go unnoticed until the next write: ask for it.
         if ev.error {
             if let Ok(Some(e)) | Err(e) = sock.io.take_error() {
@@ -281,12 +282,13 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
     }
 }
 
-/// Reads until `WouldBlock`, a short read, EOF, an error, `pause()`, or the budget.
+/// Reads until `WouldBlock`, a short read, EOF, an error, `pause()`, a stall, or the budget.
+/// Both pause and stall take effect before the next read, inside the same turn.
 fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
     let id = cx.id_of(key);
     for _ in 0..READ_BUDGET {
         let sock = &mut cx.sockets[key];
-        if sock.has(flag::DESTROYED | flag::PAUSED | flag::READ_ENDED) {
+        if sock.has(flag::DESTROYED | flag::PAUSED | flag::STALLED | flag::READ_ENDED) {
             return;
         }
         let hup = sock.has(flag::PEER_HUP);
@@ -297,7 +299,10 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
                 cx.add_read(n);
                 let now = cx.now32();
                 cx.idle.touch(key, now);
+                // Broadcasts made while handling this data may stall this socket (`flow`).
+                cx.flow.reading = Some(id);
                 h.on_data(cx, id, &buf[..n]);
+                cx.flow.reading = None;
                 // A short read emptied the socket: new data brings a new edge, so the extra
                 // read that would only say WouldBlock is skipped (it costs ~16% per round
                 // trip). After a hang-up no edge is left to come: read on to EOF.
@@ -334,6 +339,8 @@ fn peer_ended<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
 /// Writes queued output; on empty: FIN if ending, else `'drain'` if a write returned false.
 fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let sock = &mut cx.sockets[key];
+    // Whatever the kernel refused before, it is being asked again now.
+    sock.flags &= !flag::KERNEL_FULL;
     let Some(q) = sock.queue.as_mut() else { return };
     let (how, n) = match q.flush_to(&mut sock.io, WRITE_BUDGET) {
         Ok(r) => r,
@@ -344,6 +351,7 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     if n > 0 {
         let now = cx.now32();
         cx.idle.touch(key, now);
+        cx.recipient_progressed(key);
     }
     if how != Flush::Drained && cx.over_soft_limit(key) {
         return;

@@ -11,7 +11,8 @@
 //! # Layout
 //! - [`event_loop`]: the poll loop (one screen) and event dispatch.
 //! - [`context`]: what handlers can do; never calls back into them.
-//! - `socket`: one connection's state; [`write_queue`]: its pending output.
+//! - `socket`: one connection's state; [`write_queue`]: its pending output; [`flow`]: broadcast
+//!   senders slowed while their recipients are behind.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
 //! - `listener`: listening sockets with a real backlog.
 //! - [`line`](mod@line), [`frame`](mod@frame): decoders for the chat and hub protocols;
@@ -35,6 +36,7 @@ pub mod connect;
 pub mod context;
 pub mod error;
 pub mod event_loop;
+pub mod flow;
 pub mod frame;
 pub mod handler;
 pub mod idle;

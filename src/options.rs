@@ -11,6 +11,8 @@ pub struct SocketOptions {
     pub high_water_mark: usize,
     /// Hard cap on queued output; a socket that passes it is destroyed with an error.
     /// `None` keeps Node's unbounded buffering. Compare Redis's `client-output-buffer-limit`.
+    /// Counted after the kernel took what it would; a broadcast recipient gets a bounded grace
+    /// while its senders are stalled (see [`crate::flow`]).
     pub max_buffer: Option<usize>,
     /// Soft limit: a socket whose queue stays above this many bytes for this long is
     /// disconnected (Redis's `client-output-buffer-limit ... soft seconds`), catching clients

@@ -430,7 +430,8 @@ fn log_counters(cx: &Context) {
     log::info!(
         "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
          disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-         auth_failures={} auth_throttled={} input_held={} bytes_in={} bytes_out={}",
+         sender_stalls={} sender_stall_ms={} auth_failures={} auth_throttled={} input_held={} \
+         bytes_in={} bytes_out={}",
         cx.socket_count(),
         st.accepted,
         st.rejected,
@@ -440,6 +441,8 @@ fn log_counters(cx: &Context) {
         st.input_total_disconnects,
         st.input_timeout_disconnects,
         st.timeout_disconnects,
+        st.sender_stalls,
+        st.sender_stall_ms,
         st.auth_failures,
         st.auth_throttled,
         cx.total_held_input(),

@@ -50,6 +50,14 @@ pub(crate) mod flag {
     pub const READY: u32 = 1 << 13;
     /// Cut for its unfinished input: what the application reports for it is ignored from now.
     pub const INPUT_CUT: u32 = 1 << 14;
+    /// Not read for now: its broadcasts left recipients behind (`crate::flow`). Apart from
+    /// `PAUSED`, so the application's `pause()`/`resume()` stay its own.
+    pub const STALLED: u32 = 1 << 15;
+    /// A recipient that a stalled sender waits on (`crate::flow`).
+    pub const HOLDING: u32 = 1 << 16;
+    /// Corked, and the kernel refused more this turn: do not try it again before the
+    /// end-of-turn flush.
+    pub const KERNEL_FULL: u32 = 1 << 17;
 }
 
 /// A TCP or Unix-domain stream, or nothing once destroyed (the fd is closed at once; the slot
@@ -197,12 +205,13 @@ impl Socket {
 
     /// The interest this socket should be registered with now, as `REG_*` bits.
     ///
-    /// Read interest only while reading is wanted (`pause()` deregisters it, so a paused socket
-    /// costs no wakeups); write interest only while output is queued or a connect is pending.
+    /// Read interest only while reading is wanted (`pause()` or a stall deregisters it, so a
+    /// paused socket costs no wakeups); write interest only while output is queued or a
+    /// connect is pending.
     pub fn wanted_interest(&self) -> u32 {
         use flag::*;
         let mut want = 0;
-        if !self.has(PAUSED | READ_ENDED | DESTROYED) {
+        if !self.has(PAUSED | STALLED | READ_ENDED | DESTROYED) {
             want |= REG_READ;
         }
         // A corked socket is flushed by the loop at the end of the turn, not on readiness.

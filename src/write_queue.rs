@@ -64,6 +64,9 @@ pub struct WriteQueue {
     /// Loop time (ms) since which `len` has been above the owner's soft limit. Kept here, not
     /// in the socket, so only sockets with pending output pay for it.
     pub over_soft_since: Option<u64>,
+    /// Loop time (ms) since which the owner has been behind on broadcasts (`crate::flow`):
+    /// at or above its mark with the kernel full, and not emptied since.
+    pub behind_since: Option<u64>,
 }
 
 impl std::fmt::Debug for WriteQueue {
@@ -134,6 +137,7 @@ impl WriteQueue {
         self.head_offset = 0;
         self.len = 0;
         self.over_soft_since = None;
+        self.behind_since = None;
     }
 
     /// Writes queued bytes to `out` until the queue is empty, `out` would block, or `budget`

@@ -149,6 +149,58 @@ fn ten_thousand_connect_close_cycles_leave_nothing_behind() {
     );
 }
 
+// ----- a recycled write queue starts clean ---------------------------------------------------
+
+/// Queues 32 KiB (over an 8 KiB soft limit) on a corked Unix socket, which the end-of-turn
+/// flush hands to the kernel whole; 400 ms later, past the 300 ms soft window, does the same on
+/// a second socket, which gets the first one's recycled queue.
+struct Recycled {
+    peers: Vec<std::os::unix::net::UnixStream>,
+    second: Option<SocketId>,
+    second_open: Option<bool>,
+    cuts: u64,
+}
+
+impl Recycled {
+    fn queue_burst(&mut self, cx: &mut Context) -> SocketId {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        self.peers.push(theirs);
+        let s = cx.wrap_unix_stream(ours).unwrap();
+        cx.cork(s);
+        cx.write(s, &[b'x'; 32 * 1024]);
+        s
+    }
+}
+
+impl Handler for Recycled {
+    fn on_timer(&mut self, cx: &mut Context, _: TimerId) {
+        if self.second.is_none() {
+            let s = self.queue_burst(cx);
+            self.second = Some(s);
+            self.second_open = Some(cx.is_open(s));
+            self.cuts = cx.stats().output_limit_disconnects;
+        }
+        cx.stop();
+    }
+}
+
+#[test]
+fn a_recycled_write_queue_does_not_inherit_the_soft_limit_clock_of_its_last_owner() {
+    let mut el = netloop::EventLoop::new().unwrap();
+    let cx = el.context();
+    cx.set_client_options(SocketOptions {
+        soft_limit: Some((8 * 1024, Duration::from_millis(300))),
+        ..Default::default()
+    });
+    let mut h = Recycled { peers: Vec::new(), second: None, second_open: None, cuts: 0 };
+    let first = h.queue_burst(cx);
+    assert_eq!(cx.buffer_size(first), 32 * 1024, "corked: queued, over the soft limit");
+    cx.set_timer(Duration::from_millis(400));
+    el.run(&mut h).unwrap();
+    assert_eq!(h.second_open, Some(true), "the second socket was cut the moment it queued");
+    assert_eq!(h.cuts, 0);
+}
+
 // ----- hanging up: a peer that does not close in turn is cut off -----------------------------
 
 /// Reads the server's last words up to its FIN, then keeps sending (as a hostile peer would)

@@ -13,7 +13,8 @@
 //! Where Node's chat writes each broadcast once per client (a string copied into every socket's
 //! buffer), we encode it once into [`SharedBytes`] and queue that by reference. A member that
 //! stops reading costs at most the listener's `max_buffer` of queued output before the core
-//! disconnects it; the sender and the others are never slowed down by it.
+//! disconnects it; the sender is stalled for at most `flow::MAX_SENDER_STALL` on its account,
+//! the others not at all.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -66,7 +67,8 @@ impl Default for ChatConfig {
 /// An unfinished line being held, in loop time.
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    /// When its first byte arrived: it is sent [`FLUSH_AFTER`] later.
+    /// When its first byte arrived, or when the loop last held the sender's input back (the
+    /// rest could not arrive meanwhile): it is sent [`FLUSH_AFTER`] later.
     since: Duration,
     /// When it last grew: still growing in this loop turn means more may be waiting unread.
     grew: Duration,
@@ -304,8 +306,12 @@ impl Chat {
         let Some(held) = member.held else { return };
         let now = cx.elapsed();
         let due = held.since + FLUSH_AFTER;
-        let wait = if cx.is_paused(socket) {
-            // We are not reading it: the rest of the line may be in the kernel already.
+        let wait = if cx.may_have_unread_input(socket) {
+            // Paused, stalled by flow control, or due another read: the rest of the line may
+            // be in the kernel already. The peer gets a whole window once we read again.
+            if let Some(held) = member.held.as_mut() {
+                held.since = now;
+            }
             Some(FLUSH_AFTER)
         } else if held.grew == now {
             // Read this very turn and still unfinished: its read budget may have run out

@@ -88,12 +88,12 @@ pub(crate) fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
     }
 }
 
-/// One recipient of a broadcast: queued by reference, and corked so every broadcast of this
-/// loop turn reaches it in one syscall. Skipped like [`send`].
+/// One recipient of a broadcast: queued by reference, corked so every broadcast of this loop
+/// turn reaches it in one syscall, and flow-controlled: if it is left behind, the member whose
+/// message this is stops being read for a while ([`crate::flow`]). Skipped like [`send`].
 pub(crate) fn send_shared(cx: &mut Context, socket: SocketId, line: &SharedBytes) {
     if cx.is_writable(socket) {
-        cx.cork(socket);
-        cx.write_shared(socket, line);
+        cx.write_broadcast(socket, line);
     }
 }
 
