@@ -156,48 +156,6 @@ impl Chat {
         self.in_room
     }
 
-    /// A client connected. It is welcomed, and the others told, when it first sends something
-    /// or [`WELCOME_WAIT`] later, whichever comes first.
-    pub fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
-        let label = peer_label(cx, socket, &mut self.unix_peers);
-        let member = Member {
-            name: label,
-            has_nick: false,
-            lines: LineSplitter::new(self.config.max_line),
-            telnet: TelnetFilter::new(),
-            in_room: false,
-            spoke: false,
-            held: None,
-            flush_timer: None,
-        };
-        self.members.insert(socket, member);
-        self.waiting.push_back((cx.elapsed() + WELCOME_WAIT, socket));
-        if self.welcome_timer.is_none() {
-            self.welcome_timer = Some(unreferenced_timer(cx, WELCOME_WAIT));
-        }
-    }
-
-    /// A timer fired. Returns whether it was chat's.
-    pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        if self.welcome_timer == Some(timer) {
-            self.welcome_timer = None;
-            self.welcome_due(cx);
-        } else if self.presence_timer == Some(timer) {
-            self.presence_timer = None;
-            self.presence_told = 0;
-            // Changes were gathered during the interval: tell them, and start the next one.
-            if !self.presence.is_empty() {
-                self.flush_presence(cx);
-                self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
-            }
-        } else if let Some(socket) = self.flush_timers.remove(&timer) {
-            self.flush_due(cx, socket);
-        } else {
-            return false;
-        }
-        true
-    }
-
     /// Welcomes the members whose wait is over.
     fn welcome_due(&mut self, cx: &mut Context) {
         let now = cx.elapsed();
@@ -226,25 +184,6 @@ impl Chat {
         send(cx, socket, &self.out);
         let name = me.name.clone();
         self.announce(cx, Change::Joined, socket, &name);
-    }
-
-    /// Bytes arrived: telnet commands out, then split into lines and act on each, in order.
-    pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        let Some(member) = self.members.get_mut(socket) else { return };
-        let data = member.telnet.filter(data, &mut self.replies);
-        let in_room = member.in_room;
-        if !self.replies.is_empty() {
-            send(cx, socket, &self.replies);
-            self.replies.clear();
-        }
-        if data.is_empty() {
-            return;
-        }
-        // A browser gets its answer in HTTP, with no chat line before it.
-        if !in_room && !http_probe::starts_with_request(&data) {
-            self.welcome(cx, socket);
-        }
-        self.feed(cx, socket, &data);
     }
 
     /// Splits `data` into lines and handles each; then starts or stops the wait of the
@@ -348,37 +287,6 @@ impl Chat {
                 member.lines = lines;
             }
         }
-    }
-
-    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
-    /// (`--allow-half-open`) it stays a member that only listens (`nc -N`, or
-    /// `netloop connect` after stdin EOF), until it closes. Either way its text without a
-    /// newline is complete now (dropped with `--chat-strict-lines`).
-    pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
-        if !self.config.strict_lines {
-            self.flush_held(cx, socket);
-        }
-        if cx.allows_half_open(socket) {
-            return;
-        }
-        self.leave(cx, socket);
-        cx.end(socket);
-    }
-
-    /// The socket closed (any reason, including the output limit): it leaves if it had not.
-    pub fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
-        self.leave(cx, socket);
-    }
-
-    /// Bytes of an unfinished line held for `socket`, for the loop's input accounting.
-    pub fn held_input(&self, socket: SocketId) -> usize {
-        self.members.get(socket).map_or(0, |m| m.lines.buffered())
-    }
-
-    /// The loop cut `socket` for its unfinished input: say why, and hang up.
-    pub fn cut_input(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
-        wire::write_error(&mut self.out, cut);
-        self.hang_up_with_out(cx, socket);
     }
 
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
@@ -569,39 +477,98 @@ impl super::Service for Chat {
         crate::serve::refusal_of(crate::serve::ServiceKind::Chat, max)
     }
 
-    fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Chat::on_connection(self, cx, socket)
-    }
-
-    fn on_data(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId, data: &[u8]) {
-        Chat::on_data(self, cx, socket, data)
-    }
-
-    fn on_end(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Chat::on_end(self, cx, socket)
-    }
-
     // Drain needs nothing: chat never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
-    fn on_close(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Chat::on_close(self, cx, socket)
+    /// A client connected. It is welcomed, and the others told, when it first sends something
+    /// or [`WELCOME_WAIT`] later, whichever comes first.
+    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
+        let label = peer_label(cx, socket, &mut self.unix_peers);
+        let member = Member {
+            name: label,
+            has_nick: false,
+            lines: LineSplitter::new(self.config.max_line),
+            telnet: TelnetFilter::new(),
+            in_room: false,
+            spoke: false,
+            held: None,
+            flush_timer: None,
+        };
+        self.members.insert(socket, member);
+        self.waiting.push_back((cx.elapsed() + WELCOME_WAIT, socket));
+        if self.welcome_timer.is_none() {
+            self.welcome_timer = Some(unreferenced_timer(cx, WELCOME_WAIT));
+        }
     }
 
-    fn on_timer(&mut self, cx: &mut crate::context::Context, timer: crate::timers::TimerId) -> bool {
-        Chat::on_timer(self, cx, timer)
+    /// Bytes arrived: telnet commands out, then split into lines and act on each, in order.
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        let Some(member) = self.members.get_mut(socket) else { return };
+        let data = member.telnet.filter(data, &mut self.replies);
+        let in_room = member.in_room;
+        if !self.replies.is_empty() {
+            send(cx, socket, &self.replies);
+            self.replies.clear();
+        }
+        if data.is_empty() {
+            return;
+        }
+        // A browser gets its answer in HTTP, with no chat line before it.
+        if !in_room && !http_probe::starts_with_request(&data) {
+            self.welcome(cx, socket);
+        }
+        self.feed(cx, socket, &data);
     }
 
-    fn on_input_cut(
-        &mut self,
-        cx: &mut crate::context::Context,
-        socket: crate::handler::SocketId,
-        cut: &crate::input_budget::InputCut,
-    ) {
-        self.cut_input(cx, socket, cut)
+    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
+    /// (`--allow-half-open`) it stays a member that only listens (`nc -N`, or
+    /// `netloop connect` after stdin EOF), until it closes. Either way its text without a
+    /// newline is complete now (dropped with `--chat-strict-lines`).
+    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        if !self.config.strict_lines {
+            self.flush_held(cx, socket);
+        }
+        if cx.allows_half_open(socket) {
+            return;
+        }
+        self.leave(cx, socket);
+        cx.end(socket);
     }
 
-    fn held_input(&self, socket: crate::handler::SocketId) -> Option<usize> {
-        Some(Chat::held_input(self, socket))
+    /// The socket closed (any reason, including the output limit): it leaves if it had not.
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        self.leave(cx, socket);
+    }
+
+    /// A timer fired. Returns whether it was chat's.
+    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.welcome_timer == Some(timer) {
+            self.welcome_timer = None;
+            self.welcome_due(cx);
+        } else if self.presence_timer == Some(timer) {
+            self.presence_timer = None;
+            self.presence_told = 0;
+            // Changes were gathered during the interval: tell them, and start the next one.
+            if !self.presence.is_empty() {
+                self.flush_presence(cx);
+                self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
+            }
+        } else if let Some(socket) = self.flush_timers.remove(&timer) {
+            self.flush_due(cx, socket);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// The loop cut `socket` for its unfinished input: say why, and hang up.
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
+        wire::write_error(&mut self.out, cut);
+        self.hang_up_with_out(cx, socket);
+    }
+
+    /// Bytes of an unfinished line held for `socket`, for the loop's input accounting.
+    fn held_input(&self, socket: SocketId) -> Option<usize> {
+        Some(self.members.get(socket).map_or(0, |m| m.lines.buffered()))
     }
 }

@@ -270,51 +270,6 @@ impl Hub {
         self.router.members.len()
     }
 
-    /// A client connected: give it a session; it is announced once it `sync`s. With a token,
-    /// a source that kept failing the check is refused for a while.
-    pub fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
-        if self.token.is_some() {
-            let source = Source::of(cx.remote_address(socket));
-            let blocked = source.and_then(|s| Some((s, self.throttle.blocked(s, cx.elapsed())?)));
-            if let Some((source, wait)) = blocked {
-                cx.stats_mut().auth_throttled += 1;
-                if let Some(dropped) = self.auth_log.admit(cx.elapsed()) {
-                    log::warn!(
-                        "hub: refused a connection from {source}: blocked for failed token checks{}",
-                        not_logged(dropped)
-                    );
-                }
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let reason = format!("too many failed token checks from this address; try again in {secs} s");
-                self.error(cx, socket, ErrorCode::Unauthorized, &reason);
-                cx.end_within(socket, super::HANG_UP_GRACE);
-                return;
-            }
-        }
-        let session_id = peer_label(cx, socket, &mut self.unix_peers);
-        self.connections += 1;
-        let member = Member {
-            session_id,
-            name: None,
-            rooms: BTreeSet::new(),
-            frames: FrameDecoder::new(self.config.max_frame),
-            authed: false,
-            useful: false,
-            seq: self.connections,
-            presence: Mark::default(),
-        };
-        self.router.members.insert(socket, member);
-        if self.token.is_none() {
-            self.authenticate(socket);
-        }
-        if let Some(limit) = self.config.register_timeout {
-            self.deadlines.push_back((cx.elapsed() + limit, socket));
-            if self.deadline_timer.is_none() {
-                self.deadline_timer = Some(deadline_timer(cx, limit));
-            }
-        }
-    }
-
     /// The member joins the visible hub: listed, and sent broadcasts and notices from now on.
     fn authenticate(&mut self, socket: SocketId) {
         let mark = self.presence.mark();
@@ -322,101 +277,6 @@ impl Hub {
         member.authed = true;
         member.presence = mark;
         self.router.listed.insert(member.seq, socket);
-    }
-
-    /// A timer fired; if it is the registration deadline, close clients that missed it; if it
-    /// ends a presence window, send what the window held. Returns whether the timer was the
-    /// hub's.
-    pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        if self.presence.is_timer(timer) {
-            let recipients = self.router.authed().map(|(id, m)| (id, m.presence));
-            self.presence.flush(cx, recipients);
-            return true;
-        }
-        if self.deadline_timer != Some(timer) {
-            return false;
-        }
-        self.deadline_timer = None;
-        let now = cx.elapsed();
-        while let Some(&(deadline, socket)) = self.deadlines.front() {
-            if deadline > now {
-                self.deadline_timer = Some(deadline_timer(cx, deadline - now));
-                break;
-            }
-            self.deadlines.pop_front();
-            let idle = self.router.members.get(socket).is_some_and(|m| !m.useful);
-            if idle {
-                cx.stats_mut().timeout_disconnects += 1;
-                let reason = "no valid request within the registration timeout";
-                self.hang_up(cx, socket, ErrorCode::RegisterTimeout, reason);
-            }
-        }
-        true
-    }
-
-    /// Bytes arrived: cut them into frames and act on each, in order.
-    pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        // A browser pointed at the hub: answered in HTTP, then hung up on.
-        if cx.bytes_read(socket) == data.len() as u64 && super::http_probe::starts_with_request(data) {
-            let local = cx.local_address(socket);
-            let reply = super::http_probe::refusal(super::http_probe::Port::Hub, data, local.as_ref());
-            send(cx, socket, &reply);
-            cx.end_within(socket, super::HANG_UP_GRACE);
-            return self.depart(cx, socket);
-        }
-        let Some(member) = self.router.members.get_mut(socket) else { return };
-        // Borrowed out while its frames are handled, which needs the whole hub.
-        let mut frames = std::mem::replace(&mut member.frames, FrameDecoder::new(0));
-        let mut present = true;
-        let result = frames.feed(data, |frame| {
-            // Stop at once if handling made it leave, or the core destroyed it (output limit).
-            if present {
-                present = cx.is_open(socket) && self.on_frame(cx, socket, frame);
-            }
-        });
-        if !present {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                if let Some(member) = self.router.members.get_mut(socket) {
-                    member.frames = frames;
-                }
-            }
-            Err(too_large) => {
-                cx.stats_mut().input_limit_disconnects += 1;
-                self.hang_up(cx, socket, ErrorCode::FrameTooLarge, &too_large.to_string())
-            }
-        }
-    }
-
-    /// Bytes of an unfinished frame held for `socket`, for the loop's input accounting.
-    pub fn held_input(&self, socket: SocketId) -> usize {
-        self.router.members.get(socket).map_or(0, |m| m.frames.buffered())
-    }
-
-    /// The loop cut `socket` for its unfinished input: say why, and hang up.
-    pub fn cut_input(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
-        let code = match cut {
-            crate::input_budget::InputCut::OverTotal { .. } => ErrorCode::InputLimit,
-            crate::input_budget::InputCut::Timeout { .. } => ErrorCode::InputTimeout,
-        };
-        self.hang_up(cx, socket, code, &cut.to_string());
-    }
-
-    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
-    /// (`--allow-half-open`) it stays registered and keeps receiving until it closes.
-    pub fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
-        if cx.allows_half_open(socket) {
-            return;
-        }
-        self.depart(cx, socket);
-        cx.end(socket);
-    }
-
-    /// The socket closed (any reason, including the output limit): it leaves if it had not.
-    pub fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
-        self.depart(cx, socket);
     }
 
     /// Handles one frame. Returns false once the client has been disconnected, so the rest of
@@ -720,39 +580,146 @@ impl super::Service for Hub {
         crate::serve::refusal_of(crate::serve::ServiceKind::Hub, max)
     }
 
-    fn on_connection(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Hub::on_connection(self, cx, socket)
-    }
-
-    fn on_data(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId, data: &[u8]) {
-        Hub::on_data(self, cx, socket, data)
-    }
-
-    fn on_end(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Hub::on_end(self, cx, socket)
-    }
-
     // Drain needs nothing: hub never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
-    fn on_close(&mut self, cx: &mut crate::context::Context, socket: crate::handler::SocketId) {
-        Hub::on_close(self, cx, socket)
+    /// A client connected: give it a session; it is announced once it `sync`s. With a token,
+    /// a source that kept failing the check is refused for a while.
+    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
+        if self.token.is_some() {
+            let source = Source::of(cx.remote_address(socket));
+            let blocked = source.and_then(|s| Some((s, self.throttle.blocked(s, cx.elapsed())?)));
+            if let Some((source, wait)) = blocked {
+                cx.stats_mut().auth_throttled += 1;
+                if let Some(dropped) = self.auth_log.admit(cx.elapsed()) {
+                    log::warn!(
+                        "hub: refused a connection from {source}: blocked for failed token checks{}",
+                        not_logged(dropped)
+                    );
+                }
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let reason = format!("too many failed token checks from this address; try again in {secs} s");
+                self.error(cx, socket, ErrorCode::Unauthorized, &reason);
+                cx.end_within(socket, super::HANG_UP_GRACE);
+                return;
+            }
+        }
+        let session_id = peer_label(cx, socket, &mut self.unix_peers);
+        self.connections += 1;
+        let member = Member {
+            session_id,
+            name: None,
+            rooms: BTreeSet::new(),
+            frames: FrameDecoder::new(self.config.max_frame),
+            authed: false,
+            useful: false,
+            seq: self.connections,
+            presence: Mark::default(),
+        };
+        self.router.members.insert(socket, member);
+        if self.token.is_none() {
+            self.authenticate(socket);
+        }
+        if let Some(limit) = self.config.register_timeout {
+            self.deadlines.push_back((cx.elapsed() + limit, socket));
+            if self.deadline_timer.is_none() {
+                self.deadline_timer = Some(deadline_timer(cx, limit));
+            }
+        }
     }
 
-    fn on_timer(&mut self, cx: &mut crate::context::Context, timer: crate::timers::TimerId) -> bool {
-        Hub::on_timer(self, cx, timer)
+    /// Bytes arrived: cut them into frames and act on each, in order.
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        // A browser pointed at the hub: answered in HTTP, then hung up on.
+        if cx.bytes_read(socket) == data.len() as u64 && super::http_probe::starts_with_request(data) {
+            let local = cx.local_address(socket);
+            let reply = super::http_probe::refusal(super::http_probe::Port::Hub, data, local.as_ref());
+            send(cx, socket, &reply);
+            cx.end_within(socket, super::HANG_UP_GRACE);
+            return self.depart(cx, socket);
+        }
+        let Some(member) = self.router.members.get_mut(socket) else { return };
+        // Borrowed out while its frames are handled, which needs the whole hub.
+        let mut frames = std::mem::replace(&mut member.frames, FrameDecoder::new(0));
+        let mut present = true;
+        let result = frames.feed(data, |frame| {
+            // Stop at once if handling made it leave, or the core destroyed it (output limit).
+            if present {
+                present = cx.is_open(socket) && self.on_frame(cx, socket, frame);
+            }
+        });
+        if !present {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                if let Some(member) = self.router.members.get_mut(socket) {
+                    member.frames = frames;
+                }
+            }
+            Err(too_large) => {
+                cx.stats_mut().input_limit_disconnects += 1;
+                self.hang_up(cx, socket, ErrorCode::FrameTooLarge, &too_large.to_string())
+            }
+        }
     }
 
-    fn on_input_cut(
-        &mut self,
-        cx: &mut crate::context::Context,
-        socket: crate::handler::SocketId,
-        cut: &crate::input_budget::InputCut,
-    ) {
-        self.cut_input(cx, socket, cut)
+    /// The client sent FIN: it has left, and our side is ended. With half-open allowed
+    /// (`--allow-half-open`) it stays registered and keeps receiving until it closes.
+    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        if cx.allows_half_open(socket) {
+            return;
+        }
+        self.depart(cx, socket);
+        cx.end(socket);
     }
 
-    fn held_input(&self, socket: crate::handler::SocketId) -> Option<usize> {
-        Some(Hub::held_input(self, socket))
+    /// The socket closed (any reason, including the output limit): it leaves if it had not.
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        self.depart(cx, socket);
+    }
+
+    /// A timer fired; if it is the registration deadline, close clients that missed it; if it
+    /// ends a presence window, send what the window held. Returns whether the timer was the
+    /// hub's.
+    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.presence.is_timer(timer) {
+            let recipients = self.router.authed().map(|(id, m)| (id, m.presence));
+            self.presence.flush(cx, recipients);
+            return true;
+        }
+        if self.deadline_timer != Some(timer) {
+            return false;
+        }
+        self.deadline_timer = None;
+        let now = cx.elapsed();
+        while let Some(&(deadline, socket)) = self.deadlines.front() {
+            if deadline > now {
+                self.deadline_timer = Some(deadline_timer(cx, deadline - now));
+                break;
+            }
+            self.deadlines.pop_front();
+            let idle = self.router.members.get(socket).is_some_and(|m| !m.useful);
+            if idle {
+                cx.stats_mut().timeout_disconnects += 1;
+                let reason = "no valid request within the registration timeout";
+                self.hang_up(cx, socket, ErrorCode::RegisterTimeout, reason);
+            }
+        }
+        true
+    }
+
+    /// The loop cut `socket` for its unfinished input: say why, and hang up.
+    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &crate::input_budget::InputCut) {
+        let code = match cut {
+            crate::input_budget::InputCut::OverTotal { .. } => ErrorCode::InputLimit,
+            crate::input_budget::InputCut::Timeout { .. } => ErrorCode::InputTimeout,
+        };
+        self.hang_up(cx, socket, code, &cut.to_string());
+    }
+
+    /// Bytes of an unfinished frame held for `socket`, for the loop's input accounting.
+    fn held_input(&self, socket: SocketId) -> Option<usize> {
+        Some(self.router.members.get(socket).map_or(0, |m| m.frames.buffered()))
     }
 }
