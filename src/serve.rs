@@ -37,20 +37,6 @@ pub enum ServiceKind {
     Hub,
 }
 
-impl ServiceKind {
-    /// The one line a connection over `--max-connections` gets before it is closed.
-    fn reject_message(self, max: usize) -> Vec<u8> {
-        let mut line = Vec::new();
-        // Each in its own protocol, so a client parses the refusal like any other error.
-        match self {
-            ServiceKind::Echo => crate::wire::echo::write_server_full(&mut line, max),
-            ServiceKind::Chat => crate::wire::chat::write_server_full(&mut line, max),
-            ServiceKind::Hub => crate::wire::hub::write_server_full(&mut line, max),
-        }
-        line
-    }
-}
-
 /// Everything `netloop serve` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -478,9 +464,4 @@ pub fn settle_max_sockets(requested: Option<usize>) -> usize {
         Some(n) => n,
         None => capacity,
     }
-}
-
-/// The refusal line of a built-in service, for its [`Service::refusal`].
-pub(crate) fn refusal_of(kind: ServiceKind, max: usize) -> Vec<u8> {
-    kind.reject_message(max)
 }

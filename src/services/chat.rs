@@ -474,7 +474,9 @@ impl super::Service for Chat {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::refusal_of(crate::serve::ServiceKind::Chat, max)
+        let mut line = Vec::new();
+        crate::wire::chat::write_server_full(&mut line, max);
+        line
     }
 
     // Drain needs nothing: chat never pauses a reader, and a client that does not read is

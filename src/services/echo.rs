@@ -52,7 +52,9 @@ impl super::Service for Echo {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::refusal_of(crate::serve::ServiceKind::Echo, max)
+        let mut line = Vec::new();
+        crate::wire::echo::write_server_full(&mut line, max);
+        line
     }
 
     fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {

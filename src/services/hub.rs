@@ -577,7 +577,9 @@ impl super::Service for Hub {
     }
 
     fn refusal(&self, max: usize) -> Vec<u8> {
-        crate::serve::refusal_of(crate::serve::ServiceKind::Hub, max)
+        let mut line = Vec::new();
+        crate::wire::hub::write_server_full(&mut line, max);
+        line
     }
 
     // Drain needs nothing: hub never pauses a reader, and a client that does not read is
