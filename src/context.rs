@@ -20,7 +20,7 @@ use crate::idle::IdleTimers;
 use crate::input_budget::{InputBudget, InputCut, InputLimits};
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
-use crate::socket::{flag, interest_of, Socket, Stream, NO_SERVER};
+use crate::socket::{Socket, SocketState, Stream, WriteAdmission, NO_SERVER};
 use crate::timers::{TimerId, TimerKind, Timers};
 use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
 use crate::write_queue::{Flush, SharedBytes, WriteQueue};
@@ -244,26 +244,26 @@ impl Context {
     /// ended; write while output is queued). Costs an `epoll_ctl` only on a change.
     pub(crate) fn sync_interest(&mut self, key: usize) {
         let sock = &mut self.sockets[key];
-        let have = sock.flags & (flag::REG_READ | flag::REG_WRITE);
-        let want = sock.wanted_interest();
+        let have = sock.state.registered();
+        let want = sock.state.wanted_interest(sock.queued() > 0);
         if have == want {
             return;
         }
         let Some(source) = sock.io.source() else { return };
-        let result = match (interest_of(have), interest_of(want)) {
+        let result = match (have, want) {
             (None, Some(i)) => self.registry.register(source, Token(key), i),
             (Some(_), Some(i)) => self.registry.reregister(source, Token(key), i),
             (Some(_), None) => self.registry.deregister(source),
             (None, None) => Ok(()),
         };
         match result {
-            Ok(()) => sock.flags = (sock.flags & !(flag::REG_READ | flag::REG_WRITE)) | want,
+            Ok(()) => sock.state.set_registered(want),
             Err(e) => self.destroy_key(key, Some(e)),
         }
     }
 
     /// Adds a freshly accepted or connecting stream to the slab.
-    pub(crate) fn adopt(&mut self, io: Stream, server: u32, extra_flags: u32) -> SocketId {
+    pub(crate) fn adopt(&mut self, io: Stream, server: u32, connecting: bool) -> SocketId {
         let opts = self.options_of(server).clone();
         if let Some(s) = io.sock_ref() {
             // Best effort: a failure here (e.g. the peer already reset) surfaces on first I/O.
@@ -274,12 +274,13 @@ impl Context {
                 let _ = s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(delay));
             }
         }
-        let mut flags = extra_flags;
-        if opts.allow_half_open {
-            flags |= flag::ALLOW_HALF_OPEN;
-        }
+        let state = if connecting {
+            SocketState::connecting(opts.allow_half_open)
+        } else {
+            SocketState::connected(opts.allow_half_open)
+        };
         let gen = self.next_gen();
-        let key = self.sockets.insert(Socket::new(io, gen, server, flags));
+        let key = self.sockets.insert(Socket::new(io, gen, server, state));
         self.referenced_sockets += 1;
         self.open_sockets += 1;
         if let Some(t) = opts.idle_timeout {
@@ -291,11 +292,9 @@ impl Context {
 
     /// Closes a socket now and queues its `'error'` (if any) and `'close'`. Idempotent.
     pub(crate) fn destroy_key(&mut self, key: usize, err: Option<io::Error>) {
-        let sock = &mut self.sockets[key];
-        if sock.has(flag::DESTROYED) {
+        if !self.sockets[key].state.destroy() {
             return;
         }
-        sock.flags |= flag::DESTROYED;
         self.open_sockets -= 1;
         self.release_holding(key);
         if !self.flow.laggards.is_empty() {
@@ -309,7 +308,7 @@ impl Context {
                 self.spare_queues.push(q);
             }
         }
-        if sock.has(flag::REG_READ | flag::REG_WRITE) {
+        if sock.state.registered().is_some() {
             if let Some(source) = sock.io.source() {
                 let _ = self.registry.deregister(source);
             }
@@ -332,7 +331,7 @@ impl Context {
     pub(crate) fn remove(&mut self, key: usize) {
         self.idle.remove(key);
         let sock = self.sockets.remove(key);
-        if !sock.has(flag::UNREF) {
+        if sock.state.is_referenced() {
             self.referenced_sockets -= 1;
         }
         // An fd was just freed: take it back as the EMFILE reserve if it was spent.
@@ -376,18 +375,14 @@ impl Context {
     /// the socket is done.
     pub(crate) fn maybe_finish(&mut self, key: usize) {
         let sock = &mut self.sockets[key];
-        if !sock.has(flag::ENDING)
-            || sock.has(flag::FINISHED | flag::DESTROYED | flag::CONNECTING)
-            || sock.queued() > 0
-        {
+        if !sock.state.fin_due(sock.queued() == 0) {
             return;
         }
         if let Err(e) = sock.io.shutdown_write() {
             self.destroy_key(key, Some(e));
             return;
         }
-        sock.flags |= flag::FINISHED;
-        if sock.has(flag::READ_ENDED) {
+        if sock.state.on_fin_sent() {
             self.destroy_key(key, None);
         } else {
             self.sync_interest(key);
@@ -523,11 +518,11 @@ impl Context {
             SocketAddress::UnnamedUnix => Err(io::Error::new(io::ErrorKind::InvalidInput, "no path")),
         };
         match stream {
-            Ok(io) => self.adopt(io, NO_SERVER, flag::CONNECTING),
+            Ok(io) => self.adopt(io, NO_SERVER, true),
             Err(e) => {
                 // Failures the OS reports at once (e.g. a Unix path with no listener) still
                 // arrive as events, as in Node.
-                let id = self.adopt(Stream::Closed, NO_SERVER, flag::CONNECTING);
+                let id = self.adopt(Stream::Closed, NO_SERVER, true);
                 self.destroy_key(id.key as usize, Some(error::context(e, &format!("connect {addr}"))));
                 id
             }
@@ -563,15 +558,16 @@ impl Context {
     ) -> bool {
         let Some(key) = self.key_of(socket) else { return false };
         let sock = &mut self.sockets[key];
-        if sock.has(flag::DESTROYED) {
-            return false;
-        }
-        if sock.has(flag::ENDING) {
-            self.destroy_key(key, Some(error::write_after_end()));
-            return false;
+        match sock.state.admit_write() {
+            WriteAdmission::Open => {}
+            WriteAdmission::Closed => return false,
+            WriteAdmission::AfterEnd => {
+                self.destroy_key(key, Some(error::write_after_end()));
+                return false;
+            }
         }
         let mut offset = 0;
-        if sock.queue.is_none() && !sock.has(flag::CONNECTING | flag::CORKED) {
+        if sock.state.writes_directly(sock.queue.is_none()) {
             while offset < data.len() {
                 match sock.io.write(&data[offset..]) {
                     Ok(n) => offset += n,
@@ -606,7 +602,7 @@ impl Context {
             (o.high_water_mark, o.max_buffer)
         };
         let sock = &self.sockets[key];
-        let untried = sock.has(flag::CORKED) && !sock.has(flag::CONNECTING | flag::KERNEL_FULL);
+        let untried = sock.state.corked_untried();
         if untried && ((broadcast && queued >= hwm) || limit.is_some_and(|l| queued > l)) {
             if !self.flush_corked(key) {
                 return false;
@@ -630,12 +626,7 @@ impl Context {
         if newly_queued {
             self.sync_interest(key);
         }
-        if queued < hwm {
-            true
-        } else {
-            self.sockets[key].flags |= flag::NEED_DRAIN;
-            false
-        }
+        self.sockets[key].state.on_write_queued(queued < hwm)
     }
 
     /// Hands a corked socket's queue to the kernel now rather than at the end of the turn.
@@ -653,7 +644,7 @@ impl Context {
             }
         };
         if how == Flush::Blocked {
-            sock.flags |= flag::KERNEL_FULL;
+            sock.state.on_kernel_full();
         }
         if n > 0 {
             sock.bytes_written += n as u64;
@@ -701,9 +692,7 @@ impl Context {
     /// current turn. `write()`'s return value and `drain` are unchanged.
     pub fn cork(&mut self, socket: SocketId) {
         let Some(key) = self.key_of(socket) else { return };
-        let sock = &mut self.sockets[key];
-        if !sock.has(flag::CORKED | flag::DESTROYED) {
-            sock.flags |= flag::CORKED;
+        if self.sockets[key].state.cork() {
             self.corked.push(socket);
         }
     }
@@ -711,12 +700,9 @@ impl Context {
     /// `socket.end()`: flush what is queued, then send FIN. A second call does nothing.
     pub fn end(&mut self, socket: SocketId) {
         let Some(key) = self.key_of(socket) else { return };
-        let sock = &mut self.sockets[key];
-        if sock.has(flag::ENDING | flag::DESTROYED) {
-            return;
+        if self.sockets[key].state.end() {
+            self.maybe_finish(key);
         }
-        sock.flags |= flag::ENDING;
-        self.maybe_finish(key);
     }
 
     /// `end()`, then `destroy()` if the socket is still open `grace` later: how a server
@@ -757,7 +743,7 @@ impl Context {
     /// unread data costs no wakeups; the kernel's receive window pushes back on the peer.
     pub fn pause(&mut self, socket: SocketId) {
         if let Some(key) = self.key_of(socket) {
-            self.sockets[key].flags |= flag::PAUSED;
+            self.sockets[key].state.pause();
             self.sync_interest(key);
         }
     }
@@ -766,11 +752,9 @@ impl Context {
     /// no new readiness edge arrives (data may have been left unread when it paused).
     pub fn resume(&mut self, socket: SocketId) {
         let Some(key) = self.key_of(socket) else { return };
-        let sock = &mut self.sockets[key];
-        if !sock.has(flag::PAUSED) {
+        if !self.sockets[key].state.resume() {
             return;
         }
-        sock.flags &= !flag::PAUSED;
         self.sync_interest(key);
         self.mark_ready(key);
     }
@@ -778,9 +762,7 @@ impl Context {
     /// Services `key` again later in this turn without waiting for an edge (data may be left
     /// unread or unwritten); a socket is on the list at most once.
     pub(crate) fn mark_ready(&mut self, key: usize) {
-        let sock = &mut self.sockets[key];
-        if !sock.has(flag::READY) {
-            sock.flags |= flag::READY;
+        if self.sockets[key].state.mark_ready() {
             let id = self.id_of(key);
             self.ready.push(id);
         }
@@ -789,12 +771,12 @@ impl Context {
     /// Node's `socket.allowHalfOpen`: after the peer's FIN the socket stays writable until
     /// the application calls `end()`.
     pub fn allows_half_open(&self, socket: SocketId) -> bool {
-        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::ALLOW_HALF_OPEN))
+        self.key_of(socket).is_some_and(|k| self.sockets[k].state.allows_half_open())
     }
 
     /// True while paused.
     pub fn is_paused(&self, socket: SocketId) -> bool {
-        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED))
+        self.key_of(socket).is_some_and(|k| self.sockets[k].state.is_paused())
     }
 
     /// True while more of the peer's input may be waiting unread in the kernel: the socket is
@@ -803,24 +785,24 @@ impl Context {
     /// resumed). A service that holds an unfinished message uses it to tell "the peer has not
     /// sent the rest" from "we have not read the rest yet".
     pub fn may_have_unread_input(&self, socket: SocketId) -> bool {
-        self.key_of(socket).is_some_and(|k| self.sockets[k].has(flag::PAUSED | flag::STALLED | flag::READY))
+        self.key_of(socket).is_some_and(|k| self.sockets[k].state.may_have_unread_input())
     }
 
     /// Node's `socket.writable`: `write()` would be accepted (not ended, not destroyed).
     pub fn is_writable(&self, socket: SocketId) -> bool {
-        self.key_of(socket).is_some_and(|k| !self.sockets[k].has(flag::ENDING | flag::DESTROYED))
+        self.key_of(socket).is_some_and(|k| self.sockets[k].state.is_writable())
     }
 
     /// False once the socket is destroyed (its `on_close` may still be pending).
     pub fn is_open(&self, socket: SocketId) -> bool {
-        self.key_of(socket).is_some_and(|k| !self.sockets[k].has(flag::DESTROYED))
+        self.key_of(socket).is_some_and(|k| !self.sockets[k].state.is_destroyed())
     }
 
     /// `socket.setTimeout(ms)`: `on_timeout` after this long without reads or writes;
     /// `Duration::ZERO` disables. Durations clamp to 2^31-1 ms, as Node's do.
     pub fn set_timeout(&mut self, socket: SocketId, idle: Duration) {
         // A destroyed socket's slot may be reused before its timer would fire.
-        if let Some(key) = self.key_of(socket).filter(|&k| !self.sockets[k].has(flag::DESTROYED)) {
+        if let Some(key) = self.key_of(socket).filter(|&k| !self.sockets[k].state.is_destroyed()) {
             let now = self.now32();
             self.idle.set(key, clamp_ms(idle), now);
         }
@@ -850,15 +832,12 @@ impl Context {
     /// `socket.ref()` / `socket.unref()`: whether this socket keeps the loop running.
     pub fn set_socket_ref(&mut self, socket: SocketId, referenced: bool) {
         let Some(k) = self.key_of(socket) else { return };
-        let sock = &mut self.sockets[k];
-        if sock.has(flag::UNREF) != referenced {
+        if !self.sockets[k].state.set_referenced(referenced) {
             return;
         }
         if referenced {
-            sock.flags &= !flag::UNREF;
             self.referenced_sockets += 1;
         } else {
-            sock.flags |= flag::UNREF;
             self.referenced_sockets -= 1;
         }
     }
@@ -900,7 +879,7 @@ impl Context {
     pub fn sockets(&self) -> Vec<SocketId> {
         self.sockets
             .iter()
-            .filter(|(_, s)| !s.has(flag::DESTROYED))
+            .filter(|(_, s)| !s.state.is_destroyed())
             .map(|(k, s)| SocketId { key: k as u32, gen: s.gen })
             .collect()
     }
@@ -936,7 +915,7 @@ impl Context {
     /// heaviest are cut: `on_input_cut` follows from the loop for each.
     pub fn set_held_input(&mut self, socket: SocketId, bytes: usize) {
         let Some(key) = self.key_of(socket) else { return };
-        if self.sockets[key].has(flag::DESTROYED | flag::INPUT_CUT) {
+        if !self.sockets[key].state.accepts_input_report() {
             return;
         }
         self.input.set(&mut self.sockets, key, bytes, self.now_ms);
@@ -963,7 +942,7 @@ impl Context {
 
     fn cut_input(&mut self, key: usize, cut: InputCut) {
         self.input.release(&mut self.sockets, key);
-        self.sockets[key].flags |= flag::INPUT_CUT;
+        self.sockets[key].state.cut_input();
         let id = self.id_of(key);
         self.input_cuts.push((id, cut));
     }

@@ -24,7 +24,7 @@ use mio::{Events, Poll};
 use crate::context::{listener_key, listener_token, Context, SIGNAL_TOKEN};
 use crate::error;
 use crate::handler::{Handler, SocketId};
-use crate::socket::flag;
+use crate::socket::{AfterDrain, AfterPeerEnd};
 use crate::timers::TimerKind;
 use crate::write_queue::Flush;
 
@@ -149,7 +149,7 @@ impl EventLoop {
         std::mem::swap(&mut ready, &mut self.cx.ready);
         for id in ready.drain(..) {
             let Some(key) = self.cx.key_of(id) else { continue };
-            self.cx.sockets[key].flags &= !flag::READY;
+            self.cx.sockets[key].state.take_ready();
             let ev = Readiness { readable: true, writable: true, closed: false, error: false };
             on_socket(&mut self.cx, &mut self.read_buf, h, key, ev);
         }
@@ -164,10 +164,10 @@ impl EventLoop {
             for id in corked.drain(..) {
                 let Some(key) = self.cx.key_of(id) else { continue };
                 let sock = &mut self.cx.sockets[key];
-                sock.flags &= !(flag::CORKED | flag::KERNEL_FULL);
+                sock.state.uncork();
                 // An empty queue may still be there: emptied early by a broadcast, with a
                 // `drain` owed (the flush below recycles it and delivers that).
-                if sock.has(flag::DESTROYED) || sock.queue.is_none() {
+                if sock.state.is_destroyed() || sock.queue.is_none() {
                     continue;
                 }
                 flush(&mut self.cx, h, key);
@@ -196,7 +196,7 @@ impl EventLoop {
         for key in expired.drain(..) {
             // An earlier `on_timeout` of this batch may have destroyed this socket, or written
             // to it or re-armed its timer (so it is no longer idle).
-            let live = self.cx.sockets.get(key).is_some_and(|s| !s.has(flag::DESTROYED));
+            let live = self.cx.sockets.get(key).is_some_and(|s| !s.state.is_destroyed());
             if live && !self.cx.idle.is_armed(key) {
                 let id = self.cx.id_of(key);
                 h.on_timeout(&mut self.cx, id);
@@ -249,15 +249,15 @@ struct Readiness {
 /// A socket is ready: finish a pending connect, flush queued output, then read.
 fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize, ev: Readiness) {
     let Some(sock) = cx.sockets.get_mut(key) else { return };
-    if sock.has(flag::DESTROYED) {
+    if sock.state.is_destroyed() {
         // Closed earlier in this batch; its slot is freed at the end of the turn.
         return;
     }
     if ev.closed {
         // Kept even while paused: the hang-up is reported once.
-        sock.flags |= flag::PEER_HUP;
+        sock.state.peer_hup();
     }
-    if sock.has(flag::CONNECTING) && (!(ev.writable || ev.closed) || !finish_connect(cx, h, key)) {
+    if sock.state.is_connecting() && (!(ev.writable || ev.closed) || !finish_connect(cx, h, key)) {
         return;
     }
     let sock = &cx.sockets[key];
@@ -265,10 +265,10 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
         flush(cx, h, key);
     }
     let sock = &cx.sockets[key];
-    if sock.has(flag::DESTROYED) {
+    if sock.state.is_destroyed() {
         return;
     }
-    if sock.has(flag::PAUSED | flag::STALLED | flag::READ_ENDED) {
+    if sock.state.reads_stopped() {
         // Not reading, so a reset would go unnoticed until the next write: ask for it.
         if ev.error {
             if let Ok(Some(e)) | Err(e) = sock.io.take_error() {
@@ -288,10 +288,10 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
     let id = cx.id_of(key);
     for _ in 0..READ_BUDGET {
         let sock = &mut cx.sockets[key];
-        if sock.has(flag::DESTROYED | flag::PAUSED | flag::STALLED | flag::READ_ENDED) {
+        if !sock.state.can_read() {
             return;
         }
-        let hup = sock.has(flag::PEER_HUP);
+        let hup = sock.state.peer_hung_up();
         match sock.io.read(buf) {
             Ok(0) => return peer_ended(cx, h, key),
             Ok(n) => {
@@ -322,17 +322,13 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
 /// The peer sent FIN: `'end'`, then end our side too unless half-open is allowed.
 fn peer_ended<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let id = cx.id_of(key);
-    cx.sockets[key].flags |= flag::READ_ENDED;
+    cx.sockets[key].state.peer_fin();
     cx.sync_interest(key);
     h.on_end(cx, id);
-    let sock = &cx.sockets[key];
-    if sock.has(flag::DESTROYED) {
-        return;
-    }
-    if sock.has(flag::FINISHED) {
-        cx.destroy_key(key, None);
-    } else if !sock.has(flag::ALLOW_HALF_OPEN) {
-        cx.end(id);
+    match cx.sockets[key].state.after_peer_end() {
+        AfterPeerEnd::Nothing | AfterPeerEnd::StayOpen => {}
+        AfterPeerEnd::Close => cx.destroy_key(key, None),
+        AfterPeerEnd::End => cx.end(id),
     }
 }
 
@@ -340,7 +336,7 @@ fn peer_ended<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
 fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let sock = &mut cx.sockets[key];
     // Whatever the kernel refused before, it is being asked again now.
-    sock.flags &= !flag::KERNEL_FULL;
+    sock.state.on_kernel_retry();
     let Some(q) = sock.queue.as_mut() else { return };
     let (how, n) = match q.flush_to(&mut sock.io, WRITE_BUDGET) {
         Ok(r) => r,
@@ -361,19 +357,14 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
         Flush::Budget => cx.mark_ready(key),
         Flush::Drained => {
             cx.recycle_queue(key);
-            let sock = &mut cx.sockets[key];
-            if sock.has(flag::ENDING) {
-                // Node never emits 'drain' once end() was called.
-                sock.flags &= !flag::NEED_DRAIN;
-                cx.maybe_finish(key);
-            } else {
-                let owed = sock.has(flag::NEED_DRAIN);
-                sock.flags &= !flag::NEED_DRAIN;
-                cx.sync_interest(key);
-                if owed {
+            match cx.sockets[key].state.on_drained() {
+                AfterDrain::Finish => cx.maybe_finish(key),
+                AfterDrain::EmitDrain => {
+                    cx.sync_interest(key);
                     let id = cx.id_of(key);
                     h.on_drain(cx, id);
                 }
+                AfterDrain::Nothing => cx.sync_interest(key),
             }
         }
     }
@@ -398,13 +389,13 @@ fn finish_connect<H: Handler>(cx: &mut Context, h: &mut H, key: usize) -> bool {
             return false;
         }
     }
-    cx.sockets[key].flags &= !flag::CONNECTING;
+    cx.sockets[key].state.on_connected();
     cx.sync_interest(key);
     let id = cx.id_of(key);
     h.on_connect(cx, id);
     // end() may have been called before the connection completed.
     cx.maybe_finish(key);
-    !cx.sockets[key].has(flag::DESTROYED)
+    !cx.sockets[key].state.is_destroyed()
 }
 
 /// A listener is readable: accept until `WouldBlock` (mio is edge-triggered).
@@ -424,7 +415,7 @@ fn on_acceptable<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
                 }
                 cx.servers[key].connections += 1;
                 cx.stats_mut().accepted += 1;
-                let id = cx.adopt(stream, key as u32, 0);
+                let id = cx.adopt(stream, key as u32, false);
                 h.on_connection(cx, sid, id);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::socket::flag;
 use crate::write_queue::SharedBytes;
 
 /// Longest a sender goes unread because recipients of its broadcasts are behind, and how long a
@@ -106,7 +105,7 @@ impl Context {
         }
         let Some(key) = self.key_of(socket) else { return false };
         let sock = &self.sockets[key];
-        if sock.has(flag::DESTROYED) || sock.queued() < self.options_of(sock.server).high_water_mark {
+        if sock.state.is_destroyed() || sock.queued() < self.options_of(sock.server).high_water_mark {
             return false;
         }
         self.recipient_behind(key);
@@ -165,19 +164,15 @@ impl Context {
         }
         let Some(sender) = self.flow.reading else { return };
         let Some(sender_key) = self.key_of(sender) else { return };
-        if self.sockets[sender_key].has(flag::DESTROYED) {
+        if self.sockets[sender_key].state.is_destroyed() {
             return;
         }
-        let sock = &mut self.sockets[key];
-        if !sock.has(flag::HOLDING) {
-            sock.flags |= flag::HOLDING;
+        if self.sockets[key].state.hold() {
             self.flow.holding_count += 1;
             let id = self.id_of(key);
             self.flow.holding.push(id);
         }
-        let sender_sock = &mut self.sockets[sender_key];
-        if !sender_sock.has(flag::STALLED) {
-            sender_sock.flags |= flag::STALLED;
+        if self.sockets[sender_key].state.stall() {
             self.flow.stalled.push((sender, now));
             self.stats.sender_stalls += 1;
             self.sync_interest(sender_key);
@@ -203,9 +198,7 @@ impl Context {
 
     /// Senders no longer wait on `key` (it drained, became a laggard or closed).
     pub(crate) fn release_holding(&mut self, key: usize) {
-        let sock = &mut self.sockets[key];
-        if sock.has(flag::HOLDING) {
-            sock.flags &= !flag::HOLDING;
+        if self.sockets[key].state.release_hold() {
             self.flow.holding_count -= 1;
             self.flow.changed = true;
         }
@@ -227,10 +220,9 @@ impl Context {
         let mut judged = Vec::new();
         holding.retain(|&id| {
             let Some(key) = self.key_of(id) else { return false };
-            if !self.sockets[key].has(flag::HOLDING) {
+            if !self.sockets[key].state.release_hold() {
                 return false;
             }
-            self.sockets[key].flags &= !flag::HOLDING;
             let since = self.sockets[key].queue.as_ref().and_then(|q| q.behind_since).unwrap_or(now);
             if self.is_laggard(since) {
                 self.flow.holding_count -= 1;
@@ -244,7 +236,7 @@ impl Context {
         }
         for &id in &holding {
             let key = id.key as usize;
-            self.sockets[key].flags |= flag::HOLDING;
+            self.sockets[key].state.hold();
         }
         self.flow.holding = holding;
         let resume = if self.flow.holding_count == 0 {
@@ -256,11 +248,9 @@ impl Context {
         for (id, since) in stalled.drain(..resume) {
             self.stats.sender_stall_ms += now.saturating_sub(since);
             let Some(key) = self.key_of(id) else { continue };
-            let sock = &mut self.sockets[key];
-            if !sock.has(flag::STALLED) || sock.has(flag::DESTROYED) {
+            if !self.sockets[key].state.unstall() {
                 continue;
             }
-            sock.flags &= !flag::STALLED;
             self.sync_interest(key);
             // Input may have been left unread, and no new edge will come for it.
             self.mark_ready(key);
@@ -270,7 +260,7 @@ impl Context {
             // Nobody waits: what recipients were holding no longer matters.
             for id in std::mem::take(&mut self.flow.holding) {
                 if let Some(key) = self.key_of(id) {
-                    self.sockets[key].flags &= !flag::HOLDING;
+                    self.sockets[key].state.release_hold();
                 }
             }
             self.flow.holding_count = 0;

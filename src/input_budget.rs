@@ -205,12 +205,12 @@ pub(crate) fn deliver_cuts<H: crate::Handler>(cx: &mut crate::Context, h: &mut H
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::{Socket, Stream};
+    use crate::socket::{Socket, SocketState, Stream};
 
     fn slab(n: usize) -> Slab<Socket> {
         let mut s = Slab::new();
         for _ in 0..n {
-            s.insert(Socket::new(Stream::Closed, 1, 0, 0));
+            s.insert(Socket::new(Stream::Closed, 1, 0, SocketState::default()));
         }
         s
     }

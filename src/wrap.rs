@@ -20,6 +20,6 @@ impl Context {
     /// non-blocking.
     pub fn wrap_unix_stream(&mut self, stream: std::os::unix::net::UnixStream) -> io::Result<SocketId> {
         stream.set_nonblocking(true)?;
-        Ok(self.adopt(Stream::Unix(mio::net::UnixStream::from_std(stream)), NO_SERVER, 0))
+        Ok(self.adopt(Stream::Unix(mio::net::UnixStream::from_std(stream)), NO_SERVER, false))
     }
 }
