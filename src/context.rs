@@ -935,11 +935,6 @@ impl Context {
         self.input.total()
     }
 
-    /// Every socket that holds unfinished input, for re-reporting after a timer changed it.
-    pub fn input_holders(&self) -> Vec<SocketId> {
-        self.input.holder_keys().map(|k| self.id_of(k)).collect()
-    }
-
     fn cut_input(&mut self, key: usize, cut: InputCut) {
         self.input.release(&mut self.sockets, key);
         self.sockets[key].state.cut_input();

@@ -147,7 +147,8 @@ impl InputBudget {
     }
 
     /// Slab keys of every holder.
-    pub fn holder_keys(&self) -> impl Iterator<Item = usize> + '_ {
+    #[cfg(test)]
+    fn holder_keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.holders.iter().map(|h| h.key as usize)
     }
 

@@ -371,16 +371,11 @@ impl Handler for Serve {
             }
             return;
         }
-        // Services arm their timers on the Context, so each recognises its own.
-        let Some(id) = self.services.iter_mut().position(|s| s.on_timer(cx, timer)) else {
-            return;
-        };
-        let id = ServiceId(id as u16);
-        // A timer can change what the service holds (chat delivers text held without a
-        // newline): re-report its sockets' holds.
-        for socket in cx.input_holders() {
-            if self.owners.get(socket.index()).copied().flatten() == Some(id) {
-                self.report_held_input(cx, socket);
+        // Services arm their timers on the Context, so each recognises its own. A service
+        // whose timer changes what it holds reports that itself.
+        for service in &mut self.services {
+            if service.on_timer(cx, timer) {
+                return;
             }
         }
     }

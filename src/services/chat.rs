@@ -285,6 +285,8 @@ impl Chat {
         if present {
             if let Some(member) = self.members.get_mut(socket) {
                 member.lines = lines;
+                // Outside a read, so the loop's input accounting hears it from us.
+                cx.set_held_input(socket, member.lines.buffered());
             }
         }
     }
