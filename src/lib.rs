@@ -24,6 +24,7 @@
 //!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
 //!   loop's own repeated warnings, budgeted and summarised.
+//! - `web` (feature `web`, on by default): HTTP, WebSocket and socket.io for browsers.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
@@ -56,6 +57,8 @@ pub mod text;
 pub mod timers;
 pub mod units;
 mod warnings;
+#[cfg(feature = "web")]
+pub mod web;
 pub mod wire;
 mod wrap;
 pub mod write_queue;
