@@ -24,7 +24,8 @@
 //!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
 //!   loop's own repeated warnings, budgeted and summarised.
-//! - `web` (feature `web`, on by default): HTTP, WebSocket and socket.io for browsers.
+//! - `web` (feature `web`, on by default): HTTP, WebSocket and socket.io for browsers;
+//!   `socketio`: a socket.io-style server API on it.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
@@ -52,6 +53,8 @@ pub mod printable;
 pub mod serve;
 pub mod services;
 mod socket;
+#[cfg(feature = "web")]
+pub mod socketio;
 pub mod stdin;
 pub mod text;
 pub mod timers;

@@ -55,6 +55,8 @@ pub enum Status {
     HeaderFieldsTooLarge,
     /// 501 Not Implemented (Transfer-Encoding).
     NotImplemented,
+    /// 503 Service Unavailable (over the connection cap).
+    ServiceUnavailable,
     /// 505 HTTP Version Not Supported.
     VersionNotSupported,
 }
@@ -77,6 +79,7 @@ impl Status {
             Status::UpgradeRequired => 426,
             Status::HeaderFieldsTooLarge => 431,
             Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
     }
@@ -98,6 +101,7 @@ impl Status {
             Status::UpgradeRequired => "Upgrade Required",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
     }

@@ -6,8 +6,15 @@
 //! - [`websocket`]: the RFC 6455 handshake and a strict frame decoder and encoder;
 //! - [`engineio`]: Engine.IO v4 packets, polling payloads and the handshake;
 //! - [`socketio`]: Socket.IO v5 packets.
+//!
+//! [`endpoint`] puts them on the loop: one listener for the chat page, `/ws` and `/socket.io/`,
+//! with an application ([`WebApp`]) deciding what the messages mean.
 
 pub mod engineio;
 pub mod http;
 pub mod socketio;
 pub mod websocket;
+
+pub mod endpoint;
+
+pub use endpoint::{ClientId, WebApp, WebClients, WebConfig, WebEndpoint, WebService};
