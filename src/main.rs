@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run services. With no service flag: echo on 127.0.0.1:8080, chat on 127.0.0.1:3000, hub on
-    /// 127.0.0.1:9000.
+    /// 127.0.0.1:9000, and the hub's web listener on 127.0.0.1:8081.
     Serve(ServeArgs),
     /// Line client: stdin to the server, the server to stdout; exits when the server closes.
     Connect(ConnectArgs),
@@ -220,6 +220,18 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     hub: Vec<Address>,
 
+    /// Web listener for browsers (HTTP: the chat page at /, WebSocket at /ws, socket.io at
+    /// /socket.io/), all hub members. Repeatable.
+    #[cfg(feature = "web")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    web: Vec<Address>,
+
+    /// An Origin allowed to use /ws and /socket.io/ (CORS for polling); `*` allows any.
+    /// Repeatable. Without it any Origin may open a WebSocket and polling is same-origin only.
+    #[cfg(feature = "web")]
+    #[arg(long, value_name = "ORIGIN")]
+    web_origin: Vec<String>,
+
     /// Chat: also send a client's own lines back to it.
     #[arg(long)]
     chat_echo_self: bool,
@@ -391,11 +403,15 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     listeners.extend(args.echo.into_iter().map(|a| (ServiceKind::Echo, a)));
     listeners.extend(args.chat.into_iter().map(|a| (ServiceKind::Chat, a)));
     listeners.extend(args.hub.into_iter().map(|a| (ServiceKind::Hub, a)));
+    #[cfg(feature = "web")]
+    listeners.extend(args.web.into_iter().map(|a| (ServiceKind::Web, a)));
     if listeners.is_empty() {
         let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
         listeners.push((ServiceKind::Echo, local(8080)));
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
+        #[cfg(feature = "web")]
+        listeners.push((ServiceKind::Web, local(8081)));
     }
     let largest_unit = args.max_line.max(args.max_frame);
     if args.max_input_total > 0 && largest_unit > args.max_input_total {
@@ -434,6 +450,8 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
             token: args.hub_token,
             register_timeout: (!args.register_timeout.is_zero()).then_some(args.register_timeout),
         },
+        #[cfg(feature = "web")]
+        web: netloop::web::WebConfig { origins: args.web_origin, ..Default::default() },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         shutdown_timeout: args.shutdown_timeout,
         input: InputLimits {

@@ -35,6 +35,9 @@ pub enum ServiceKind {
     Chat,
     /// JSON hub: named clients, direct messages, broadcasts, rooms.
     Hub,
+    /// The hub for browsers: the chat page, `/ws` and `/socket.io/` (prints `web listening`).
+    #[cfg(feature = "web")]
+    Web,
 }
 
 /// Everything `netloop serve` was asked to do.
@@ -55,6 +58,9 @@ pub struct ServeConfig {
     pub chat: ChatConfig,
     /// Hub's settings (shared by every hub listener: one hub across them).
     pub hub: HubConfig,
+    /// The web listeners' settings (`--web`, `--web-origin`).
+    #[cfg(feature = "web")]
+    pub web: crate::web::WebConfig,
     /// How long the first signal waits for queued output before closing what is left.
     pub shutdown_timeout: Duration,
     /// Log the counters this often (`--stats-interval`).
@@ -74,6 +80,8 @@ impl Default for ServeConfig {
             echo_banner: None,
             chat: ChatConfig::default(),
             hub: HubConfig::default(),
+            #[cfg(feature = "web")]
+            web: crate::web::WebConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: None,
             input: InputLimits::default(),
@@ -94,6 +102,8 @@ pub struct Serve {
     built: Vec<(ServiceKind, ServiceId)>,
     /// Service of each server, indexed by `ServerId::index()`.
     listeners: Vec<Option<ServiceId>>,
+    /// Listeners printed under another name than their service's (`web` for the hub's).
+    listener_names: Vec<(ServerId, &'static str)>,
     /// Owner of each open socket, indexed by `SocketId::index()`; cleared on close. 4 bytes a
     /// slot, as long as the highest slot in use, and given back as the socket slab empties.
     owners: Vec<Option<ServiceId>>,
@@ -123,7 +133,14 @@ impl Serve {
         let mut serve = Serve::new(cx, config)?;
         for (kind, addr) in &config.listeners {
             let service = serve.built_service(*kind, config);
-            serve.listen(cx, service, addr, config.server.clone())?;
+            let server = serve.listen(cx, service, addr, config.server.clone())?;
+            #[cfg(feature = "web")]
+            if *kind == ServiceKind::Web
+                && serve.services[usize::from(service.0)].serve_web(server, &config.web)
+            {
+                serve.listener_names.push((server, "web"));
+            }
+            let _ = server;
         }
         Ok(serve)
     }
@@ -135,6 +152,7 @@ impl Serve {
             services: Vec::new(),
             built: Vec::new(),
             listeners: Vec::new(),
+            listener_names: Vec::new(),
             owners: Vec::new(),
             max_sockets: config.max_sockets,
             shutdown_timeout: config.shutdown_timeout,
@@ -164,6 +182,9 @@ impl Serve {
 
     /// The service built for `kind`, made on first use.
     fn built_service(&mut self, kind: ServiceKind, config: &ServeConfig) -> ServiceId {
+        // Browsers are hub members: a web listener is the hub's.
+        #[cfg(feature = "web")]
+        let kind = if kind == ServiceKind::Web { ServiceKind::Hub } else { kind };
         if let Some(&(_, id)) = self.built.iter().find(|(k, _)| *k == kind) {
             return id;
         }
@@ -171,6 +192,8 @@ impl Serve {
             ServiceKind::Echo => Box::new(Echo { banner: config.echo_banner.clone() }),
             ServiceKind::Chat => Box::new(Chat::new(config.chat.clone())),
             ServiceKind::Hub => Box::new(Hub::new(config.hub.clone())),
+            #[cfg(feature = "web")]
+            ServiceKind::Web => unreachable!("web listeners are the hub's"),
         };
         let id = self.add(service);
         self.built.push((kind, id));
@@ -263,7 +286,10 @@ impl Handler for Serve {
     fn on_listening(&mut self, cx: &mut Context, server: ServerId) {
         let service = self.listeners.get(server.index()).copied().flatten();
         if let (Some(service), Some(addr)) = (service, cx.server_address(server)) {
-            let name = self.services[usize::from(service.0)].name();
+            let name = match self.listener_names.iter().find(|(s, _)| *s == server) {
+                Some(&(_, name)) => name,
+                None => self.services[usize::from(service.0)].name(),
+            };
             // Scripts and tests wait for this exact line; flush so pipes see it at once.
             let mut out = io::stdout().lock();
             let _ = writeln!(out, "{name} listening on {addr}");

@@ -3,6 +3,8 @@
 //! upgrade to WebSocket), WebSocket only, polling only, and a client that reconnects by itself
 //! after the server restarts.
 
+#![cfg(feature = "web")]
+
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,8 @@
 //! close code the RFCs name, and a fresh client served normally afterwards (nothing else is
 //! affected).
 
+#![cfg(feature = "web")]
+
 mod web_support;
 
 use std::io::Write;

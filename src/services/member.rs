@@ -40,15 +40,31 @@ impl std::fmt::Display for MemberId {
 pub enum Framing {
     /// The message, then `\n`: raw TCP and Unix sockets (`nc`, `netloop connect`, Node's `net`).
     Line,
+    /// One WebSocket text frame holding the message (`/ws`).
+    #[cfg(feature = "web")]
+    WebSocketText,
+    /// A WebSocket text frame holding the socket.io event `42["<kind>",<message>]`.
+    #[cfg(feature = "web")]
+    SocketIo,
+    /// The socket.io event as a long-polling packet, `\x1e`-terminated (collected into the
+    /// next poll's payload by the web transport).
+    #[cfg(feature = "web")]
+    SocketIoPolling,
 }
 
 impl Framing {
     /// How many framings there are: the size of [`Outgoing`]'s cache.
-    const COUNT: usize = 1;
+    const COUNT: usize = 4;
 
     fn slot(self) -> usize {
         match self {
             Framing::Line => 0,
+            #[cfg(feature = "web")]
+            Framing::WebSocketText => 1,
+            #[cfg(feature = "web")]
+            Framing::SocketIo => 2,
+            #[cfg(feature = "web")]
+            Framing::SocketIoPolling => 3,
         }
     }
 }
@@ -108,6 +124,14 @@ impl<'a> Outgoing<'a> {
     pub fn framed(&self, framing: Framing) -> &SharedBytes {
         self.framed[framing.slot()].get_or_init(|| match framing {
             Framing::Line => Rc::from(self.line),
+            #[cfg(feature = "web")]
+            Framing::WebSocketText => Rc::from(crate::web::framing::websocket_text(self.text())),
+            #[cfg(feature = "web")]
+            Framing::SocketIo => Rc::from(crate::web::framing::socketio_websocket(self.kind, self.text())),
+            #[cfg(feature = "web")]
+            Framing::SocketIoPolling => {
+                Rc::from(crate::web::framing::socketio_polling(self.kind, self.text()))
+            }
         })
     }
 
@@ -128,6 +152,8 @@ pub fn send(cx: &mut Context, link: Link, message: &Outgoing<'_>) {
             if cx.is_writable(socket) {
                 match framing {
                     Framing::Line => cx.write(socket, message.line),
+                    #[cfg(feature = "web")]
+                    _ => cx.write_shared(socket, message.framed(framing)),
                 };
             }
         }

@@ -44,6 +44,13 @@ pub trait Service {
     /// them apart by it).
     fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {}
 
+    /// `serve` made `server` a web listener of this service (the chat page, `/ws` and
+    /// `/socket.io/`: browsers as members). Returns false if the service has no web transport.
+    #[cfg(feature = "web")]
+    fn serve_web(&mut self, server: ServerId, config: &crate::web::WebConfig) -> bool {
+        false
+    }
+
     /// An outbound socket opened for this service finished connecting.
     fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {}
 

@@ -21,7 +21,7 @@ use super::websocket::{self, close_code, Decoder, FrameLimits, Incoming, Opcode}
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::input_budget::InputCut;
-use crate::services::{Service, HANG_UP_GRACE};
+use crate::services::HANG_UP_GRACE;
 use crate::timers::TimerId;
 use crate::write_queue::SharedBytes;
 
@@ -102,6 +102,10 @@ pub trait WebApp {
     ) {
     }
 
+    /// A socket.io session moved from polling to WebSocket (the upgrade finished): what was
+    /// sent to it through a polling link must be sent to [`WebClients::socket`] from now on.
+    fn on_upgrade(&mut self, cx: &mut Context, web: &mut WebClients, client: ClientId) {}
+
     /// A socket.io client answered an event emitted with [`WebClients::emit_with_ack`].
     fn on_ack(&mut self, cx: &mut Context, web: &mut WebClients, client: ClientId, id: u64, args: &[Value]) {}
 
@@ -162,6 +166,8 @@ pub struct WebClients {
     /// The client whose `on_close` is being delivered, and its session id (it is gone from
     /// the table, but handlers still ask who it was).
     departing: Option<(ClientId, Option<String>)>,
+    /// The connection being handled.
+    current: Option<SocketId>,
     outbox_limit: usize,
 }
 
@@ -215,6 +221,51 @@ impl WebClients {
     /// Whether `client` is still connected.
     pub fn is_open(&self, client: ClientId) -> bool {
         self.get(client).is_some()
+    }
+
+    /// The connection whose bytes are being handled now (the one that made the current
+    /// request), e.g. for the peer's address.
+    pub fn current_socket(&self) -> Option<SocketId> {
+        self.current
+    }
+
+    /// Whether `client` is a socket.io session on long-polling now.
+    pub fn is_polling(&self, client: ClientId) -> bool {
+        matches!(self.get(client), Some(ClientKind::SocketIo(s)) if matches!(s.transport, SessionTransport::Polling { .. }))
+    }
+
+    /// Queues already encoded Engine.IO packets for a socket.io client: `packets` is one or
+    /// more packets each ending with the record separator (a polling link's output). A polling
+    /// session gets them in its next poll (over the outbox limit, the session is closed: the
+    /// slow-consumer rule); a session that has upgraded meanwhile gets one frame each.
+    pub fn push_packets(&mut self, cx: &mut Context, client: ClientId, packets: &[u8]) {
+        let limit = self.outbox_limit;
+        let Some(session) = self.session_mut(client) else { return };
+        let Ok(text) = std::str::from_utf8(packets) else { return };
+        let text = text.strip_suffix(engineio::SEPARATOR).unwrap_or(text);
+        if text.is_empty() {
+            return;
+        }
+        match session.transport {
+            SessionTransport::WebSocket(socket) => {
+                for packet in text.split(engineio::SEPARATOR) {
+                    write_frame(cx, socket, Opcode::Text, packet.as_bytes());
+                }
+            }
+            SessionTransport::Polling { ref mut waiting } => {
+                if !session.outbox.is_empty() {
+                    session.outbox.push(engineio::SEPARATOR);
+                }
+                session.outbox.push_str(text);
+                if let Some(socket) = waiting.take() {
+                    let body = std::mem::take(&mut session.outbox);
+                    cx.write(socket, &poll_response(Status::Ok, &body, None));
+                } else if session.outbox.len() > limit {
+                    cx.stats_mut().output_limit_disconnects += 1;
+                    self.close(cx, client, "transport error", true);
+                }
+            }
+        }
     }
 
     /// Whether `client` came by socket.io (rather than `/ws`).
@@ -508,6 +559,7 @@ impl WebEndpoint {
 
     /// Bytes arrived.
     pub fn on_data(&mut self, cx: &mut Context, app: &mut dyn WebApp, socket: SocketId, data: &[u8]) {
+        self.clients.current = Some(socket);
         match self.conns.get_mut(&socket) {
             Some(Conn::Http(http)) => {
                 http.buf.extend_from_slice(data);
@@ -552,6 +604,18 @@ impl WebEndpoint {
             None => {}
         }
         self.drop_conn(cx, socket);
+        self.notify_closed(cx, app);
+    }
+
+    /// Whether `socket` is one of the endpoint's connections.
+    pub fn has(&self, socket: SocketId) -> bool {
+        self.conns.contains_key(&socket)
+    }
+
+    /// Queues encoded packets for a socket.io client ([`WebClients::push_packets`]), telling
+    /// the application if that closed it.
+    pub fn push_packets(&mut self, cx: &mut Context, app: &mut dyn WebApp, client: ClientId, packets: &[u8]) {
+        self.clients.push_packets(cx, client, packets);
         self.notify_closed(cx, app);
     }
 
@@ -1168,6 +1232,9 @@ impl WebEndpoint {
                             write_frame(cx, socket, Opcode::Text, p.as_bytes());
                         }
                     }
+                    if session.connected {
+                        app.on_upgrade(cx, &mut self.clients, client);
+                    }
                 }
                 _ => {
                     session.probe = None;
@@ -1254,60 +1321,4 @@ fn new_sid() -> String {
         }
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The endpoint with its application, as a `netloop serve` service.
-#[derive(Debug)]
-pub struct WebService<A> {
-    endpoint: WebEndpoint,
-    app: A,
-}
-
-impl<A: WebApp> WebService<A> {
-    /// `app` behind an endpoint configured by `config`.
-    pub fn new(config: WebConfig, app: A) -> Self {
-        WebService { endpoint: WebEndpoint::new(config), app }
-    }
-}
-
-impl<A: WebApp + 'static> Service for WebService<A> {
-    fn name(&self) -> &'static str {
-        "web"
-    }
-
-    fn refusal(&self, _max: usize) -> Vec<u8> {
-        Response::new(Status::ServiceUnavailable)
-            .header("Connection", "close")
-            .header("Retry-After", "1")
-            .body(b"503 Service Unavailable\n".to_vec())
-            .into_bytes()
-    }
-
-    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
-        self.endpoint.on_connection(cx, socket);
-    }
-
-    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        self.endpoint.on_data(cx, &mut self.app, socket, data);
-    }
-
-    fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
-        self.endpoint.on_end(cx, &mut self.app, socket);
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
-        self.endpoint.on_close(cx, &mut self.app, socket);
-    }
-
-    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        self.endpoint.on_timer(cx, &mut self.app, timer)
-    }
-
-    fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {
-        self.endpoint.on_input_cut(cx, &mut self.app, socket, cut);
-    }
-
-    fn held_input(&self, socket: SocketId) -> Option<usize> {
-        Some(self.endpoint.held_input(socket))
-    }
 }

@@ -11,10 +11,11 @@
 //! with an application ([`WebApp`]) deciding what the messages mean.
 
 pub mod engineio;
+pub mod framing;
 pub mod http;
 pub mod socketio;
 pub mod websocket;
 
 pub mod endpoint;
 
-pub use endpoint::{ClientId, WebApp, WebClients, WebConfig, WebEndpoint, WebService};
+pub use endpoint::{ClientId, WebApp, WebClients, WebConfig, WebEndpoint};

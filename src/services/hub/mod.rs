@@ -17,6 +17,8 @@ mod auth;
 mod core;
 mod lines;
 mod presence;
+#[cfg(feature = "web")]
+mod web;
 
 use std::time::Duration;
 
@@ -82,6 +84,11 @@ impl Default for HubConfig {
 pub struct Hub {
     core: HubCore,
     lines: LineTransport,
+    /// Browsers: the web transport, once a web listener was added, and its listeners.
+    #[cfg(feature = "web")]
+    web: Option<web::WebTransport>,
+    #[cfg(feature = "web")]
+    web_servers: Vec<ServerId>,
 }
 
 impl Hub {
@@ -92,7 +99,14 @@ impl Hub {
 
     /// A hub sharing names and delivery through `bus`.
     pub fn with_bus(config: HubConfig, bus: Box<dyn Bus>) -> Self {
-        Hub { core: HubCore::new(config, bus), lines: LineTransport::default() }
+        Hub {
+            core: HubCore::new(config, bus),
+            lines: LineTransport::default(),
+            #[cfg(feature = "web")]
+            web: None,
+            #[cfg(feature = "web")]
+            web_servers: Vec::new(),
+        }
     }
 
     /// Clients currently in the hub here (authenticated or not).
@@ -115,17 +129,48 @@ impl super::Service for Hub {
     // Drain needs nothing: hub never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
+    #[cfg(feature = "web")]
+    fn serve_web(&mut self, server: ServerId, config: &crate::web::WebConfig) -> bool {
+        let mut config = config.clone();
+        // A WebSocket message is one hub frame: the same limit applies.
+        config.frames.max_message = config.frames.max_message.min(self.core.max_frame());
+        config.frames.max_frame = config.frames.max_frame.min(self.core.max_frame());
+        self.web.get_or_insert_with(|| web::WebTransport::new(config));
+        self.web_servers.push(server);
+        true
+    }
+
+    #[cfg(feature = "web")]
+    fn opened(&self, socket: SocketId) -> bool {
+        self.web.as_ref().is_some_and(|w| w.opened(socket))
+    }
+
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
+        #[cfg(feature = "web")]
+        if self.web_servers.contains(&_server) {
+            if let Some(web) = &mut self.web {
+                web.on_connection(cx, socket);
+            }
+            return;
+        }
         self.lines.on_connection(cx, &mut self.core, socket);
     }
 
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        #[cfg(feature = "web")]
+        if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
+            return web.on_data(cx, &mut self.core, socket, data);
+        }
         self.lines.on_data(cx, &mut self.core, socket, data);
     }
 
     /// The client sent FIN: it has left, and our side is ended. With half-open allowed
     /// (`--allow-half-open`) it stays registered and keeps receiving until it closes.
     fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
+        #[cfg(feature = "web")]
+        if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
+            return web.on_end(cx, &mut self.core, socket);
+        }
         if cx.allows_half_open(socket) {
             return;
         }
@@ -138,17 +183,31 @@ impl super::Service for Hub {
     /// The socket closed (any reason, including the output limit): its member leaves if it
     /// had not.
     fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        #[cfg(feature = "web")]
+        if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
+            return web.on_close(cx, &mut self.core, socket);
+        }
         if let Some(member) = self.lines.detach(socket) {
             self.core.depart(cx, member);
         }
     }
 
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        #[cfg(feature = "web")]
+        if let Some(web) = &mut self.web {
+            if web.on_timer(cx, &mut self.core, timer) {
+                return true;
+            }
+        }
         self.core.on_timer(cx, timer)
     }
 
     /// The loop cut `socket` for its unfinished input: say why, and hang up.
     fn on_input_cut(&mut self, cx: &mut Context, socket: SocketId, cut: &InputCut) {
+        #[cfg(feature = "web")]
+        if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
+            return web.on_input_cut(cx, &mut self.core, socket, cut);
+        }
         let code = match cut {
             InputCut::OverTotal { .. } => ErrorCode::InputLimit,
             InputCut::Timeout { .. } => ErrorCode::InputTimeout,
@@ -160,6 +219,10 @@ impl super::Service for Hub {
 
     /// Bytes of an unfinished frame held for `socket`, for the loop's input accounting.
     fn held_input(&self, socket: SocketId) -> Option<usize> {
+        #[cfg(feature = "web")]
+        if let Some(web) = self.web.as_ref().filter(|w| w.owns(socket)) {
+            return Some(web.held_input(socket));
+        }
         Some(self.lines.held_input(&self.core, socket))
     }
 }
