@@ -451,7 +451,12 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
             register_timeout: (!args.register_timeout.is_zero()).then_some(args.register_timeout),
         },
         #[cfg(feature = "web")]
-        web: netloop::web::WebConfig { origins: args.web_origin, ..Default::default() },
+        web: netloop::web::WebConfig {
+            origins: args.web_origin,
+            // A polling session's outbox is its output queue: the same hard limit.
+            outbox_limit: if args.max_buffer > 0 { args.max_buffer } else { usize::MAX },
+            ..Default::default()
+        },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         shutdown_timeout: args.shutdown_timeout,
         input: InputLimits {
