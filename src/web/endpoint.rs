@@ -132,6 +132,9 @@ struct Session {
     probe: Option<SocketId>,
     /// Packets waiting for the next poll, as a polling payload.
     outbox: String,
+    /// The allowed cross-origin of the session's polls, echoed in CORS headers on every
+    /// answer, including those sent later to a held poll.
+    cors: Option<String>,
     /// Set when the socket.io CONNECT was accepted: the application knows the client.
     connected: bool,
     /// When the next ping is due, or, once sent, when its pong is overdue.
@@ -259,7 +262,7 @@ impl WebClients {
                 session.outbox.push_str(text);
                 if let Some(socket) = waiting.take() {
                     let body = std::mem::take(&mut session.outbox);
-                    cx.write(socket, &poll_response(Status::Ok, &body, None));
+                    cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
                 } else if session.outbox.len() > limit {
                     cx.stats_mut().output_limit_disconnects += 1;
                     self.close(cx, client, "transport error", true);
@@ -407,7 +410,7 @@ impl WebClients {
                     SessionTransport::Polling { waiting: Some(socket) } => {
                         let mut body = session.outbox;
                         engineio::push_payload(&mut body, PacketType::Close, "");
-                        cx.write(socket, &poll_response(Status::Ok, &body, None));
+                        cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
                     }
                     SessionTransport::Polling { waiting: None } => {}
                 }
@@ -443,7 +446,7 @@ fn send_engineio(
             engineio::push_payload(&mut session.outbox, kind, data);
             if let Some(socket) = waiting.take() {
                 let body = std::mem::take(&mut session.outbox);
-                cx.write(socket, &poll_response(Status::Ok, &body, None));
+                cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
                 return true;
             }
             session.outbox.len() <= limit
@@ -840,7 +843,8 @@ impl WebEndpoint {
     /// returns the origin to echo in CORS headers, if any.
     fn allowed_origin<'r>(&self, req: &'r Request) -> Result<Option<&'r str>, ()> {
         let Some(origin) = req.origin.as_deref() else { return Ok(None) };
-        if self.config.origins.is_empty() {
+        if self.config.origins.is_empty() || same_origin(origin, req.host.as_deref()) {
+            // Our own page (same origin) needs no CORS and is always allowed.
             return Ok(None);
         }
         if self.config.origins.iter().any(|o| o == "*" || o == origin) {
@@ -873,6 +877,9 @@ impl WebEndpoint {
                     r = r.body(CHAT_PAGE.as_bytes().to_vec());
                 }
                 cx.write(socket, &r.into_bytes());
+            }
+            "/favicon.ico" => {
+                cx.write(socket, &Response::new(Status::NoContent).into_bytes());
             }
             "/ws" => {
                 if self.allowed_origin(req).is_err() {
@@ -977,11 +984,17 @@ impl WebEndpoint {
                 let sid = new_sid();
                 let open =
                     engineio::encode(PacketType::Open, &engineio::open_data(&sid, true, &self.config.timing));
-                self.new_session(cx, sid, SessionTransport::Polling { waiting: None });
+                let client = self.new_session(cx, sid, SessionTransport::Polling { waiting: None });
+                if let Some(session) = self.clients.session_mut(client) {
+                    session.cors = origin.map(str::to_string);
+                }
                 cx.write(socket, &poll_response(Status::Ok, &open, origin));
             }
             (Transport::Polling, Some(client)) => {
                 let Some(session) = self.clients.session_mut(client) else { return };
+                if session.cors.as_deref() != origin {
+                    session.cors = origin.map(str::to_string);
+                }
                 let SessionTransport::Polling { waiting } = &mut session.transport else {
                     return self.eio_error(cx, socket, Status::BadRequest, RequestError::BadRequest, origin);
                 };
@@ -1101,6 +1114,7 @@ impl WebEndpoint {
             transport,
             probe: None,
             outbox: String::new(),
+            cors: None,
             connected: false,
             ping_due: cx.elapsed() + self.config.timing.ping_interval,
             awaiting_pong: false,
@@ -1219,7 +1233,7 @@ impl WebEndpoint {
                         session.transport = SessionTransport::Polling { waiting: None };
                         let mut body = std::mem::take(&mut session.outbox);
                         engineio::push_payload(&mut body, PacketType::Noop, "");
-                        cx.write(poll, &poll_response(Status::Ok, &body, None));
+                        cx.write(poll, &poll_response(Status::Ok, &body, session.cors.as_deref()));
                     }
                 }
                 (PacketType::Upgrade, "") => {
@@ -1303,6 +1317,13 @@ impl WebEndpoint {
             }
         }
     }
+}
+
+/// Whether `origin` is the endpoint's own (`http://` or `https://` and the request's Host).
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
 /// A fresh session id: 16 random bytes, base64url (22 characters), as unguessable as
