@@ -780,6 +780,8 @@ impl WebEndpoint {
                 continue;
             }
             if http.buf.is_empty() {
+                // An idle keep-alive connection keeps no buffer.
+                http.buf = Vec::new();
                 return;
             }
             match parse_head(&http.buf, &self.config.head) {

@@ -187,8 +187,11 @@ impl Decoder {
             let pending = std::mem::take(&mut self.pending);
             let used = self.decode(&pending, &mut each);
             let used = used?;
-            self.pending = pending;
-            self.pending.drain(..used);
+            if used < pending.len() {
+                self.pending = pending;
+                self.pending.drain(..used);
+            }
+            // Otherwise `pending` is dropped: an idle connection keeps no buffer.
         }
         Ok(())
     }
