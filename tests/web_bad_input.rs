@@ -335,3 +335,24 @@ fn a_client_that_never_answers_pings_is_disconnected() {
         break;
     }
 }
+
+#[test]
+fn a_session_that_never_joins_the_namespace_is_closed() {
+    let addr = endpoint();
+    let mut s = ws_connect(addr, "/socket.io/?EIO=4&transport=websocket");
+    assert!(read_text(&mut s).starts_with("0{\"sid\""));
+    // Pings are answered, but no socket.io CONNECT ever comes.
+    let start = Instant::now();
+    loop {
+        let (op, payload) = read_frame(&mut s);
+        match (op, payload.as_slice()) {
+            (0x1, b"2") => s.write_all(&frame(0x81, b"3")).unwrap(),
+            (0x8, _) => break,
+            other => panic!("unexpected frame {other:?}"),
+        }
+        assert!(start.elapsed() < WAIT, "never closed");
+    }
+    assert!(start.elapsed() >= Duration::from_millis(300), "closed before the deadline");
+    assert!(closes(&mut s));
+    ws_healthy(addr);
+}

@@ -177,7 +177,21 @@ pub fn deliver(cx: &mut Context, link: Link, message: &Outgoing<'_>) {
 /// closed within `grace` (a peer that stopped reading cannot hold it).
 pub fn hang_up(cx: &mut Context, link: Link, grace: std::time::Duration) {
     match link {
-        Link::Socket { socket, .. } => cx.end_within(socket, grace),
+        Link::Socket { socket, framing } => {
+            // A WebSocket says goodbye with a close frame (1008: the service's policy).
+            #[cfg(feature = "web")]
+            if matches!(framing, Framing::WebSocketText | Framing::SocketIo) && cx.is_writable(socket) {
+                cx.write(
+                    socket,
+                    &crate::web::websocket::encode_close(
+                        crate::web::websocket::close_code::POLICY_VIOLATION,
+                        "",
+                    ),
+                );
+            }
+            let _ = framing;
+            cx.end_within(socket, grace)
+        }
     }
 }
 

@@ -137,6 +137,8 @@ struct Session {
     cors: Option<String>,
     /// Set when the socket.io CONNECT was accepted: the application knows the client.
     connected: bool,
+    /// When the session must have joined the namespace (socket.io's connect timeout).
+    connect_by: Duration,
     /// When the next ping is due, or, once sent, when its pong is overdue.
     ping_due: Duration,
     awaiting_pong: bool,
@@ -610,6 +612,22 @@ impl WebEndpoint {
         self.notify_closed(cx, app);
     }
 
+    /// Disconnects `client` (a socket.io session gets the DISCONNECT packet first), telling the
+    /// application.
+    pub fn close_client(
+        &mut self,
+        cx: &mut Context,
+        app: &mut dyn WebApp,
+        client: ClientId,
+        reason: &'static str,
+    ) {
+        if self.clients.is_socketio(client) {
+            self.clients.send_socketio(cx, client, "1");
+        }
+        self.clients.close(cx, client, reason, true);
+        self.notify_closed(cx, app);
+    }
+
     /// Whether `socket` is one of the endpoint's connections.
     pub fn has(&self, socket: SocketId) -> bool {
         self.conns.contains_key(&socket)
@@ -683,10 +701,15 @@ impl WebEndpoint {
         let mut dead = Vec::new();
         for (index, slot) in self.clients.slots.iter_mut().enumerate() {
             let Some(ClientKind::SocketIo(session)) = &mut slot.kind else { continue };
+            let id = ClientId { index: index as u32, generation: slot.generation };
+            if !session.connected && now >= session.connect_by {
+                // An Engine.IO session that never joined the namespace.
+                dead.push((id, "connect timeout"));
+                continue;
+            }
             if now < session.ping_due {
                 continue;
             }
-            let id = ClientId { index: index as u32, generation: slot.generation };
             if session.awaiting_pong {
                 dead.push((id, "ping timeout"));
             } else {
@@ -1118,6 +1141,7 @@ impl WebEndpoint {
             outbox: String::new(),
             cors: None,
             connected: false,
+            connect_by: cx.elapsed() + self.config.request_timeout,
             ping_due: cx.elapsed() + self.config.timing.ping_interval,
             awaiting_pong: false,
         };

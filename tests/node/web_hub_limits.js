@@ -25,7 +25,8 @@ main(async () => {
   step('/ws without the token: unauthorized, then closed');
   let c = await openWs();
   c.ws.send(JSON.stringify({ type: 'sync', clientName: 'mallory' }));
-  await c.closed;
+  const refusedWith = await c.closed;
+  if (refusedWith !== 1008) throw new Error(`hung up with close ${refusedWith}, not 1008`);
   if (!c.messages.some((m) => m.type === 'error' && m.code === 'unauthorized')) throw new Error(`no unauthorized: ${JSON.stringify(c.messages)}`);
 
   step('/ws with the token: synced');
@@ -41,7 +42,8 @@ main(async () => {
   step('a silent /ws client misses the registration deadline');
   const started = Date.now();
   c = await openWs();
-  await c.closed;
+  const timedOutWith = await c.closed;
+  if (timedOutWith !== 1008) throw new Error(`hung up with close ${timedOutWith}, not 1008`);
   const err = c.messages.find((m) => m.type === 'error');
   if (!err || err.code !== 'register_timeout') throw new Error(`not register_timeout: ${JSON.stringify(c.messages)}`);
   if (Date.now() - started < 900) throw new Error('cut before the deadline');
@@ -55,6 +57,16 @@ main(async () => {
   sio.emit('sync', { clientName: 'eve' });
   await gone;
   if (!errors.some((m) => m.code === 'unauthorized')) throw new Error(`no unauthorized event: ${JSON.stringify(errors)}`);
+
+  step('socket.io over polling without the token: unauthorized event, then disconnected');
+  const polling = io(`http://${web}`, { forceNew: true, reconnection: false, transports: ['polling'] });
+  const pollErrors = [];
+  polling.on('error', (m) => pollErrors.push(m));
+  await new Promise((resolve, reject) => { polling.once('connect', resolve); polling.once('connect_error', reject); });
+  const pollGone = new Promise((resolve) => polling.once('disconnect', resolve));
+  polling.emit('sync', { clientName: 'eve2' });
+  await pollGone;
+  if (!pollErrors.some((m) => m.code === 'unauthorized')) throw new Error(`no unauthorized event: ${JSON.stringify(pollErrors)}`);
 
   step('socket.io with the token: synced');
   const ok = io(`http://${web}`, { forceNew: true, reconnection: false });

@@ -33,6 +33,8 @@ struct Pair {
     reader: SocketId,
     /// A packet cut by a read, until its separator arrives (at most one message).
     partial: Vec<u8>,
+    /// Set once the session upgraded: the writer was ended and the pair is on its way out.
+    retired: bool,
 }
 
 /// One web client in the hub.
@@ -113,9 +115,15 @@ impl WebTransport {
 
     /// The peer sent FIN.
     pub fn on_end(&mut self, cx: &mut Context, core: &mut HubCore, socket: SocketId) {
-        if self.pairs.by_socket.contains_key(&socket) {
-            // The writer ended after an upgrade: the pair is done.
+        if let Some(&client) = self.pairs.by_socket.get(&socket) {
+            // The writer ended: after an upgrade the pair is done; otherwise the hub hung up on
+            // the member, and its session ends too (a waiting poll gets what was left).
+            let retired = self.members.get(&client).and_then(|m| m.pair.as_ref()).is_none_or(|p| p.retired);
             cx.destroy(socket);
+            if !retired {
+                let mut app = HubApp { core, members: &mut self.members, pairs: &mut self.pairs };
+                self.endpoint.close_client(cx, &mut app, client, "server namespace disconnect");
+            }
             return;
         }
         let mut app = HubApp { core, members: &mut self.members, pairs: &mut self.pairs };
@@ -181,7 +189,7 @@ impl HubApp<'_> {
         };
         self.pairs.by_socket.insert(writer, client);
         self.pairs.by_socket.insert(reader, client);
-        Some(Pair { writer, reader, partial: Vec::new() })
+        Some(Pair { writer, reader, partial: Vec::new(), retired: false })
     }
 
     fn close_pair(&mut self, cx: &mut Context, pair: Pair) {
@@ -270,7 +278,8 @@ impl WebApp for HubApp<'_> {
         self.core.relink(m.member, Link::Socket { socket, framing: Framing::SocketIo });
         // What the core already wrote to the pair still reaches the session (as frames now);
         // the writer's FIN, after it, retires the pair.
-        if let Some(pair) = &m.pair {
+        if let Some(pair) = &mut m.pair {
+            pair.retired = true;
             cx.end(pair.writer);
         }
     }
