@@ -14,6 +14,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use netloop::socketio::{Ack, Server, Socket, SocketHandler};
+use netloop::{EventLoop, ServerOptions};
+use serde_json::{json, Value};
 use support::WAIT;
 
 /// The example's binary, built once per run (`cargo test --test socketio` builds only the test).
@@ -169,4 +172,60 @@ fn clients_reconnect_by_themselves_after_the_server_restarts() {
         assert!(ok, "{mode}: {lines:#?}");
         assert!(lines.last().is_some_and(|l| l.contains(r#""reconnected":true"#)), "{mode}: {lines:#?}");
     }
+}
+
+/// Exercises the API's rooms, `to`, `everyone`, acks and `disconnect`.
+struct RoomsHandler;
+
+impl SocketHandler for RoomsHandler {
+    fn on_connection(&mut self, socket: &mut Socket<'_>) {
+        let id = socket.id().to_string();
+        socket.emit("welcome", &[json!({ "id": id })]);
+    }
+
+    fn on_event(&mut self, socket: &mut Socket<'_>, event: &str, args: &[Value], ack: Option<Ack>) {
+        let arg = args.first().cloned().unwrap_or(Value::Null);
+        match event {
+            "join" | "leave" => {
+                let room = arg.as_str().unwrap_or("");
+                if event == "join" {
+                    socket.join(room);
+                } else {
+                    socket.leave(room);
+                }
+                let rooms: Vec<Value> = socket.rooms().map(|r| json!(r)).collect();
+                if let Some(ack) = ack {
+                    socket.ack(ack, &[Value::Array(rooms)]);
+                }
+            }
+            "say" => {
+                let room = arg["room"].as_str().unwrap_or("").to_string();
+                socket.to(&room).emit("said", &[json!({ "text": arg["text"] })]);
+            }
+            "shout" => socket.everyone().emit("shouted", &[arg]),
+            "ask" => {
+                if let Some(ack) = ack {
+                    socket.ack(ack, &[json!({ "answer": 42 })]);
+                }
+            }
+            "bye" => socket.disconnect(),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn the_api_offers_rooms_to_everyone_acks_and_disconnect() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event_loop = EventLoop::new().unwrap();
+        let addr = "127.0.0.1:0".parse::<netloop::Address>().unwrap().resolve_one().unwrap();
+        let server = event_loop.context().listen(&addr, ServerOptions::default()).unwrap();
+        tx.send(event_loop.context().server_address(server).unwrap().to_string()).unwrap();
+        event_loop.run(&mut Server::new(RoomsHandler, Default::default())).unwrap();
+    });
+    let addr = rx.recv_timeout(WAIT).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node/socketio_api.js");
+    let (ok, lines) = Proc::spawn(Command::new("node").arg(script).arg(format!("http://{addr}"))).finish();
+    assert!(ok, "{lines:#?}");
 }

@@ -356,3 +356,26 @@ fn a_session_that_never_joins_the_namespace_is_closed() {
     assert!(closes(&mut s));
     ws_healthy(addr);
 }
+
+#[test]
+fn a_poll_that_arrives_during_an_upgrade_is_answered_at_once() {
+    let addr = endpoint();
+    let sid = open_session(addr);
+    assert_eq!(post(addr, &sid, "40").status, 200);
+    let first =
+        http(addr, &format!("GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert!(first.body.starts_with("40{\"sid\""), "{first:?}");
+    // The probe comes first; the client's next poll, still in flight, must not be held (the
+    // client waits for it to end before it sends the upgrade).
+    let mut probe = ws_connect(addr, &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"));
+    probe.write_all(&frame(0x81, b"2probe")).unwrap();
+    assert_eq!(read_text(&mut probe), "3probe");
+    let start = Instant::now();
+    let poll =
+        http(addr, &format!("GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!((poll.status, poll.body.as_str()), (200, "6"));
+    assert!(start.elapsed() < Duration::from_millis(250), "the poll was held during the upgrade");
+    probe.write_all(&frame(0x81, b"5")).unwrap();
+    probe.write_all(&frame(0x81, br#"42["echo","over ws"]"#)).unwrap();
+    assert_eq!(read_text(&mut probe), r#"42["echo","over ws"]"#);
+}

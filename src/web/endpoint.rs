@@ -1031,15 +1031,22 @@ impl WebEndpoint {
                             self.clients.close(cx, client, "transport error", true);
                             return;
                         }
-                        if session.outbox.is_empty() {
+                        if session.probe.is_some() {
+                            // An upgrade is under way: the client waits for this poll to end
+                            // before it sends the upgrade, so it is answered at once.
+                            let mut body = std::mem::take(&mut session.outbox);
+                            engineio::push_payload(&mut body, PacketType::Noop, "");
+                            cx.write(socket, &poll_response(Status::Ok, &body, origin));
+                        } else if session.outbox.is_empty() {
                             *waiting = Some(socket);
                             if let Some(Conn::Http(h)) = self.conns.get_mut(&socket) {
                                 h.held = Some(client);
                             }
                             return;
+                        } else {
+                            let body = std::mem::take(&mut session.outbox);
+                            cx.write(socket, &poll_response(Status::Ok, &body, origin));
                         }
-                        let body = std::mem::take(&mut session.outbox);
-                        cx.write(socket, &poll_response(Status::Ok, &body, origin));
                     }
                     "POST" => {
                         let Ok(text) = std::str::from_utf8(body) else {
