@@ -68,6 +68,19 @@ main(async () => {
   await pollGone;
   if (!pollErrors.some((m) => m.code === 'unauthorized')) throw new Error(`no unauthorized event: ${JSON.stringify(pollErrors)}`);
 
+  step('a socket.io event over --max-frame, over polling: frame_too_large, then disconnected');
+  const big = io(`http://${web}`, { forceNew: true, reconnection: false, transports: ['polling'] });
+  const bigErrors = [];
+  big.on('error', (m) => bigErrors.push(m));
+  await new Promise((resolve, reject) => { big.once('connect', resolve); big.once('connect_error', reject); });
+  const bigSynced = new Promise((resolve) => big.once('synced', resolve));
+  big.emit('sync', { clientName: 'big', token: 's3cret' });
+  await bigSynced;
+  const bigGone = new Promise((resolve) => big.once('disconnect', resolve));
+  big.emit('broadcast', { message: 'z'.repeat(3000) });
+  await bigGone;
+  if (!bigErrors.some((m) => m.code === 'frame_too_large')) throw new Error(`no frame_too_large: ${JSON.stringify(bigErrors)}`);
+
   step('socket.io with the token: synced');
   const ok = io(`http://${web}`, { forceNew: true, reconnection: false });
   await new Promise((resolve, reject) => { ok.once('connect', resolve); ok.once('connect_error', reject); });

@@ -23,6 +23,7 @@ use crate::input_budget::InputCut;
 use crate::services::member::{Framing, Link, MemberId};
 use crate::timers::TimerId;
 use crate::web::{ClientId, WebApp, WebClients, WebConfig, WebEndpoint};
+use crate::wire::hub::ErrorCode;
 
 /// The socket pair carrying a polling session's output.
 #[derive(Debug)]
@@ -199,9 +200,18 @@ impl HubApp<'_> {
         cx.destroy(pair.reader);
     }
 
-    /// Hands one hub request (a JSON object's text) to the core.
+    /// Hands one hub request (a JSON object's text) to the core. One over `--max-frame` (a
+    /// socket.io event over polling, whose payload limit is the endpoint's) gets
+    /// `frame_too_large` and the member is hung up on, as on the raw port.
     fn request(&mut self, cx: &mut Context, client: ClientId, json: &[u8]) -> bool {
         let Some(m) = self.members.get(&client) else { return false };
+        let max = self.core.max_frame();
+        if json.len() > max {
+            cx.stats_mut().input_limit_disconnects += 1;
+            let reason = format!("frame too large (max {max} bytes)");
+            self.core.hang_up(cx, m.member, ErrorCode::FrameTooLarge, &reason);
+            return false;
+        }
         self.core.on_request(cx, m.member, Frame::Json(json))
     }
 }
