@@ -1,5 +1,6 @@
 //! The `netloop` command: parse arguments, hand them to the library, report errors.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use netloop::serve::{settle_max_sockets, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
 use netloop::services::hub::HubConfig;
 use netloop::units::{parse_duration, parse_size};
+use netloop::workers::{SupervisorConfig, WorkerSetup};
 use netloop::{Address, EventLoop, ServerOptions, SocketOptions};
 
 #[derive(Parser, Debug)]
@@ -308,6 +310,38 @@ struct ServeArgs {
     /// After SIGINT/SIGTERM, how long queued output may take to flush before exit.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Worker processes, each one loop, all accepting on every address (auto: one per core).
+    /// Echo only: chat and hub keep their members in one process. --max-connections is per
+    /// worker.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
+    workers: usize,
+
+    /// Set by the supervisor: this process is worker I.
+    #[arg(long, hide = true, value_name = "I")]
+    worker: Option<usize>,
+
+    /// Set by the supervisor: the descriptor of the channel to it.
+    #[arg(long, hide = true, value_name = "FD")]
+    worker_report_fd: Option<i32>,
+
+    /// Set by the supervisor: the inherited listening sockets, in the order of the listeners.
+    #[arg(long, hide = true, value_name = "FD,...", value_delimiter = ',')]
+    worker_listeners: Vec<i32>,
+}
+
+/// Most workers: far past any core count, low enough that a typo does not fork-bomb.
+const MAX_WORKERS: usize = 1024;
+
+/// `--workers`: a count, or `auto` for one per core.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected auto or a whole number from 1 to {MAX_WORKERS}, got {s:?}")),
+    }
 }
 
 fn parse_addr(s: &str) -> Result<Address, String> {
@@ -384,18 +418,38 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// The `serve` arguments as typed, without the ones only the supervisor acts on
+/// (`--workers`, and `--stats-interval`: it logs the workers' sum itself).
+fn worker_args() -> Vec<OsString> {
+    const SUPERVISOR_ONLY: [&str; 2] = ["--workers", "--stats-interval"];
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip_while(|a| a != "serve").skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if SUPERVISOR_ONLY.contains(&text.as_ref()) {
+            args.next();
+        } else if !SUPERVISOR_ONLY.iter().any(|f| text.starts_with(&format!("{f}="))) {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 /// Runs the services until every connection closed after a signal (`Ok(None)`), or a second
 /// signal asked to exit at once (`Ok(Some(128 + signal))`).
 fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     let mut listeners: Vec<(ServiceKind, Address)> = Vec::new();
-    listeners.extend(args.echo.into_iter().map(|a| (ServiceKind::Echo, a)));
-    listeners.extend(args.chat.into_iter().map(|a| (ServiceKind::Chat, a)));
-    listeners.extend(args.hub.into_iter().map(|a| (ServiceKind::Hub, a)));
+    listeners.extend(args.echo.iter().map(|a| (ServiceKind::Echo, a.clone())));
+    listeners.extend(args.chat.iter().map(|a| (ServiceKind::Chat, a.clone())));
+    listeners.extend(args.hub.iter().map(|a| (ServiceKind::Hub, a.clone())));
     if listeners.is_empty() {
         let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
         listeners.push((ServiceKind::Echo, local(8080)));
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
+    }
+    if args.workers > 1 && args.worker.is_none() {
+        return supervise(&args, &listeners);
     }
     let largest_unit = args.max_line.max(args.max_frame);
     if args.max_input_total > 0 && largest_unit > args.max_input_total {
@@ -431,7 +485,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
         },
         hub: HubConfig {
             max_frame: args.max_frame,
-            token: args.hub_token,
+            token: args.hub_token.clone(),
             register_timeout: (!args.register_timeout.is_zero()).then_some(args.register_timeout),
         },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
@@ -441,14 +495,55 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
             timeout: (!args.input_timeout.is_zero()).then_some(args.input_timeout),
         },
     };
+    if let (Some(index), Some(report_fd)) = (args.worker, args.worker_report_fd) {
+        let setup = WorkerSetup { index, report_fd, listener_fds: args.worker_listeners.clone() };
+        let addresses: Vec<Address> = config.listeners.iter().map(|(_, a)| a.clone()).collect();
+        // SAFETY: the supervisor opened these descriptors for us and nothing else uses them.
+        unsafe { netloop::workers::become_worker(&setup, &addresses)? };
+    }
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;
+    netloop::workers::worker::report_ready();
     event_loop.run(&mut app)?;
     if let Some(status) = app.exit_status() {
         return Ok(Some(u8::try_from(status).unwrap_or(u8::MAX)));
     }
     log::info!("all connections closed; exiting");
     Ok(None)
+}
+
+/// `--workers N` with N > 1: this process supervises N workers. Chat and hub keep their
+/// members in one process, so they would split into N rooms that cannot see each other.
+fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, Address)]) -> std::io::Result<Option<u8>> {
+    if let Some((kind, addr)) = listeners.iter().find(|(k, _)| *k != ServiceKind::Echo) {
+        let name = service_name(*kind);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "--workers {} applies to echo only: {name} ({addr}) keeps its members in one process, so \
+                 workers would split them into rooms that cannot see each other. Run {name} with \
+                 --workers 1 (the default), in its own `netloop serve --{name} ...` next to the echo workers",
+                args.workers
+            ),
+        ));
+    }
+    let config = SupervisorConfig {
+        workers: args.workers,
+        listeners: listeners.iter().map(|(k, a)| (service_name(*k), a.clone())).collect(),
+        backlog: args.backlog,
+        worker_args: worker_args(),
+        shutdown_timeout: args.shutdown_timeout,
+        stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
+    };
+    netloop::workers::run(config)
+}
+
+fn service_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Echo => "echo",
+        ServiceKind::Chat => "chat",
+        ServiceKind::Hub => "hub",
+    }
 }
 
 fn connect(args: ConnectArgs) -> std::io::Result<()> {
@@ -525,7 +620,18 @@ fn main() -> ExitCode {
     // Warnings only for the client commands: their stdout/stderr belong to the user.
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    if let Command::Serve(ServeArgs { worker: Some(index), .. }) = &cli.command {
+        // Workers share the supervisor's stderr: each line says whose it is.
+        let index = *index;
+        logger.format(move |buf, record| {
+            use std::io::Write;
+            let ts = buf.timestamp();
+            writeln!(buf, "[{ts} {} worker {index}] {}", record.level(), record.args())
+        });
+    }
+    logger.init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Connect(args) => connect(args).map(|()| None),

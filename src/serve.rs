@@ -405,31 +405,13 @@ impl Handler for Serve {
     }
 }
 
-/// The counters at info level: every `--stats-interval` and on SIGUSR1.
+/// The counters at info level: every `--stats-interval` and on SIGUSR1. A worker sends them
+/// to its supervisor instead, which logs the sum.
 fn log_counters(cx: &Context) {
-    let st = cx.stats();
-    log::info!(
-        "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-         disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-         sender_stalls={} sender_stall_ms={} auth_failures={} auth_throttled={} input_held={} \
-         bytes_in={} bytes_out={}",
-        cx.socket_count(),
-        st.accepted,
-        st.rejected,
-        st.rejected_no_fd,
-        st.output_limit_disconnects,
-        st.input_limit_disconnects,
-        st.input_total_disconnects,
-        st.input_timeout_disconnects,
-        st.timeout_disconnects,
-        st.sender_stalls,
-        st.sender_stall_ms,
-        st.auth_failures,
-        st.auth_throttled,
-        cx.total_held_input(),
-        st.bytes_in,
-        st.bytes_out
-    );
+    let counters = crate::workers::Counters::of(cx);
+    if !crate::workers::worker::report_counters(&counters) {
+        log::info!("stats: {counters}");
+    }
 }
 
 /// Raises the fd limit and settles the loop-wide socket cap (`--max-connections`): the user's
