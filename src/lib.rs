@@ -24,6 +24,7 @@
 //!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
 //!   loop's own repeated warnings, budgeted and summarised.
+//! - [`systemd`]: socket activation and readiness notification.
 //! - [`workers`]: `serve --workers N`, the supervisor and its worker processes.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
@@ -53,6 +54,7 @@ pub mod serve;
 pub mod services;
 mod socket;
 pub mod stdin;
+pub mod systemd;
 pub mod text;
 pub mod timers;
 pub mod units;

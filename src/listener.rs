@@ -94,13 +94,20 @@ pub struct ListenerGroup {
     pub address: SocketAddress,
     /// The sockets; a Unix path has one, shared.
     pub sockets: Vec<OwnedFd>,
+    /// Handed over by a service manager, which owns its Unix socket file, if any.
+    pub inherited: bool,
 }
 
 impl ListenerGroup {
     /// Binds `addr` for `workers` workers. A TCP address already in use by anyone, including
     /// another netloop supervisor of the same user, is refused: a plain bind probes the port
     /// first, since a reuse-port bind alone would let a second group join the first silently.
+    /// A socket inherited for `addr` (socket activation) is shared by every worker instead.
     pub fn bind(addr: &SocketAddress, backlog: u32, workers: usize) -> io::Result<ListenerGroup> {
+        if let Some(fd) = take_inherited(addr) {
+            let address = local_address_of(fd.as_raw_fd())?;
+            return Ok(ListenerGroup { address, sockets: vec![fd], inherited: true });
+        }
         let backlog_i = backlog.min(i32::MAX as u32) as i32;
         let named = |e: io::Error| {
             let name = error::errno_name(&e).unwrap_or("error");
@@ -123,7 +130,7 @@ impl ListenerGroup {
                 for _ in 1..workers {
                     sockets.push(OwnedFd::from(listen_tcp(real, backlog_i, true).map_err(named)?));
                 }
-                Ok(ListenerGroup { address: SocketAddress::Inet(real), sockets })
+                Ok(ListenerGroup { address: SocketAddress::Inet(real), sockets, inherited: false })
             }
             _ => {
                 let (listener, address) = Listener::bind(addr, backlog)?;
@@ -131,7 +138,7 @@ impl ListenerGroup {
                     Listener::Unix(l) => OwnedFd::from(std::os::unix::net::UnixListener::from(l)),
                     Listener::Tcp(l) => OwnedFd::from(std::net::TcpListener::from(l)),
                 };
-                Ok(ListenerGroup { address, sockets: vec![fd] })
+                Ok(ListenerGroup { address, sockets: vec![fd], inherited: false })
             }
         }
     }

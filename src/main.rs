@@ -418,10 +418,11 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-/// The `serve` arguments as typed, without the ones only the supervisor acts on
-/// (`--workers`, and `--stats-interval`: it logs the workers' sum itself).
+/// The `serve` arguments as typed, without the ones only the supervisor acts on: `--workers`,
+/// `--stats-interval` (it logs the workers' sum itself) and the listeners (it gives each
+/// worker the addresses it bound, real ports and sockets handed over by systemd included).
 fn worker_args() -> Vec<OsString> {
-    const SUPERVISOR_ONLY: [&str; 2] = ["--workers", "--stats-interval"];
+    const SUPERVISOR_ONLY: [&str; 5] = ["--workers", "--stats-interval", "--echo", "--chat", "--hub"];
     let mut out = Vec::new();
     let mut args = std::env::args_os().skip_while(|a| a != "serve").skip(1);
     while let Some(arg) = args.next() {
@@ -442,6 +443,11 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     listeners.extend(args.echo.iter().map(|a| (ServiceKind::Echo, a.clone())));
     listeners.extend(args.chat.iter().map(|a| (ServiceKind::Chat, a.clone())));
     listeners.extend(args.hub.iter().map(|a| (ServiceKind::Hub, a.clone())));
+    if args.worker.is_none() {
+        netloop::systemd::init_notify();
+        let activated = netloop::systemd::take_activated_sockets()?;
+        add_activated(&mut listeners, &activated)?;
+    }
     if listeners.is_empty() {
         let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
         listeners.push((ServiceKind::Echo, local(8080)));
@@ -504,12 +510,55 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;
     netloop::workers::worker::report_ready();
+    netloop::systemd::notify(&format!("READY=1\n{}", netloop::systemd::status_line(0, None)));
     event_loop.run(&mut app)?;
     if let Some(status) = app.exit_status() {
         return Ok(Some(u8::try_from(status).unwrap_or(u8::MAX)));
     }
     log::info!("all connections closed; exiting");
     Ok(None)
+}
+
+/// Sockets handed over by systemd: each serves the listener given for its address, or, if
+/// none is, the service it is named after (`FileDescriptorName=echo|chat|hub`).
+fn add_activated(
+    listeners: &mut Vec<(ServiceKind, Address)>,
+    activated: &[netloop::systemd::ActivatedSocket],
+) -> std::io::Result<()> {
+    for socket in activated {
+        let claimed = listeners.iter().any(|(_, a)| a.resolve_one().ok().as_ref() == Some(&socket.address));
+        if claimed {
+            continue;
+        }
+        let kind = match socket.name.as_str() {
+            "echo" => ServiceKind::Echo,
+            "chat" => ServiceKind::Chat,
+            "hub" => ServiceKind::Hub,
+            other => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "socket activation passed {} (name {other:?}), which no --echo/--chat/--hub names: \
+                         add FileDescriptorName=echo, chat or hub to its socket unit, or give its address \
+                         to the service flag",
+                        socket.address
+                    ),
+                ))
+            }
+        };
+        let address = match &socket.address {
+            netloop::SocketAddress::Inet(a) => Address::Tcp { host: a.ip().to_string(), port: a.port() },
+            netloop::SocketAddress::Unix(p) => Address::Unix(p.clone()),
+            netloop::SocketAddress::UnnamedUnix => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "socket activation passed an unnamed Unix socket",
+                ))
+            }
+        };
+        listeners.push((kind, address));
+    }
+    Ok(())
 }
 
 /// `--workers N` with N > 1: this process supervises N workers. Chat and hub keep their

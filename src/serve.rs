@@ -104,6 +104,8 @@ pub struct Serve {
     shutdown: Option<TimerId>,
     /// The `--stats-interval` timer.
     stats_timer: Option<TimerId>,
+    /// Refreshes systemd's `STATUS=` line, when systemd asked for notifications.
+    status_timer: Option<TimerId>,
     /// Set by a second signal: the loop stops and the process exits with this status.
     exit_status: Option<i32>,
 }
@@ -140,8 +142,14 @@ impl Serve {
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
             stats_timer: None,
+            status_timer: None,
             exit_status: None,
         };
+        if crate::systemd::notifying() {
+            let timer = cx.set_interval(crate::systemd::STATUS_EVERY);
+            cx.set_timer_ref(timer, false);
+            serve.status_timer = Some(timer);
+        }
         if let Some(every) = config.stats_interval {
             let timer = cx.set_interval(every);
             // Counters alone must not keep a shutting-down server alive.
@@ -235,6 +243,7 @@ impl Serve {
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
     /// give stragglers `shutdown_timeout` before they are closed.
     fn begin_shutdown(&mut self, cx: &mut Context) {
+        crate::systemd::notify("STOPPING=1");
         for server in cx.servers() {
             cx.close_server(server);
         }
@@ -359,6 +368,10 @@ impl Handler for Serve {
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
             log_counters(cx);
+            return;
+        }
+        if self.status_timer == Some(timer) {
+            crate::systemd::notify(&crate::systemd::status_line(cx.socket_count() as u64, None));
             return;
         }
         if self.shutdown == Some(timer) {

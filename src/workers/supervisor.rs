@@ -30,8 +30,9 @@ pub struct SupervisorConfig {
     pub listeners: Vec<(&'static str, Address)>,
     /// `listen()` backlog of every socket.
     pub backlog: u32,
-    /// The `serve` arguments each worker runs with (without `--workers` and
-    /// `--stats-interval`: the supervisor asks workers for their counters itself).
+    /// The `serve` arguments each worker runs with, without `--workers`, `--stats-interval`
+    /// (the supervisor asks workers for their counters itself) and the listeners (each worker
+    /// is given the bound addresses, in the order of `listeners`).
     pub worker_args: Vec<OsString>,
     /// How long workers may take to drain after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
@@ -86,6 +87,12 @@ struct Supervisor {
     /// Set by the first SIGTERM/SIGINT: the time by which every worker must have exited.
     draining: Option<Instant>,
     killed_stragglers: bool,
+    /// systemd's `READY=1` was sent (once every worker first reported ready).
+    announced: bool,
+    /// When to refresh systemd's `STATUS=` line next, if systemd wants notifications.
+    next_status: Option<Instant>,
+    /// The current request for counters only refreshes `STATUS=`: it is not logged.
+    quiet: bool,
 }
 
 /// Runs the supervisor until its workers drained after a signal (`Ok(None)`: exit 0), or a
@@ -132,6 +139,9 @@ pub fn run(config: SupervisorConfig) -> io::Result<Option<u8>> {
         stats_deadline: None,
         draining: None,
         killed_stragglers: false,
+        announced: false,
+        next_status: crate::systemd::notifying().then(|| now + crate::systemd::STATUS_EVERY),
+        quiet: false,
     };
     let result = sup.run(&mut signals);
     sup.remove_unix_paths();
@@ -144,6 +154,9 @@ impl Supervisor {
         loop {
             self.start_due_workers()?;
             if self.draining.is_some() && self.slots.iter().all(|s| s.child.is_none()) {
+                if self.killed_stragglers {
+                    return Ok(Some(1));
+                }
                 log::info!("all workers exited; exiting");
                 return Ok(None);
             }
@@ -174,14 +187,14 @@ impl Supervisor {
     fn next_deadline(&self) -> Option<Instant> {
         let restarts = self.slots.iter().filter_map(|s| s.restart_at);
         let drain = self.draining.map(|d| if self.killed_stragglers { d + EXIT_GRACE } else { d });
-        restarts.chain(self.next_stats).chain(self.stats_deadline).chain(drain).min()
+        restarts.chain(self.next_stats).chain(self.next_status).chain(self.stats_deadline).chain(drain).min()
     }
 
     fn on_signal(&mut self, signal: i32) -> Option<u8> {
         match signal {
             SIGCHLD => {}
             SIGHUP => log::info!("SIGHUP: ignored (netloop has nothing to reload; SIGTERM stops it)"),
-            SIGUSR1 => self.ask_for_counters(),
+            SIGUSR1 => self.ask_for_counters(false),
             _ if self.draining.is_some() => {
                 log::warn!("second signal ({signal}): workers exit now");
                 self.signal_workers(signal);
@@ -193,6 +206,7 @@ impl Supervisor {
                     self.live_workers(),
                     self.config.shutdown_timeout
                 );
+                crate::systemd::notify("STOPPING=1");
                 self.draining = Some(Instant::now() + self.config.shutdown_timeout + EXIT_GRACE);
                 // Our copies of the listening sockets would keep them accepting into a
                 // backlog no one drains; workers close theirs as they drain.
@@ -249,12 +263,11 @@ impl Supervisor {
         let report_fd = theirs.as_raw_fd();
         let fds_text = listener_fds.iter().map(|fd| fd.to_string()).collect::<Vec<_>>().join(",");
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("serve")
-            .args(&self.config.worker_args)
-            .arg("--worker")
-            .arg(index.to_string())
-            .arg("--worker-report-fd")
-            .arg(report_fd.to_string());
+        cmd.arg("serve").args(&self.config.worker_args);
+        for ((name, _), group) in self.config.listeners.iter().zip(&self.groups) {
+            cmd.arg(format!("--{name}")).arg(group.address.to_string());
+        }
+        cmd.arg("--worker").arg(index.to_string()).arg("--worker-report-fd").arg(report_fd.to_string());
         if !listener_fds.is_empty() {
             cmd.arg("--worker-listeners").arg(fds_text);
         }
@@ -319,12 +332,23 @@ impl Supervisor {
                 Err(_) => break,
             }
         }
+        let mut lines = Vec::new();
         while let Some(end) = slot.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = slot.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        for line in lines {
+            let slot = &mut self.slots[index];
             if line == "ready" {
                 slot.ready = true;
                 log::debug!("worker {index} ready");
+                if !self.announced && self.slots.iter().all(|s| s.ready) {
+                    self.announced = true;
+                    crate::systemd::notify(&format!(
+                        "READY=1\n{}",
+                        crate::systemd::status_line(0, Some(self.slots.len()))
+                    ));
+                }
             } else if let Some(c) = line.strip_prefix("stats ").and_then(Counters::from_wire) {
                 slot.last = c;
                 slot.asked = false;
@@ -386,7 +410,11 @@ impl Supervisor {
         let now = Instant::now();
         if self.next_stats.is_some_and(|t| t <= now) {
             self.next_stats = self.config.stats_interval.map(|d| now + d);
-            self.ask_for_counters();
+            self.ask_for_counters(false);
+        }
+        if self.next_status.is_some_and(|t| t <= now) {
+            self.next_status = Some(now + crate::systemd::STATUS_EVERY);
+            self.ask_for_counters(true);
         }
         if self.stats_deadline.is_some_and(|t| t <= now) {
             let late = self.slots.iter().filter(|s| s.asked && s.child.is_some()).count();
@@ -405,12 +433,16 @@ impl Supervisor {
         }
     }
 
-    /// Asks every ready worker for its counters; they are logged once all answered (or after
-    /// `STATS_WAIT`, with the last report of those that did not).
-    fn ask_for_counters(&mut self) {
+    /// Asks every ready worker for its counters; they are logged (unless `quiet`) and shown
+    /// to systemd once all answered (or after `STATS_WAIT`, with the last report of those
+    /// that did not).
+    fn ask_for_counters(&mut self, quiet: bool) {
         if self.stats_deadline.is_some() {
+            // A request is under way; its answer is logged unless both were quiet.
+            self.quiet &= quiet;
             return;
         }
+        self.quiet = quiet;
         let mut asked = 0;
         for slot in &mut self.slots {
             // A worker not yet ready may not have its handler in place: SIGUSR1 would kill it.
@@ -433,14 +465,17 @@ impl Supervisor {
         self.stats_deadline = None;
         let live = self.slots.iter().filter(|s| s.child.is_some());
         let sum = live.fold(self.retired, |acc, s| acc.add(&s.last));
-        log::info!("stats: workers={} {sum}", self.live_workers());
+        crate::systemd::notify(&crate::systemd::status_line(sum.connections, Some(self.live_workers())));
+        if !self.quiet {
+            log::info!("stats: workers={} {sum}", self.live_workers());
+        }
         for slot in &mut self.slots {
             slot.asked = false;
         }
     }
 
     fn remove_unix_paths(&self) {
-        for group in &self.groups {
+        for group in self.groups.iter().filter(|g| !g.inherited) {
             if let SocketAddress::Unix(path) = &group.address {
                 let _ = std::fs::remove_file(path);
             }
