@@ -184,6 +184,41 @@ struct LoadCommon {
     /// No progress line on stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
+
+    /// Split the run over this many processes, each one loop (auto: one per core): each
+    /// opens its share of -c and sends its share of -r from its own source addresses; the
+    /// report merges theirs (counts added, percentiles from the merged histograms). Idle and
+    /// echo only.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
+    workers: usize,
+
+    /// Set by a split run: this process runs share I of N.
+    #[arg(long, hide = true, value_name = "I/N", value_parser = parse_part)]
+    worker_part: Option<(usize, usize)>,
+}
+
+/// `--worker-part I/N`.
+fn parse_part(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+    match parsed {
+        Some((i, n)) if i < n => Ok((i, n)),
+        _ => Err(format!("expected I/N with I < N, got {s:?}")),
+    }
+}
+
+/// The `load` arguments as typed, without those a split run sets for its processes.
+fn load_part_args() -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip_while(|a| a != "load").skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--workers" {
+            args.next();
+        } else if !(text.starts_with("--workers=") || ["--json", "--quiet", "-q"].contains(&text.as_ref())) {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -637,6 +672,13 @@ fn total_rate(total: u64, per_conn: Option<u64>, connections: usize) -> u64 {
 }
 
 fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {
+    if common.workers > 1 && common.worker_part.is_none() {
+        let report = match mode {
+            Mode::Fanout(_) => Err(netloop::load::split::refuse_fanout(common.workers)),
+            _ => netloop::load::split::run(&load_part_args(), common.workers, mode.name(), &addr.to_string()),
+        };
+        return print_report(report, &mode, common.json);
+    }
     let config = LoadConfig {
         target: addr,
         duration: common.duration,
@@ -646,15 +688,26 @@ fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Durati
         drain_timeout,
         sources: (!common.source.is_empty()).then_some(common.source),
         progress: !common.quiet,
+        part: common.worker_part,
     };
-    let report = match netloop::load::run(&config, &mode) {
+    let report = netloop::load::run(&config, &mode);
+    if let (Some(_), Ok(r)) = (common.worker_part, &report) {
+        println!("{}", netloop::load::split::part_json(r));
+        return ExitCode::SUCCESS;
+    }
+    print_report(report, &mode, common.json)
+}
+
+/// Prints the report (table or JSON); the exit status says whether every check passed.
+fn print_report(report: std::io::Result<netloop::load::Report>, mode: &Mode, json: bool) -> ExitCode {
+    let report = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("netloop: load {}: {e}", mode.name());
             return ExitCode::FAILURE;
         }
     };
-    let text = if common.json { format!("{}\n", report.to_json()) } else { report.to_table() };
+    let text = if json { format!("{}\n", report.to_json()) } else { report.to_table() };
     let mut out = std::io::stdout().lock();
     let _ = std::io::Write::write_all(&mut out, text.as_bytes());
     let _ = std::io::Write::flush(&mut out);

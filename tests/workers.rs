@@ -413,3 +413,87 @@ fn a_worker_that_cannot_start_is_a_reported_crash_loop() {
     assert!(log.contains("every worker is crash-looping"), "{log}");
     assert!(log.contains("exited with status 1"), "{log}");
 }
+
+/// Runs `netloop load ARGS --json`, bounded; returns its exit code and report.
+fn load_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "netloop load did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+/// The supervisor's summed counters, asked for with SIGUSR1, once `done` holds for them.
+fn counters_when(sup: &mut Supervisor, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        sup.log.retain(|l| !l.contains("stats: workers="));
+        sup.signal(libc::SIGUSR1);
+        let line = sup.wait_log("stats: workers=");
+        if done(&line) || Instant::now() > deadline {
+            return line;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn counter(line: &str, name: &str) -> u64 {
+    let at = line.find(&format!(" {name}=")).or_else(|| line.find(&format!("({name}="))).expect(name);
+    let rest = &line[at + name.len() + 2..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_split_load_run_reports_what_the_workers_saw_added_up() {
+    let mut sup = Supervisor::start(&["--echo", "127.0.0.1:0", "--workers", "2"], 1);
+    let addr = sup.tcp().to_string();
+    sup.wait_workers(2, &[]);
+    let (code, report) = load_json(&["echo", &addr, "-c", "40", "-r", "2000", "-T", "1s", "--workers", "3"]);
+    assert_eq!(code, Some(0), "{report}");
+    let c = &report["connections"];
+    assert_eq!((c["requested"].as_u64(), c["established"].as_u64()), (Some(40), Some(40)), "{report}");
+    assert!(c["sources"].as_str().unwrap().starts_with("3 processes; 0: default; 1: 127.0.0."), "{report}");
+    let echo = &report["echo"];
+    assert_eq!(echo["rate"].as_u64(), Some(2000), "the rates of the parts add up to -r");
+    assert!(report["round_trips"].as_u64().unwrap() > 1000, "{report}");
+    assert!(report["latency_us"]["p99"].as_f64().is_some(), "percentiles of the merged histograms: {report}");
+    let line = counters_when(&mut sup, |l| l.contains("connections=0 "));
+    assert_eq!(counter(&line, "accepted"), 40, "{line}");
+    assert_eq!(counter(&line, "bytes_in"), echo["bytes_sent"].as_u64().unwrap(), "{line}\n{report}");
+    // The workers echoed every byte; the report counts those back within the window (the last
+    // messages in flight when it closed come back after it).
+    assert_eq!(counter(&line, "bytes_out"), echo["bytes_sent"].as_u64().unwrap(), "{line}");
+    let in_flight = counter(&line, "bytes_out") - echo["bytes_received"].as_u64().unwrap();
+    assert!(in_flight <= 40 * 64, "at most one message per connection: {in_flight}\n{report}");
+
+    // Idle: what the processes held together is what the workers held.
+    let (code, report) = load_json(&["idle", &addr, "-c", "300", "-T", "1s", "--workers", "2"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["connections"]["established"].as_u64(), Some(300), "{report}");
+    let line = counters_when(&mut sup, |l| l.contains("connections=0 "));
+    assert_eq!(counter(&line, "accepted"), 340, "{line}");
+}
+
+#[test]
+fn fanout_refuses_to_be_split_and_says_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["load", "fanout", "127.0.0.1:9", "--protocol", "chat", "--workers", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("fanout cannot be split over --workers 2"), "{err}");
+    assert!(err.contains("run fanout with --workers 1"), "{err}");
+}

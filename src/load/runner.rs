@@ -20,7 +20,7 @@ use crate::addr::SocketAddress;
 use crate::context::Context;
 use crate::error;
 use crate::handler::{Handler, SocketId};
-use crate::load::report::{ConnectionReport, LatencyFrom, ModeReport, Report};
+use crate::load::report::{ConnectionReport, Histograms, LatencyFrom, ModeReport, Report};
 use crate::load::sources::SourcePlan;
 use crate::load::stats::{
     fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Clock, Percentiles,
@@ -63,6 +63,8 @@ pub(crate) struct Summary {
     pub latency_from: Option<LatencyFrom>,
     /// The mode's own figures.
     pub details: ModeReport,
+    /// The distributions behind its percentiles (the connect times are the runner's).
+    pub histograms: Histograms,
 }
 
 /// One load mode. Slots are `0..connections()` in launch order.
@@ -524,6 +526,7 @@ impl<W: Workload> Runner<W> {
             details: summary.details,
             problems,
             interrupted: self.interrupted.is_some(),
+            histograms: Histograms { connect_time: Some(self.connect_times.clone()), ..summary.histograms },
         }
     }
 }
