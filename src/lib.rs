@@ -34,6 +34,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod addr;
+pub mod bus;
 pub mod connect;
 pub mod context;
 pub mod error;
