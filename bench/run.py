@@ -214,6 +214,8 @@ class Server:
     spawned_at: float = 0.0
     listening_at: float = 0.0
     stderr_path: str = ""
+    # CPUs the server may run on; None: CPU 0 (SERVER_CPU). Workers get every core.
+    cpus: set[int] | None = None
     _lines: list[str] = field(default_factory=list)
     _line_event: threading.Event = field(default_factory=threading.Event)
 
@@ -233,7 +235,7 @@ class Server:
         # The server inherits the CPU affinity of the thread that spawns it: set CPU 0 for the
         # spawn (same as `taskset -c 0`, without an extra exec inside the start-up time).
         before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {SERVER_CPU})
+        os.sched_setaffinity(0, self.cpus or {SERVER_CPU})
         try:
             self.spawned_at = time.monotonic()
             self.proc = _register(subprocess.Popen(
@@ -1314,6 +1316,11 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
             L.extend(notes)
         L.append("")
     text = "\n".join(L).rstrip() + "\n"
+    # The workers section is written by bench/workers.py (its own runs): keep it.
+    begin, end = "<!-- workers:begin -->", "<!-- workers:end -->"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     path.write_text(text)
     return text
 

@@ -30,9 +30,8 @@ use crate::timers::TimerId;
 /// How to hold more connections than one process's open file limit allows. Each process needs
 /// source addresses of its own: they would otherwise share the same ephemeral ports.
 pub(crate) const PAST_ONE_PROCESS: &str =
-    "to go past one process's limit, run more netloop load processes side by \
-     side, each with source addresses of its own (--source 127.0.0.2,127.0.0.3 for one, --source \
-     127.0.0.4,127.0.0.5 for the next)";
+    "to go past one process's limit, split the run over processes with --workers N \
+     (each opens its share from source addresses of its own; the report adds them up)";
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
