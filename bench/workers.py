@@ -34,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as R  # noqa: E402  (bench/run.py: process bookkeeping, /proc readers, load runs)
 
+IDLE_NOTE = ("The server's share is its slab slot and owner-table entry per connection; the kernel's is the two sockets (client and server run on this machine). `proc_inode_cache` grows only because the benchmark reads every worker's `/proc/PID/fd`. The load is interrupted once measured, and its 100,000 closes leave TIME_WAIT entries for 60 s. What 1,000,000 would need, from these figures: [operations.md](operations.md#one-million-idle-connections-on-paper).")
+SCALE_NOTE = ("On 2 cores the generator (one loop, or two with `auto`) and the kernel's loopback work share the cores with the workers. The server never used more than about 60% of one core in total, so these rates are the machine's limit, not the workers': 2 workers gain little here and spend more CPU per round trip (two processes wake for the same load). Run `python3 bench/workers.py --only auto` on a machine with more cores to see scaling there.")
 BEGIN, END = "<!-- workers:begin -->", "<!-- workers:end -->"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -320,11 +322,15 @@ def markdown(results: dict, info: dict) -> str:
         if r["problems"]:
             L.append(f"| load report problems | {'; '.join(r['problems'])} |")
         L.append("")
+        L.append(IDLE_NOTE)
+        L.append("")
     for key, title in (("scaling", "Echo with 1 and 2 workers, side by side"), ("auto", "`--workers auto`")):
         if key not in results:
             continue
         L += [f"### {title}", ""]
         rows = results[key]
+        if key == "scaling":
+            L += [SCALE_NOTE, ""]
         L += ["| load | server | round trips/s (median) | server CPU per round trip | server CPU | p99 | reps |",
               "|---|---|---|---|---|---|---|"]
         for (load_name, server), reps in rows.items():
