@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -37,15 +38,20 @@ fn lines_of(r: impl Read + Send + 'static) -> Receiver<String> {
 impl Supervisor {
     /// Starts `netloop serve ARGS` and waits for `expected` listening lines.
     fn start(args: &[&str], expected: usize) -> Supervisor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
-            .arg("serve")
+        Self::start_with(args, expected, |_| {})
+    }
+
+    /// Like `start`, with the command adjusted first (e.g. its own process group).
+    fn start_with(args: &[&str], expected: usize, adjust: impl FnOnce(&mut Command)) -> Supervisor {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
+        cmd.arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netloop");
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn netloop");
         let out = lines_of(child.stdout.take().unwrap());
         let err = lines_of(child.stderr.take().unwrap());
         let mut s = Supervisor { child, out, err, log: Vec::new(), listeners: Vec::new() };
@@ -245,8 +251,7 @@ fn sigterm_drains_every_worker_under_load_delivering_queued_echo_data_and_exits_
         Supervisor::start(&["--echo", "127.0.0.1:0", "--workers", "2", "--shutdown-timeout", "15s"], 1);
     let addr = sup.tcp();
     let workers = sup.wait_workers(2, &[]);
-    // Clients that send a lot without reading: the workers pause them and hold echo output
-    // queued (the kernel buffers on both sides fill first).
+    // Clients that send a lot and read nothing until the drain starts.
     const EACH: usize = 8 * 1024 * 1024;
     let clients: Vec<_> = (0..8)
         .map(|seed| {
@@ -262,12 +267,15 @@ fn sigterm_drains_every_worker_under_load_delivering_queued_echo_data_and_exits_
         .collect();
     let owners: Vec<_> = clients.iter().map(|(s, _, _)| worker_of(s, &workers)).collect();
     assert!(owners.iter().any(|o| *o == Some(workers[0])) && owners.iter().any(|o| *o == Some(workers[1])));
-    std::thread::sleep(Duration::from_millis(300));
+    // Under load: wait until the workers have echoed a good part of it and paused the clients
+    // that do not read (the kernel buffers on both sides full, echo output queued).
+    let line = counters_when(&mut sup, |l| counter(l, "bytes_out") >= 8 * 1024 * 1024);
+    let written_before = counter(&line, "bytes_out");
     let started = Instant::now();
     sup.signal(libc::SIGTERM);
-    // Now read: every byte sent before the drain comes back, in order.
-    // Now read: what the workers had read before the drain comes back, in order, and ends with
-    // a clean FIN (a reset would mean queued output was thrown away).
+    // Now read: everything the workers had written comes back, in order, and ends with a
+    // clean FIN. A worker that exited without draining would close with unread input, which
+    // makes the kernel reset the connection and throw away what was still in flight.
     let readers: Vec<_> = clients
         .into_iter()
         .map(|(mut stream, seed, sender)| {
@@ -279,13 +287,15 @@ fn sigterm_drains_every_worker_under_load_delivering_queued_echo_data_and_exits_
                 let want = support::pattern(EACH, seed);
                 assert!(end.is_ok(), "client {seed}: {end:?} after {} bytes", got.len());
                 assert_eq!(got[..], want[..got.len()], "client {seed}: echo corrupted");
-                got.len()
+                got.len() as u64
             })
         })
         .collect();
-    let echoed: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-    // More than the kernel buffers hold: the workers' own queues were delivered too.
-    assert!(echoed.iter().all(|&n| n > 1024 * 1024), "echoed per client: {echoed:?}");
+    let echoed: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(
+        echoed >= written_before,
+        "delivered {echoed} of the {written_before} bytes written before the drain"
+    );
     let status = sup.wait_exit(Duration::from_secs(30)).expect("the supervisor exits");
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(15), "drained within the timeout");
@@ -496,4 +506,74 @@ fn fanout_refuses_to_be_split_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("fanout cannot be split over --workers 2"), "{err}");
     assert!(err.contains("run fanout with --workers 1"), "{err}");
+}
+
+#[test]
+fn ctrl_c_to_the_terminal_group_drains_the_workers_once_instead_of_killing_them() {
+    // The supervisor leads its own process group, as a shell's foreground job does; Ctrl-C
+    // sends SIGINT to the whole group.
+    let mut sup = Supervisor::start_with(&["--echo", "127.0.0.1:0", "--workers", "2"], 1, |cmd| {
+        cmd.process_group(0);
+    });
+    sup.wait_workers(2, &[]);
+    let mut held = connect_echo(sup.tcp());
+    // SAFETY: kill(2) on the process group our child leads.
+    unsafe { libc::kill(-sup.pid(), libc::SIGINT) };
+    // The held connection is ended politely (FIN after its output), not reset.
+    let mut rest = Vec::new();
+    held.set_read_timeout(Some(WAIT)).unwrap();
+    assert!(held.read_to_end(&mut rest).is_ok());
+    let status = sup.wait_exit(WAIT).expect("the supervisor exits");
+    sup.drain_log();
+    let log = sup.log.join("\n");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert_eq!(log.matches("drained and exited").count(), 2, "{log}");
+    assert!(!log.contains("second signal"), "{log}");
+}
+
+#[test]
+fn an_interrupted_split_load_run_still_reports_what_its_processes_held() {
+    let sup = Supervisor::start(&["--echo", "127.0.0.1:0", "--workers", "2"], 1);
+    let addr = sup.tcp().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["load", "idle", &addr, "-c", "200", "-T", "60s", "--workers", "2", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Wait until the workers hold all 200, then Ctrl-C the load's process group.
+    let deadline = Instant::now() + WAIT;
+    let workers = sup.wait_workers(2, &[]);
+    while workers.iter().map(|&w| sockets_of(w)).sum::<usize>() < 200 + 2 {
+        assert!(Instant::now() < deadline, "the load did not connect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the process group our child leads.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the load did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(out.status.code(), Some(1), "an interrupted run fails");
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert_eq!(report["connections"]["established"].as_u64(), Some(200), "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "one interruption per process, once each: {report}");
+}
+
+/// Socket descriptors a process holds (its listener and report channel included).
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+        .count()
 }

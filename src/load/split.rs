@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -117,14 +118,30 @@ pub fn run(args: &[OsString], parts: usize, mode: &'static str, target: &str) ->
     let mut children = Vec::with_capacity(parts);
     let mut readers = Vec::with_capacity(parts);
     for part in 0..parts {
-        let mut child = Command::new(&exe)
-            .arg("load")
+        let mut cmd = Command::new(&exe);
+        cmd.arg("load")
             .args(args)
             .args(["--json", "--quiet", "--worker-part", &format!("{part}/{parts}")])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .spawn()?;
+            // Signals come from this process only: a Ctrl-C to the terminal's process group
+            // plus ours would be a second signal, which stops a run without a report.
+            .process_group(0);
+        let parent = std::process::id();
+        // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                // A part whose parent died stops (and reports to no one) instead of loading on.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1
+                    || libc::getppid() as u32 != parent
+                {
+                    return Err(io::Error::other("the parent load process is gone"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
         let mut stdout = child.stdout.take().expect("piped");
         readers.push(std::thread::spawn(move || {
             let mut out = String::new();

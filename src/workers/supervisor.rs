@@ -273,9 +273,14 @@ impl Supervisor {
         }
         // The listening lines are ours; workers log on the shared stderr.
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        // Signals reach workers through the supervisor only: a Ctrl-C sent to the terminal's
+        // process group would otherwise hit every worker too, and the supervisor's SIGTERM
+        // would then be their second signal, which exits at once instead of draining.
+        cmd.process_group(0);
         let mut inherit = listener_fds.clone();
         inherit.push(report_fd);
-        // SAFETY: the closure only makes async-signal-safe calls (fcntl, prctl).
+        let supervisor = std::process::id();
+        // SAFETY: the closure only makes async-signal-safe calls (fcntl, prctl, getppid).
         unsafe {
             cmd.pre_exec(move || {
                 for &fd in &inherit {
@@ -286,6 +291,10 @@ impl Supervisor {
                 // A worker whose supervisor died drains and exits instead of serving alone.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
                     return Err(io::Error::last_os_error());
+                }
+                // The supervisor may have died before the line above took effect.
+                if libc::getppid() as u32 != supervisor {
+                    return Err(io::Error::other("the supervisor is gone"));
                 }
                 Ok(())
             });
