@@ -86,10 +86,21 @@ impl Supervisor {
         unsafe { libc::kill(self.pid(), sig) };
     }
 
-    /// Reads the stderr lines that arrived so far.
+    /// Reads the stderr lines that arrived so far; once the process exited, all of them
+    /// (until its stderr closes, bounded).
     fn drain_log(&mut self) {
-        while let Ok(line) = self.err.try_recv() {
-            self.log.push(line);
+        let exited = self.child.try_wait().ok().flatten().is_some();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let next = if exited {
+                self.err.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+            } else {
+                self.err.try_recv().ok()
+            };
+            match next {
+                Some(line) => self.log.push(line),
+                None => break,
+            }
         }
     }
 
@@ -523,6 +534,8 @@ fn ctrl_c_to_the_terminal_group_drains_the_workers_once_instead_of_killing_them(
     let mut rest = Vec::new();
     held.set_read_timeout(Some(WAIT)).unwrap();
     assert!(held.read_to_end(&mut rest).is_ok());
+    // Our FIN in turn lets the worker close it at once.
+    drop(held);
     let status = sup.wait_exit(WAIT).expect("the supervisor exits");
     sup.drain_log();
     let log = sup.log.join("\n");
