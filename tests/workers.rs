@@ -245,6 +245,8 @@ fn a_killed_worker_is_replaced_the_port_keeps_answering_and_other_workers_keep_t
     assert!(line.contains(&format!("(pid {victim})")), "{line}");
     let now = sup.wait_workers(2, &[victim]);
     assert!(now.contains(&workers[1]), "the survivor was left alone: {now:?}");
+    let extra: Vec<String> = sup.out.try_iter().collect();
+    assert!(extra.is_empty(), "the listening line is printed once, not per worker: {extra:?}");
 
     for (conn, owner) in conns.iter_mut().zip(&owners) {
         let result = echo_once(conn, b"still there?\n");
