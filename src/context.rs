@@ -21,6 +21,7 @@ use crate::input_budget::{InputBudget, InputCut, InputLimits};
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
 use crate::socket::{Socket, SocketState, Stream, WriteAdmission, NO_SERVER};
+use crate::socket_error::SocketError;
 use crate::timers::{TimerId, TimerKind, Timers};
 use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
 use crate::write_queue::{Flush, SharedBytes, WriteQueue};
@@ -94,7 +95,7 @@ pub struct Context {
     /// Broadcast senders stalled for recipients that are behind.
     pub(crate) flow: Flow,
     /// Destroyed sockets whose `'error'`/`'close'` the loop still owes, in order.
-    pub(crate) closing: Vec<(usize, Option<io::Error>)>,
+    pub(crate) closing: Vec<(usize, Option<SocketError>)>,
     /// Closed servers whose last connection is gone; `'close'` is owed.
     pub(crate) servers_closing: Vec<usize>,
     /// Servers whose `'listening'` is owed.
@@ -258,7 +259,7 @@ impl Context {
         };
         match result {
             Ok(()) => sock.state.set_registered(want),
-            Err(e) => self.destroy_key(key, Some(e)),
+            Err(e) => self.destroy_key(key, Some(e.into())),
         }
     }
 
@@ -291,7 +292,7 @@ impl Context {
     }
 
     /// Closes a socket now and queues its `'error'` (if any) and `'close'`. Idempotent.
-    pub(crate) fn destroy_key(&mut self, key: usize, err: Option<io::Error>) {
+    pub(crate) fn destroy_key(&mut self, key: usize, err: Option<SocketError>) {
         if !self.sockets[key].state.destroy() {
             return;
         }
@@ -379,7 +380,7 @@ impl Context {
             return;
         }
         if let Err(e) = sock.io.shutdown_write() {
-            self.destroy_key(key, Some(e));
+            self.destroy_key(key, Some(e.into()));
             return;
         }
         if sock.state.on_fin_sent() {
@@ -499,8 +500,8 @@ impl Context {
         self.client_options = options;
     }
 
-    /// `net.connect()`: starts a non-blocking connect; `on_connect` or `on_error` +
-    /// `on_close(true)` follows. Writes made before the connection completes are queued.
+    /// `net.connect()`: starts a non-blocking connect; `on_connect` or `on_close` with the
+    /// error follows. Writes made before the connection completes are queued.
     pub fn connect(&mut self, addr: &SocketAddress) -> SocketId {
         self.connect_from(addr, None)
     }
@@ -523,7 +524,7 @@ impl Context {
                 // Failures the OS reports at once (e.g. a Unix path with no listener) still
                 // arrive as events, as in Node.
                 let id = self.adopt(Stream::Closed, NO_SERVER, true);
-                self.destroy_key(id.key as usize, Some(error::context(e, &format!("connect {addr}"))));
+                self.destroy_key(id.key as usize, Some(error::context(e, &format!("connect {addr}")).into()));
                 id
             }
         }
@@ -562,7 +563,7 @@ impl Context {
             WriteAdmission::Open => {}
             WriteAdmission::Closed => return false,
             WriteAdmission::AfterEnd => {
-                self.destroy_key(key, Some(error::write_after_end()));
+                self.destroy_key(key, Some(SocketError::WriteAfterEnd));
                 return false;
             }
         }
@@ -574,7 +575,7 @@ impl Context {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        self.destroy_key(key, Some(e));
+                        self.destroy_key(key, Some(e.into()));
                         return false;
                     }
                 }
@@ -614,10 +615,11 @@ impl Context {
         let grace = broadcast && self.in_stall_grace(key);
         if let Some(limit) = limit.filter(|&l| queued > l && !grace) {
             self.stats.output_limit_disconnects += 1;
+            let err = SocketError::OutputLimit { queued, limit };
             if self.admit_warning(Warning::OutputLimit, 1) {
-                log::warn!("{}: {}", self.peer_label(key), error::output_limit(queued, limit));
+                log::warn!("{}: {err}", self.peer_label(key));
             }
-            self.destroy_key(key, Some(error::output_limit(queued, limit)));
+            self.destroy_key(key, Some(err));
             return false;
         }
         if self.over_soft_limit(key) {
@@ -639,7 +641,7 @@ impl Context {
         let (how, n) = match q.flush_to(&mut sock.io, usize::MAX) {
             Ok(r) => r,
             Err(e) => {
-                self.destroy_key(key, Some(e));
+                self.destroy_key(key, Some(e.into()));
                 return false;
             }
         };
@@ -672,7 +674,7 @@ impl Context {
         }
         let queued = q.len();
         self.stats.output_limit_disconnects += 1;
-        let err = error::soft_output_limit(queued, soft, window);
+        let err = SocketError::SoftOutputLimit { queued, soft, window };
         if self.admit_warning(Warning::OutputLimit, 1) {
             log::warn!("{}: {err}", self.peer_label(key));
         }
@@ -725,17 +727,18 @@ impl Context {
         self.end(socket);
     }
 
-    /// `socket.destroy()`: drop queued output and close now; `on_close(false)` follows.
+    /// `socket.destroy()`: drop queued output and close now; `on_close(None)` follows.
     pub fn destroy(&mut self, socket: SocketId) {
         if let Some(key) = self.key_of(socket) {
             self.destroy_key(key, None);
         }
     }
 
-    /// `socket.destroy(err)`: like `destroy` but `on_error(err)` and `on_close(true)` follow.
-    pub fn destroy_with_error(&mut self, socket: SocketId, err: io::Error) {
+    /// `socket.destroy(err)`: like `destroy` but `on_close(Some(err))` follows (Node's
+    /// `'error'` then `'close'(true)`). Takes an `io::Error` or a [`SocketError`].
+    pub fn destroy_with_error(&mut self, socket: SocketId, err: impl Into<SocketError>) {
         if let Some(key) = self.key_of(socket) {
-            self.destroy_key(key, Some(err));
+            self.destroy_key(key, Some(err.into()));
         }
     }
 

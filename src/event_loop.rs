@@ -8,7 +8,8 @@
 //! 4. service sockets whose read/write budget ran out or that were resumed (`ready` list);
 //! 5. fire due timers and idle timeouts;
 //! 6. flush sockets corked during the turn (one `writev` each);
-//! 7. deliver `error`/`close` for sockets destroyed during the turn, then free their slots;
+//! 7. deliver `close` (with the error, if any) for sockets destroyed during the turn, then
+//!    free their slots;
 //! 8. resume broadcast senders whose recipients caught up or whose stall ran out (`flow`).
 //!
 //! Slots are freed only in step 7, after every event of the batch has been dispatched, so an
@@ -205,7 +206,7 @@ impl EventLoop {
         self.expired_scratch = expired;
     }
 
-    /// Delivers `error` then `close` for every destroyed socket, then frees its slot; then
+    /// Delivers `close` (with its error, Node's `error` + `close`) for every destroyed socket, then frees its slot; then
     /// `close` for servers whose last connection is gone. Handlers may destroy more sockets
     /// while we do this; they are delivered in the same pass.
     fn run_closing(&mut self, h: &mut impl Handler) {
@@ -217,10 +218,9 @@ impl EventLoop {
             i += 1;
             let id = cx.id_of(key);
             if let Some(e) = &err {
-                log::debug!("socket {key}: {}", error::describe(e));
-                h.on_error(cx, id, e);
+                log::debug!("socket {key}: {}", e.describe());
             }
-            h.on_close(cx, id, err.is_some());
+            h.on_close(cx, id, err.as_ref());
             cx.remove(key);
             if i == cx.closing.len() {
                 cx.closing.clear();
@@ -272,7 +272,7 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
         // Not reading, so a reset would go unnoticed until the next write: ask for it.
         if ev.error {
             if let Ok(Some(e)) | Err(e) = sock.io.take_error() {
-                cx.destroy_key(key, Some(e));
+                cx.destroy_key(key, Some(e.into()));
             }
         }
         return;
@@ -312,7 +312,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return cx.destroy_key(key, Some(e)),
+            Err(e) => return cx.destroy_key(key, Some(e.into())),
         }
     }
     // Budget spent with data possibly left: no new edge will come, so come back ourselves.
@@ -340,7 +340,7 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let Some(q) = sock.queue.as_mut() else { return };
     let (how, n) = match q.flush_to(&mut sock.io, WRITE_BUDGET) {
         Ok(r) => r,
-        Err(e) => return cx.destroy_key(key, Some(e)),
+        Err(e) => return cx.destroy_key(key, Some(e.into())),
     };
     sock.bytes_written += n as u64;
     cx.add_written(n);
@@ -377,7 +377,7 @@ fn finish_connect<H: Handler>(cx: &mut Context, h: &mut H, key: usize) -> bool {
     match sock.io.take_error() {
         Ok(None) => {}
         Ok(Some(e)) | Err(e) => {
-            cx.destroy_key(key, Some(error::context(e, "connect")));
+            cx.destroy_key(key, Some(error::context(e, "connect").into()));
             return false;
         }
     }
@@ -385,7 +385,7 @@ fn finish_connect<H: Handler>(cx: &mut Context, h: &mut H, key: usize) -> bool {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotConnected => return false, // spurious wakeup
         Err(e) => {
-            cx.destroy_key(key, Some(e));
+            cx.destroy_key(key, Some(e.into()));
             return false;
         }
     }

@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`event_loop`]: the poll loop (one screen) and event dispatch.
 //! - [`context`]: what handlers can do; never calls back into them.
+//! - [`socket_error`]: why a socket was destroyed with an error, as `on_close` receives it.
 //! - `socket`: one connection's state; [`write_queue`]: its pending output; [`flow`]: broadcast
 //!   senders slowed while their recipients are behind.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
@@ -51,6 +52,7 @@ pub mod printable;
 pub mod serve;
 pub mod services;
 mod socket;
+pub mod socket_error;
 pub mod stdin;
 pub mod text;
 pub mod timers;
@@ -65,5 +67,6 @@ pub use context::{Context, Stats};
 pub use event_loop::EventLoop;
 pub use handler::{Handler, ServerId, SocketId};
 pub use options::{ServerOptions, SocketOptions};
+pub use socket_error::SocketError;
 pub use timers::TimerId;
 pub use write_queue::SharedBytes;
