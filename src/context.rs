@@ -5,14 +5,14 @@
 //! they cause (`'drain'`, `'error'`, `'close'`) are queued and delivered by the loop. That keeps
 //! handlers free of re-entrancy and makes "close exactly once, always last" easy to hold.
 
-use std::fs::File;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::addr::SocketAddress;
+use crate::clock::LoopClock;
 use crate::error;
 use crate::flow::Flow;
 use crate::handler::{ServerId, SocketId};
@@ -20,8 +20,11 @@ use crate::idle::IdleTimers;
 use crate::input_budget::{InputBudget, InputCut, InputLimits};
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
+use crate::outbound;
+use crate::reserve_fd::ReserveFd;
 use crate::socket::{Socket, SocketState, Stream, WriteAdmission, NO_SERVER};
 use crate::socket_error::SocketError;
+pub use crate::stats::Stats;
 use crate::timers::{TimerId, TimerKind, Timers};
 use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
 use crate::write_queue::{Flush, SharedBytes, WriteQueue};
@@ -45,40 +48,6 @@ pub(crate) fn listener_key(token: Token) -> Option<usize> {
 /// Recycled write queues kept for reuse, so sockets that block and drain repeatedly do not
 /// allocate each time. Bounded so a burst does not pin memory.
 const SPARE_QUEUES: usize = 256;
-
-/// Counters an operator wants (Redis's `INFO stats` spirit). Cheap: plain integers.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Connections accepted since start.
-    pub accepted: u64,
-    /// Connections refused by a server's `max_connections` or the loop-wide `max_sockets`.
-    pub rejected: u64,
-    /// Connections refused because no file descriptor was free.
-    pub rejected_no_fd: u64,
-    /// Sockets destroyed for passing their output hard or soft limit.
-    pub output_limit_disconnects: u64,
-    /// Connections closed by a service for an over-long line or frame.
-    pub input_limit_disconnects: u64,
-    /// Connections closed by a service for idleness or a missed registration deadline.
-    pub timeout_disconnects: u64,
-    /// Connections cut because all together held more unfinished input than
-    /// `--max-input-total` and theirs was the largest.
-    pub input_total_disconnects: u64,
-    /// Connections cut because a line or frame did not complete within `--input-timeout`.
-    pub input_timeout_disconnects: u64,
-    /// Bytes read from all sockets.
-    pub bytes_in: u64,
-    /// Bytes written to all sockets.
-    pub bytes_out: u64,
-    /// Hub connections refused for a missing or wrong `--hub-token`.
-    pub auth_failures: u64,
-    /// Hub connections refused because their source failed the token check too often.
-    pub auth_throttled: u64,
-    /// Times a sender was stalled (not read) because its broadcasts left recipients behind.
-    pub sender_stalls: u64,
-    /// Total time senders spent stalled, in ms.
-    pub sender_stall_ms: u64,
-}
 
 /// Everything a [`crate::Handler`] may touch: sockets, servers, timers, signals.
 pub struct Context {
@@ -105,16 +74,13 @@ pub struct Context {
     /// Sockets not yet destroyed (slots waiting for their `'close'` are not counted).
     open_sockets: usize,
     next_gen: u32,
-    start: Instant,
-    /// Loop time in ms, read once per wake: every timer and idle stamp uses it.
-    pub(crate) now_ms: u64,
+    pub(crate) clock: LoopClock,
     // Boxed because that is how a socket holds its queue: reuse moves the box, no copy.
     #[allow(clippy::vec_box)]
     spare_queues: Vec<Box<WriteQueue>>,
     pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// An fd held in reserve so that, when accept fails with EMFILE, we can free one, accept
-    /// and close the pending connections (libuv's trick) instead of leaving them to rot.
-    pub(crate) reserve_fd: Option<File>,
+    /// Spent when accept runs out of fds, to shed the backlog.
+    pub(crate) reserve_fd: ReserveFd,
     /// Loop-wide cap on open sockets, checked at accept ([`Context::set_max_sockets`]).
     pub(crate) max_sockets: Option<usize>,
     pub(crate) stopped: bool,
@@ -141,7 +107,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(registry: Registry) -> Self {
-        let mut cx = Context {
+        Context {
             registry,
             sockets: Slab::new(),
             servers: Slab::new(),
@@ -156,11 +122,10 @@ impl Context {
             referenced_sockets: 0,
             open_sockets: 0,
             next_gen: 0,
-            start: Instant::now(),
-            now_ms: 0,
+            clock: LoopClock::new(),
             spare_queues: Vec::new(),
             signals: None,
-            reserve_fd: None,
+            reserve_fd: ReserveFd::new(),
             max_sockets: None,
             stopped: false,
             shrink_below: 0,
@@ -169,26 +134,10 @@ impl Context {
             input: InputBudget::default(),
             input_cuts: Vec::new(),
             warnings: Warnings::default(),
-        };
-        cx.refill_reserve_fd();
-        cx
+        }
     }
 
     // ----- loop bookkeeping ---------------------------------------------------------------
-
-    pub(crate) fn update_clock(&mut self) {
-        self.now_ms = self.start.elapsed().as_millis() as u64;
-    }
-
-    #[inline]
-    pub(crate) fn now32(&self) -> u32 {
-        self.now_ms as u32
-    }
-
-    /// The instant that loop time `ms` stands for.
-    pub(crate) fn instant_of(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms)
-    }
 
     /// True while anything referenced could still produce an event (Node's loop liveness).
     pub(crate) fn alive(&self) -> bool {
@@ -285,7 +234,7 @@ impl Context {
         self.referenced_sockets += 1;
         self.open_sockets += 1;
         if let Some(t) = opts.idle_timeout {
-            self.idle.set(key, clamp_ms(t), self.now32());
+            self.idle.set(key, clamp_ms(t), self.clock.now32());
         }
         self.sync_interest(key);
         SocketId { key: key as u32, gen }
@@ -336,15 +285,8 @@ impl Context {
             self.referenced_sockets -= 1;
         }
         // An fd was just freed: take it back as the EMFILE reserve if it was spent.
-        self.refill_reserve_fd();
+        self.reserve_fd.refill();
         self.maybe_shrink();
-    }
-
-    /// Re-opens the EMFILE reserve fd if it is spent (and an fd is free to take).
-    pub(crate) fn refill_reserve_fd(&mut self) {
-        if self.reserve_fd.is_none() {
-            self.reserve_fd = File::open("/dev/null").ok();
-        }
     }
 
     /// After a burst, give the slab's memory back. Shrinking costs O(capacity) and can only
@@ -510,15 +452,7 @@ impl Context {
     /// (port chosen by the kernel). One source IP has ~28k ephemeral ports per destination;
     /// load generators spread connections over 127.0.0.2, 127.0.0.3, ... to go past that.
     pub fn connect_from(&mut self, addr: &SocketAddress, source: Option<std::net::IpAddr>) -> SocketId {
-        let stream = match addr {
-            SocketAddress::Inet(a) => match source {
-                None => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
-                Some(ip) => connect_bound(*a, ip).map(Stream::Tcp),
-            },
-            SocketAddress::Unix(p) => mio::net::UnixStream::connect(p).map(Stream::Unix),
-            SocketAddress::UnnamedUnix => Err(io::Error::new(io::ErrorKind::InvalidInput, "no path")),
-        };
-        match stream {
+        match outbound::start_connect(addr, source) {
             Ok(io) => self.adopt(io, NO_SERVER, true),
             Err(e) => {
                 // Failures the OS reports at once (e.g. a Unix path with no listener) still
@@ -583,7 +517,7 @@ impl Context {
             if offset > 0 {
                 sock.bytes_written += offset as u64;
                 self.stats.bytes_out += offset as u64;
-                self.idle.touch(key, self.now_ms as u32);
+                self.idle.touch(key, self.clock.now32());
             }
             if offset == data.len() {
                 return true;
@@ -651,7 +585,7 @@ impl Context {
         if n > 0 {
             sock.bytes_written += n as u64;
             self.stats.bytes_out += n as u64;
-            self.idle.touch(key, self.now_ms as u32);
+            self.idle.touch(key, self.clock.now32());
             self.recipient_progressed(key);
         }
         true
@@ -662,7 +596,7 @@ impl Context {
     /// whether the socket was destroyed.
     pub(crate) fn over_soft_limit(&mut self, key: usize) -> bool {
         let Some((soft, window)) = self.options_of(self.sockets[key].server).soft_limit else { return false };
-        let now = self.now_ms;
+        let now = self.clock.now_ms();
         let Some(q) = self.sockets[key].queue.as_mut() else { return false };
         if q.len() <= soft {
             q.over_soft_since = None;
@@ -806,7 +740,7 @@ impl Context {
     pub fn set_timeout(&mut self, socket: SocketId, idle: Duration) {
         // A destroyed socket's slot may be reused before its timer would fire.
         if let Some(key) = self.key_of(socket).filter(|&k| !self.sockets[k].state.is_destroyed()) {
-            let now = self.now32();
+            let now = self.clock.now32();
             self.idle.set(key, clamp_ms(idle), now);
         }
     }
@@ -921,7 +855,7 @@ impl Context {
         if !self.sockets[key].state.accepts_input_report() {
             return;
         }
-        self.input.set(&mut self.sockets, key, bytes, self.now_ms);
+        self.input.set(&mut self.sockets, key, bytes, self.clock.now_ms());
         while let Some((heaviest, cut)) = self.input.heaviest_over_limit() {
             self.cut_input(heaviest, cut);
         }
@@ -949,7 +883,7 @@ impl Context {
     pub(crate) fn sweep_input(&mut self) {
         self.input.sweep_armed = false;
         let mut expired = Vec::new();
-        self.input.expired(self.now_ms, &mut expired);
+        self.input.expired(self.clock.now_ms(), &mut expired);
         for (key, cut) in expired {
             self.cut_input(key, cut);
         }
@@ -965,8 +899,8 @@ impl Context {
             return;
         }
         let spacing = (timeout.as_millis() as u64 / 10).clamp(10, 1000);
-        let next = self.input.next_due().unwrap_or(self.now_ms);
-        let delay = next.saturating_sub(self.now_ms).max(spacing);
+        let next = self.input.next_due().unwrap_or(self.clock.now_ms());
+        let delay = next.saturating_sub(self.clock.now_ms()).max(spacing);
         self.set_internal_timer(delay, TimerKind::InputSweep);
         self.input.sweep_armed = true;
     }
@@ -991,13 +925,13 @@ impl Context {
         // At least 1 ms, as in Node: a zero-delay timer re-armed from `on_timer` would
         // otherwise be due again in the same pass and never let the loop poll.
         let ms = (delay.as_millis() as u64).max(1);
-        self.timers.insert(self.now_ms, ms, None, TimerKind::App)
+        self.timers.insert(self.clock.now_ms(), ms, None, TimerKind::App)
     }
 
     /// Node's `setInterval(fn, every)`: `on_timer(id)` every `every`.
     pub fn set_interval(&mut self, every: Duration) -> TimerId {
         let ms = (every.as_millis() as u64).max(1);
-        self.timers.insert(self.now_ms, ms, Some(ms), TimerKind::App)
+        self.timers.insert(self.clock.now_ms(), ms, Some(ms), TimerKind::App)
     }
 
     /// `clearTimeout` / `clearInterval`.
@@ -1011,7 +945,7 @@ impl Context {
     }
 
     pub(crate) fn set_internal_timer(&mut self, delay_ms: u64, kind: TimerKind) {
-        let id = self.timers.insert(self.now_ms, delay_ms, None, kind);
+        let id = self.timers.insert(self.clock.now_ms(), delay_ms, None, kind);
         self.timers.set_ref(id, false);
     }
 
@@ -1031,48 +965,8 @@ impl Context {
 
     /// Time since the loop started, as the loop sees it (read once per wake).
     pub fn elapsed(&self) -> Duration {
-        Duration::from_millis(self.now_ms)
+        self.clock.elapsed()
     }
-}
-
-/// A non-blocking connect from a chosen source address (mio's `connect` cannot bind first).
-fn connect_bound(addr: std::net::SocketAddr, source: std::net::IpAddr) -> io::Result<mio::net::TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    sock.set_nonblocking(true)?;
-    sock.set_cloexec(true)?;
-    bind_address_no_port(&sock);
-    sock.bind(&std::net::SocketAddr::new(source, 0).into())?;
-    match sock.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(mio::net::TcpStream::from_std(sock.into()))
-}
-
-/// Linux's `IP_BIND_ADDRESS_NO_PORT`: `bind(ip, 0)` leaves the port to `connect()`, which
-/// picks one unique per destination and may reuse TIME_WAIT ports (`tcp_tw_reuse`). Without it
-/// `bind` reserves a port for all destinations and skips TIME_WAIT ones, so a second load run
-/// within a minute finds a source's ports used up. Best effort: older kernels just bind early.
-fn bind_address_no_port(sock: &socket2::Socket) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads `on` (a c_int of the given size) and touches nothing else.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = sock;
 }
 
 fn clamp_ms(d: Duration) -> u32 {

@@ -25,6 +25,7 @@ use mio::{Events, Poll};
 use crate::context::{listener_key, listener_token, Context, SIGNAL_TOKEN};
 use crate::error;
 use crate::handler::{Handler, SocketId};
+use crate::reserve_fd::Shed;
 use crate::socket::{AfterDrain, AfterPeerEnd};
 use crate::timers::TimerKind;
 use crate::write_queue::Flush;
@@ -77,7 +78,7 @@ impl EventLoop {
 
     /// Runs turns until no referenced server, socket or timer is left, or `Context::stop`.
     pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
-        self.cx.update_clock();
+        self.cx.clock.update();
         while self.cx.alive() {
             self.turn(handler)?;
         }
@@ -97,7 +98,7 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        self.cx.update_clock();
+        self.cx.clock.update();
         for event in self.events.iter() {
             let ev = Readiness {
                 readable: event.is_readable(),
@@ -138,11 +139,11 @@ impl EventLoop {
             return Some(Duration::ZERO);
         }
         let idle = cx.idle.next_deadline().map(|d| {
-            let wait = d.wrapping_sub(cx.now32()) as i32;
-            cx.now_ms + wait.max(0) as u64
+            let wait = d.wrapping_sub(cx.clock.now32()) as i32;
+            cx.clock.now_ms() + wait.max(0) as u64
         });
         let deadline = [cx.timers.next_deadline(), idle, cx.flow.deadline()].into_iter().flatten().min()?;
-        Some(cx.instant_of(deadline).saturating_duration_since(std::time::Instant::now()))
+        Some(cx.clock.instant_of(deadline).saturating_duration_since(std::time::Instant::now()))
     }
 
     fn run_ready(&mut self, h: &mut impl Handler) {
@@ -182,7 +183,7 @@ impl EventLoop {
     }
 
     fn run_timers(&mut self, h: &mut impl Handler) {
-        let now = self.cx.now_ms;
+        let now = self.cx.clock.now_ms();
         while let Some((id, kind)) = self.cx.timers.pop_due(now) {
             match kind {
                 TimerKind::App => h.on_timer(&mut self.cx, id),
@@ -193,7 +194,7 @@ impl EventLoop {
             }
         }
         let mut expired = std::mem::take(&mut self.expired_scratch);
-        self.cx.idle.expire(self.cx.now32(), &mut expired);
+        self.cx.idle.expire(self.cx.clock.now32(), &mut expired);
         for key in expired.drain(..) {
             // An earlier `on_timeout` of this batch may have destroyed this socket, or written
             // to it or re-armed its timer (so it is no longer idle).
@@ -297,7 +298,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
             Ok(n) => {
                 sock.bytes_read += n as u64;
                 cx.add_read(n);
-                let now = cx.now32();
+                let now = cx.clock.now32();
                 cx.idle.touch(key, now);
                 // Broadcasts made while handling this data may stall this socket (`flow`).
                 cx.flow.reading = Some(id);
@@ -345,7 +346,7 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     sock.bytes_written += n as u64;
     cx.add_written(n);
     if n > 0 {
-        let now = cx.now32();
+        let now = cx.clock.now32();
         cx.idle.touch(key, now);
         cx.recipient_progressed(key);
     }
@@ -473,33 +474,10 @@ fn refuse<H: Handler>(
 fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
     let limit = crate::limits::fd_limit().map_or("?".to_string(), |n| n.to_string());
     let addr = cx.servers[key].address.clone();
-    let mut shed = 0u64;
-    // Whether the backlog was emptied (accept said WouldBlock): only then will the listener's
-    // next connection raise a new edge.
-    let mut drained = false;
-    if let Some(spare) = cx.reserve_fd.take() {
-        drop(spare);
-        if let Some(listener) = &cx.servers[key].listener {
-            loop {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        drop(stream);
-                        shed += 1;
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                        ) => {}
-                    Err(e) => {
-                        drained = e.kind() == io::ErrorKind::WouldBlock;
-                        break;
-                    }
-                }
-            }
-        }
-        cx.refill_reserve_fd();
-    }
+    let Shed { closed: shed, drained } = match &cx.servers[key].listener {
+        Some(listener) => cx.reserve_fd.shed_backlog(listener),
+        None => Shed { closed: 0, drained: false },
+    };
     cx.stats_mut().rejected_no_fd += shed;
     if cx.admit_warning(crate::warnings::Warning::OutOfFds, shed) {
         log::warn!(
@@ -508,7 +486,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
             error::describe(&e)
         );
     }
-    if cx.reserve_fd.is_none() || !drained {
+    if !cx.reserve_fd.is_held() || !drained {
         let server = &mut cx.servers[key];
         if let Some(l) = server.listener.as_mut() {
             let _ = cx.registry.deregister(l.source());
@@ -520,7 +498,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
 
 /// Re-registers a listener paused by `out_of_fds`; registration reports pending connections.
 fn resume_accepting<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
-    cx.refill_reserve_fd();
+    cx.reserve_fd.refill();
     let Some(server) = cx.servers.get_mut(key) else { return };
     if server.registered {
         return;

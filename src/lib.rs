@@ -33,6 +33,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod addr;
+mod clock;
 pub mod connect;
 pub mod context;
 pub mod error;
@@ -48,11 +49,14 @@ mod listener;
 pub mod load;
 pub mod log_limit;
 pub mod options;
+mod outbound;
 pub mod printable;
+mod reserve_fd;
 pub mod serve;
 pub mod services;
 mod socket;
 pub mod socket_error;
+pub mod stats;
 pub mod stdin;
 pub mod text;
 pub mod timers;
@@ -63,10 +67,11 @@ mod wrap;
 pub mod write_queue;
 
 pub use addr::{Address, SocketAddress};
-pub use context::{Context, Stats};
+pub use context::Context;
 pub use event_loop::EventLoop;
 pub use handler::{Handler, ServerId, SocketId};
 pub use options::{ServerOptions, SocketOptions};
 pub use socket_error::SocketError;
+pub use stats::Stats;
 pub use timers::TimerId;
 pub use write_queue::SharedBytes;
