@@ -70,11 +70,6 @@ impl SocketError {
         }
     }
 
-    /// Whether the socket was cut for its output (hard or soft limit): the peer fell behind.
-    pub fn is_output_limit(&self) -> bool {
-        matches!(self, SocketError::OutputLimit { .. } | SocketError::SoftOutputLimit { .. })
-    }
-
     /// For logs: an OS error with its errno name first (`ECONNRESET: Connection reset by
     /// peer`, [`error::describe`]); the others as [`fmt::Display`] words them.
     pub fn describe(&self) -> String {
@@ -147,7 +142,7 @@ mod tests {
             soft.to_string(),
             "output buffer over soft limit 4096 for 300ms (5000 bytes queued, peer too slow)"
         );
-        assert!(soft.is_output_limit());
+        assert_eq!(soft.code(), None);
         assert_eq!(SocketError::WriteAfterEnd.to_string(), "write after end (ERR_STREAM_WRITE_AFTER_END)");
         let cut = InputCut::Timeout { held: 10, timeout: Duration::from_secs(1) };
         assert_eq!(SocketError::InputCut(cut).to_string(), cut.to_string());
