@@ -207,9 +207,9 @@ impl EventLoop {
         self.expired_scratch = expired;
     }
 
-    /// Delivers `close` (with its error, Node's `error` + `close`) for every destroyed socket, then frees its slot; then
-    /// `close` for servers whose last connection is gone. Handlers may destroy more sockets
-    /// while we do this; they are delivered in the same pass.
+    /// Delivers `close` (with its error: Node's `error` and `close` in one) for every destroyed
+    /// socket, then frees its slot; then `close` for servers whose last connection is gone.
+    /// Handlers may destroy more sockets while we do this; they are delivered in the same pass.
     fn run_closing(&mut self, h: &mut impl Handler) {
         let cx = &mut self.cx;
         let mut i = 0;
