@@ -525,7 +525,7 @@ fn load_idle_names_the_fd_limit_that_stops_it() {
     let limit = report["connections"]["limit"].as_str().unwrap_or_default();
     assert!(limit.contains("open file limit 300") && limit.contains("ulimit -Hn"), "{report:#}");
     // And how to go past one process.
-    assert!(limit.contains("run more netloop load processes") && limit.contains("--source"), "{report:#}");
+    assert!(limit.contains("split the run over processes with --workers N"), "{report:#}");
 }
 
 #[test]
