@@ -207,9 +207,9 @@ fn parse_part(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// The `load` arguments as typed, without those a split run sets for its processes.
-fn load_part_args() -> Vec<OsString> {
+fn load_part_args(argv: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
-    let mut args = std::env::args_os().skip_while(|a| a != "load").skip(1);
+    let mut args = argv.skip_while(|a| a != "load").skip(1);
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         if text == "--workers" {
@@ -456,10 +456,10 @@ fn unescape(s: &str) -> Vec<u8> {
 /// The `serve` arguments as typed, without the ones only the supervisor acts on: `--workers`,
 /// `--stats-interval` (it logs the workers' sum itself) and the listeners (it gives each
 /// worker the addresses it bound, real ports and sockets handed over by systemd included).
-fn worker_args() -> Vec<OsString> {
+fn worker_args(argv: impl Iterator<Item = OsString>) -> Vec<OsString> {
     const SUPERVISOR_ONLY: [&str; 5] = ["--workers", "--stats-interval", "--echo", "--chat", "--hub"];
     let mut out = Vec::new();
-    let mut args = std::env::args_os().skip_while(|a| a != "serve").skip(1);
+    let mut args = argv.skip_while(|a| a != "serve").skip(1);
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         if SUPERVISOR_ONLY.contains(&text.as_ref()) {
@@ -615,7 +615,7 @@ fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, Address)]) -> std::io:
         workers: args.workers,
         listeners: listeners.iter().map(|(k, a)| (service_name(*k), a.clone())).collect(),
         backlog: args.backlog,
-        worker_args: worker_args(),
+        worker_args: worker_args(std::env::args_os()),
         shutdown_timeout: args.shutdown_timeout,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
     };
@@ -675,7 +675,12 @@ fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Durati
     if common.workers > 1 && common.worker_part.is_none() {
         let report = match mode {
             Mode::Fanout(_) => Err(netloop::load::split::refuse_fanout(common.workers)),
-            _ => netloop::load::split::run(&load_part_args(), common.workers, mode.name(), &addr.to_string()),
+            _ => netloop::load::split::run(
+                &load_part_args(std::env::args_os()),
+                common.workers,
+                mode.name(),
+                &addr.to_string(),
+            ),
         };
         return print_report(report, &mode, common.json);
     }
@@ -760,6 +765,50 @@ mod tests {
             Command::Serve(a) => a,
             other => panic!("not serve: {other:?}"),
         }
+    }
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn workers_get_the_serve_arguments_without_the_supervisors_own() {
+        let argv = os(&[
+            "netloop",
+            "serve",
+            "--echo",
+            "127.0.0.1:0",
+            "--workers",
+            "4",
+            "--echo-banner",
+            "hi",
+            "--stats-interval=1s",
+            "--idle-timeout",
+            "5s",
+            "--echo=unix:/tmp/x",
+        ]);
+        assert_eq!(worker_args(argv.into_iter()), os(&["--echo-banner", "hi", "--idle-timeout", "5s"]));
+    }
+
+    #[test]
+    fn load_parts_get_the_load_arguments_without_output_and_split_flags() {
+        let argv = os(&[
+            "netloop",
+            "load",
+            "echo",
+            "127.0.0.1:1",
+            "-c",
+            "10",
+            "--workers=2",
+            "--json",
+            "-q",
+            "-T",
+            "1s",
+        ]);
+        assert_eq!(load_part_args(argv.into_iter()), os(&["echo", "127.0.0.1:1", "-c", "10", "-T", "1s"]));
+        assert_eq!(parse_part("1/3"), Ok((1, 3)));
+        assert!(parse_part("3/3").is_err() && parse_part("x").is_err());
+        assert!(parse_workers("0").is_err() && parse_workers("auto").is_ok_and(|n| n >= 1));
     }
 
     #[test]

@@ -592,3 +592,17 @@ fn sockets_of(pid: i32) -> usize {
         .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
         .count()
 }
+
+#[test]
+fn workers_auto_starts_one_worker_per_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut sup = Supervisor::start(&["--echo", "127.0.0.1:0", "--workers", "auto"], 1);
+    connect_echo(sup.tcp());
+    if cores == 1 {
+        // One core: the single process, no supervisor.
+        assert!(sup.workers().is_empty());
+        return;
+    }
+    sup.wait_workers(cores, &[]);
+    sup.wait_log(&format!("({cores} workers)"));
+}
