@@ -507,6 +507,13 @@ fn a_split_load_run_reports_what_the_workers_saw_added_up() {
     assert_eq!(report["connections"]["established"].as_u64(), Some(300), "{report}");
     let line = counters_when(&mut sup, |l| l.contains("connections=0 "));
     assert_eq!(counter(&line, "accepted"), 340, "{line}");
+
+    // --connect-rate is the total too: 100 connections at 200/s take half a second, however
+    // many processes open them.
+    let (code, report) =
+        load_json(&["idle", &addr, "-c", "100", "--connect-rate", "200", "-T", "100ms", "--workers", "2"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report["ramp_up_s"].as_f64().unwrap() >= 0.4, "{report}");
 }
 
 #[test]

@@ -143,7 +143,11 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
         target,
         target_text: config.target.to_string(),
         duration: config.duration,
-        connect_rate: config.connect_rate,
+        // A split run's connect rate is the total, as -r is.
+        connect_rate: match config.part {
+            Some((part, parts)) => split::split(u64::from(config.connect_rate), part, parts) as u32,
+            None => config.connect_rate,
+        },
         max_connecting: config.max_connecting.max(1),
         connect_timeout: config.connect_timeout,
         drain_timeout: config.drain_timeout,

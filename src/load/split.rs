@@ -26,7 +26,7 @@ use crate::load::stats::{new_histogram, per_second, percentiles_of};
 use crate::load::{EchoConfig, Mode};
 
 /// Share `part` of `parts` of `total`: the first `total % parts` shares get one more.
-fn split(total: u64, part: usize, parts: usize) -> u64 {
+pub(crate) fn split(total: u64, part: usize, parts: usize) -> u64 {
     let (parts, part) = (parts as u64, part as u64);
     total / parts + u64::from(part < total % parts)
 }
