@@ -43,7 +43,17 @@ impl Supervisor {
 
     /// Like `start`, with the command adjusted first (e.g. its own process group).
     fn start_with(args: &[&str], expected: usize, adjust: impl FnOnce(&mut Command)) -> Supervisor {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netloop"));
+        Self::start_binary(env!("CARGO_BIN_EXE_netloop").as_ref(), args, expected, adjust)
+    }
+
+    /// Like `start_with`, running the netloop binary at `binary`.
+    fn start_binary(
+        binary: &std::path::Path,
+        args: &[&str],
+        expected: usize,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Supervisor {
+        let mut cmd = Command::new(binary);
         cmd.arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
@@ -612,4 +622,31 @@ fn workers_auto_starts_one_worker_per_core() {
     }
     sup.wait_workers(cores, &[]);
     sup.wait_log(&format!("({cores} workers)"));
+}
+
+#[test]
+fn a_worker_restarted_after_the_binary_was_replaced_runs_the_supervisors_own_binary() {
+    // An upgrade replaces the file under a running supervisor; its restarts must not start the
+    // new binary, whose hidden worker flags may differ.
+    let dir = std::env::temp_dir().join(format!("netloop-test-{}-upgrade", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("netloop");
+    std::fs::copy(env!("CARGO_BIN_EXE_netloop"), &binary).unwrap();
+    let mut sup = Supervisor::start_binary(&binary, &["--echo", "127.0.0.1:0", "--workers", "2"], 1, |_| {});
+    let workers = sup.wait_workers(2, &[]);
+    // The new "version": a script that would only fail.
+    std::fs::remove_file(&binary).unwrap();
+    std::fs::write(&binary, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // SAFETY: kill(2) on a process our supervisor started.
+    unsafe { libc::kill(workers[0], libc::SIGKILL) };
+    sup.wait_log("was killed by signal 9 (SIGKILL); restarting it");
+    let now = sup.wait_workers(2, &[workers[0]]);
+    for _ in 0..20 {
+        connect_echo(sup.tcp());
+    }
+    sup.drain_log();
+    assert!(!sup.log.iter().any(|l| l.contains("exited with status 3")), "{}", sup.log.join("\n"));
+    assert!(now.iter().all(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e != binary)));
+    let _ = std::fs::remove_dir_all(&dir);
 }

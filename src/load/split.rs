@@ -115,11 +115,13 @@ fn histogram_from(v: &Value) -> Option<Histogram<u64>> {
 /// reports.
 pub fn run(args: &[OsString], parts: usize, mode: &'static str, target: &str) -> io::Result<Report> {
     let exe = std::env::current_exe()?;
+    // The running binary itself (its file may have been replaced since), named as it was run.
     let mut children = Vec::with_capacity(parts);
     let mut readers = Vec::with_capacity(parts);
     for part in 0..parts {
-        let mut cmd = Command::new(&exe);
-        cmd.arg("load")
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0(&exe)
+            .arg("load")
             .args(args)
             .args(["--json", "--quiet", "--worker-part", &format!("{part}/{parts}")])
             .stdin(Stdio::null())

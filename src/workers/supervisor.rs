@@ -262,7 +262,10 @@ impl Supervisor {
         let listener_fds: Vec<RawFd> = self.groups.iter().map(|g| g.socket_for(index).as_raw_fd()).collect();
         let report_fd = theirs.as_raw_fd();
         let fds_text = listener_fds.iter().map(|fd| fd.to_string()).collect::<Vec<_>>().join(",");
-        let mut cmd = Command::new(std::env::current_exe()?);
+        // The running binary itself, even if its file was replaced (an upgrade) or removed
+        // since: a restarted worker must speak this supervisor's protocol.
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0(std::env::current_exe()?);
         cmd.arg("serve").args(&self.config.worker_args);
         for ((name, _), group) in self.config.listeners.iter().zip(&self.groups) {
             cmd.arg(format!("--{name}")).arg(group.address.to_string());
