@@ -1528,6 +1528,9 @@ def main() -> int:
                     "(default: the --netloop binary)")
     ap.add_argument("--node", default="node", help="node binary (default: node on PATH)")
     ap.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
+    ap.add_argument("--workers", action="store_true", help="then run bench/workers.py --write: the "
+                    "Workers section (100,000 idle connections over 6 workers; echo with 1, 2 and auto "
+                    "workers), about 4 more minutes")
     ap.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md/.svg go (default docs/)")
     args = ap.parse_args()
 
@@ -1615,6 +1618,11 @@ def main() -> int:
     print()
     print(text[text.index("## Targets"):text.index("![")].rstrip())
     print(f"\nbench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.svg'} in {elapsed:.0f}s")
+    if args.workers:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        print("bench: bench/workers.py --write", flush=True)
+        return subprocess.run([sys.executable, str(REPO / "bench" / "workers.py"), "--write",
+                               "--netloop", netloop], cwd=REPO).returncode
     return 0
 
 
