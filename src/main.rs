@@ -708,6 +708,10 @@ fn print_report(report: std::io::Result<netloop::load::Report>, mode: &Mode, jso
     let report = match report {
         Ok(r) => r,
         Err(e) => {
+            if let Some(signal) = netloop::load::SecondSignal::of(&e) {
+                eprintln!("netloop: {e}");
+                return ExitCode::from((128 + signal).clamp(0, 255) as u8);
+            }
             eprintln!("netloop: load {}: {e}", mode.name());
             return ExitCode::FAILURE;
         }

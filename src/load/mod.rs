@@ -178,7 +178,30 @@ fn drive<W: Workload>(workload: W, settings: RunSettings) -> io::Result<Report> 
     let mut runner = Runner::new(workload, settings);
     runner.begin(cx)?;
     event_loop.run(&mut runner)?;
+    if let Some(signal) = runner.second_signal() {
+        return Err(io::Error::other(SecondSignal(signal)));
+    }
     Ok(runner.into_report())
+}
+
+/// A run stopped by a second SIGINT/SIGTERM, with no report: the process should exit with
+/// 128 + [`SecondSignal::0`], as a shell reports a process killed by that signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondSignal(pub i32);
+
+impl std::fmt::Display for SecondSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "second signal ({}), exiting now", self.0)
+    }
+}
+
+impl std::error::Error for SecondSignal {}
+
+impl SecondSignal {
+    /// The second signal behind `err`, if that is what ended the run.
+    pub fn of(err: &io::Error) -> Option<i32> {
+        err.get_ref().and_then(|e| e.downcast_ref::<SecondSignal>()).map(|s| s.0)
+    }
 }
 
 /// Most per-pair tracking entries (echo: connections x pipeline send stamps; fan-out:

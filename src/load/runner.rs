@@ -198,6 +198,8 @@ pub(crate) struct Runner<W: Workload> {
     last_progress_ns: u64,
     established_at_last_progress: u64,
     interrupted: Option<i32>,
+    /// A second signal: the run stops at once, with no report.
+    second_signal: Option<i32>,
 }
 
 impl<W: Workload> std::fmt::Debug for Runner<W> {
@@ -246,6 +248,7 @@ impl<W: Workload> Runner<W> {
             last_progress_ns: 0,
             established_at_last_progress: 0,
             interrupted: None,
+            second_signal: None,
         }
     }
 
@@ -456,6 +459,11 @@ impl<W: Workload> Runner<W> {
     }
 
     /// The report of the finished run.
+    /// The second signal that stopped the run, if one did: there is no report then.
+    pub(crate) fn second_signal(&self) -> Option<i32> {
+        self.second_signal
+    }
+
     pub(crate) fn into_report(mut self) -> Report {
         let now = if self.done_ns > 0 { self.done_ns } else { self.clock.now_ns() };
         let ramp_end = self.ramp_end_ns.unwrap_or(now);
@@ -667,8 +675,10 @@ impl<W: Workload> Handler for Runner<W> {
 
     fn on_signal(&mut self, cx: &mut Context, signal: i32) {
         if self.interrupted.is_some() {
-            eprintln!("netloop: second signal, exiting now");
-            std::process::exit(128 + signal);
+            // The caller exits with 128 + the signal, as a shell reports a process it killed.
+            self.second_signal = Some(signal);
+            cx.stop();
+            return;
         }
         self.interrupted = Some(signal);
         match self.phase {
