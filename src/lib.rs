@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`event_loop`]: the poll loop (one screen) and event dispatch.
 //! - [`context`]: what handlers can do; never calls back into them.
+//! - [`socket_error`]: why a socket was destroyed with an error, as `on_close` receives it.
 //! - `socket`: one connection's state; [`write_queue`]: its pending output; [`flow`]: broadcast
 //!   senders slowed while their recipients are behind.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
@@ -26,6 +27,8 @@
 //!   loop's own repeated warnings, budgeted and summarised.
 //! - `web` (feature `web`, on by default): HTTP, WebSocket and socket.io for browsers;
 //!   `socketio`: a socket.io-style server API on it.
+//! - [`systemd`]: socket activation and readiness notification.
+//! - [`workers`]: `serve --workers N`, the supervisor and its worker processes.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
@@ -35,6 +38,7 @@
 
 pub mod addr;
 pub mod bus;
+mod clock;
 pub mod connect;
 pub mod context;
 pub mod error;
@@ -50,13 +54,18 @@ mod listener;
 pub mod load;
 pub mod log_limit;
 pub mod options;
+mod outbound;
 pub mod printable;
+mod reserve_fd;
 pub mod serve;
 pub mod services;
 mod socket;
+pub mod socket_error;
 #[cfg(feature = "web")]
 pub mod socketio;
+pub mod stats;
 pub mod stdin;
+pub mod systemd;
 pub mod text;
 pub mod timers;
 pub mod units;
@@ -64,13 +73,16 @@ mod warnings;
 #[cfg(feature = "web")]
 pub mod web;
 pub mod wire;
+pub mod workers;
 mod wrap;
 pub mod write_queue;
 
 pub use addr::{Address, SocketAddress};
-pub use context::{Context, Stats};
+pub use context::Context;
 pub use event_loop::EventLoop;
 pub use handler::{Handler, ServerId, SocketId};
 pub use options::{ServerOptions, SocketOptions};
+pub use socket_error::SocketError;
+pub use stats::Stats;
 pub use timers::TimerId;
 pub use write_queue::SharedBytes;

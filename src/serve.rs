@@ -23,6 +23,7 @@ use crate::services::chat::{Chat, ChatConfig};
 use crate::services::echo::Echo;
 use crate::services::hub::{Hub, HubConfig};
 use crate::services::Service;
+use crate::socket_error::SocketError;
 use crate::timers::TimerId;
 
 /// Which built-in service a listener runs: the command line's choice, turned into a
@@ -114,6 +115,8 @@ pub struct Serve {
     shutdown: Option<TimerId>,
     /// The `--stats-interval` timer.
     stats_timer: Option<TimerId>,
+    /// Refreshes systemd's `STATUS=` line, when systemd asked for notifications.
+    status_timer: Option<TimerId>,
     /// Set by a second signal: the loop stops and the process exits with this status.
     exit_status: Option<i32>,
 }
@@ -158,8 +161,14 @@ impl Serve {
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
             stats_timer: None,
+            status_timer: None,
             exit_status: None,
         };
+        if crate::systemd::notifying() {
+            let timer = cx.set_interval(crate::systemd::STATUS_EVERY);
+            cx.set_timer_ref(timer, false);
+            serve.status_timer = Some(timer);
+        }
         if let Some(every) = config.stats_interval {
             let timer = cx.set_interval(every);
             // Counters alone must not keep a shutting-down server alive.
@@ -258,6 +267,7 @@ impl Serve {
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
     /// give stragglers `shutdown_timeout` before they are closed.
     fn begin_shutdown(&mut self, cx: &mut Context) {
+        crate::systemd::notify("STOPPING=1");
         for server in cx.servers() {
             cx.close_server(server);
         }
@@ -359,12 +369,11 @@ impl Handler for Serve {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        log::debug!("socket {}: {}", socket.index(), crate::error::describe(err));
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
-        log::debug!("closed: socket {} (had_error={had_error})", socket.index());
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            log::debug!("socket {}: {}", socket.index(), err.describe());
+        }
+        log::debug!("closed: socket {} (had_error={})", socket.index(), error.is_some());
         // Members leave here whatever closed them (peer reset, output limit, idle timeout).
         if let Some(service) = self.owner(socket) {
             service.on_close(cx, socket);
@@ -385,6 +394,10 @@ impl Handler for Serve {
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
             log_counters(cx);
+            return;
+        }
+        if self.status_timer == Some(timer) {
+            crate::systemd::notify(&crate::systemd::status_line(cx.socket_count() as u64, None));
             return;
         }
         if self.shutdown == Some(timer) {
@@ -431,31 +444,13 @@ impl Handler for Serve {
     }
 }
 
-/// The counters at info level: every `--stats-interval` and on SIGUSR1.
+/// The counters at info level: every `--stats-interval` and on SIGUSR1. A worker sends them
+/// to its supervisor instead, which logs the sum.
 fn log_counters(cx: &Context) {
-    let st = cx.stats();
-    log::info!(
-        "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-         disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-         sender_stalls={} sender_stall_ms={} auth_failures={} auth_throttled={} input_held={} \
-         bytes_in={} bytes_out={}",
-        cx.socket_count(),
-        st.accepted,
-        st.rejected,
-        st.rejected_no_fd,
-        st.output_limit_disconnects,
-        st.input_limit_disconnects,
-        st.input_total_disconnects,
-        st.input_timeout_disconnects,
-        st.timeout_disconnects,
-        st.sender_stalls,
-        st.sender_stall_ms,
-        st.auth_failures,
-        st.auth_throttled,
-        cx.total_held_input(),
-        st.bytes_in,
-        st.bytes_out
-    );
+    let counters = crate::workers::Counters::of(cx);
+    if !crate::workers::worker::report_counters(&counters) {
+        log::info!("stats: {counters}");
+    }
 }
 
 /// Raises the fd limit and settles the loop-wide socket cap (`--max-connections`): the user's

@@ -329,7 +329,7 @@ impl<H: SocketHandler> Handler for Server<H> {
         self.endpoint.on_end(cx, &mut self.app, socket);
     }
 
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _error: Option<&crate::SocketError>) {
         self.endpoint.on_close(cx, &mut self.app, socket);
     }
 

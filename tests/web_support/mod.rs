@@ -56,7 +56,7 @@ impl Handler for EchoServer {
     fn on_end(&mut self, cx: &mut Context, socket: SocketId) {
         self.endpoint.on_end(cx, &mut self.app, socket);
     }
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _error: Option<&netloop::SocketError>) {
         self.endpoint.on_close(cx, &mut self.app, socket);
     }
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
