@@ -136,7 +136,14 @@ impl Serve {
         let mut serve = Serve::new(cx, config)?;
         for (kind, addr) in &config.listeners {
             let service = serve.built_service(*kind, config);
-            let server = serve.listen(cx, service, addr, config.server.clone())?;
+            #[allow(unused_mut)]
+            let mut options = config.server.clone();
+            #[cfg(feature = "web")]
+            if *kind == ServiceKind::Web {
+                // Browsers over the cap get an HTTP answer, not the hub's JSON line.
+                options.reject_message = config.max_sockets.map(|_| crate::web::http::over_capacity());
+            }
+            let server = serve.listen(cx, service, addr, options)?;
             #[cfg(feature = "web")]
             if *kind == ServiceKind::Web
                 && serve.services[usize::from(service.0)].serve_web(server, &config.web)

@@ -141,3 +141,13 @@ fn a_websocket_member_that_stops_reading_is_disconnected_at_the_output_limit() {
     let stats = talker.skip_until(100, |l| l.contains(r#""type":"stats""#));
     assert!(!stats.contains(r#""outputLimitDisconnects":0"#), "{stats}");
 }
+
+#[test]
+fn a_browser_over_the_connection_cap_gets_503() {
+    let (_server, web, _hub) = hub_with_web(&["--max-connections", "1"]);
+    let web: std::net::SocketAddr = web.parse().unwrap();
+    let _first = web_support::ws_connect(web, "/ws");
+    let reply = web_support::http(web, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+}

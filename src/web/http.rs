@@ -296,6 +296,16 @@ impl Response {
     }
 }
 
+/// The answer to a connection over the server's connection cap: `503`, retry in a second.
+pub fn over_capacity() -> Vec<u8> {
+    Response::new(Status::ServiceUnavailable)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Retry-After", "1")
+        .header("Connection", "close")
+        .body(b"503 Service Unavailable: too many connections\n".to_vec())
+        .into_bytes()
+}
+
 /// `fmt::Write` over a byte vector.
 struct ByteWriter<'a>(&'a mut Vec<u8>);
 
