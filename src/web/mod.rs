@@ -8,7 +8,8 @@
 //! - [`socketio`]: Socket.IO v5 packets.
 //!
 //! [`endpoint`] puts them on the loop: one listener for the chat page, `/ws` and `/socket.io/`,
-//! with an application ([`WebApp`]) deciding what the messages mean.
+//! with an application ([`WebApp`]) deciding what the messages mean; [`clients`] is how that
+//! application answers (framing per transport, polling outboxes).
 
 pub mod engineio;
 pub mod framing;
@@ -16,6 +17,8 @@ pub mod http;
 pub mod socketio;
 pub mod websocket;
 
+pub mod clients;
 pub mod endpoint;
 
-pub use endpoint::{ClientId, WebApp, WebClients, WebConfig, WebEndpoint};
+pub use clients::{ClientId, WebClients};
+pub use endpoint::{WebApp, WebConfig, WebEndpoint};
