@@ -63,6 +63,14 @@ fn the_web_listener_is_announced_and_serves_the_chat_page() {
     assert!(page.contains("'/ws'"), "the page talks to /ws");
     // Nothing external: no script or stylesheet from elsewhere.
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+    // HEAD: the same headers, no body.
+    let mut s = std::net::TcpStream::connect(&web).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let head = String::from_utf8(support::read_to_end(&mut s)).unwrap();
+    let length = page.lines().find(|l| l.starts_with("Content-Length:")).unwrap();
+    assert!(head.contains(length), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD sent a body: {head}");
 }
 
 /// Runs `python3 tests/python/SCRIPT ARGS`, failing loudly when `websockets` is missing.

@@ -523,14 +523,17 @@ impl WebEndpoint {
                 if req.method != "GET" && req.method != "HEAD" {
                     return self.refuse(cx, socket, Status::MethodNotAllowed);
                 }
-                let mut r = Response::new(Status::Ok)
+                let mut bytes = Response::new(Status::Ok)
                     .header("Content-Type", "text/html; charset=utf-8")
                     .header("Cache-Control", "no-cache")
-                    .header("X-Content-Type-Options", "nosniff");
-                if req.method == "GET" {
-                    r = r.body(CHAT_PAGE.as_bytes().to_vec());
+                    .header("X-Content-Type-Options", "nosniff")
+                    .body(CHAT_PAGE.as_bytes().to_vec())
+                    .into_bytes();
+                if req.method == "HEAD" {
+                    // The GET's headers (its Content-Length included), without the body.
+                    bytes.truncate(bytes.len() - CHAT_PAGE.len());
                 }
-                cx.write(socket, &r.into_bytes());
+                cx.write(socket, &bytes);
             }
             "/favicon.ico" => {
                 cx.write(socket, &Response::new(Status::NoContent).into_bytes());
