@@ -276,8 +276,19 @@ impl WebApp for HubApp<'_> {
         let json = Value::Object(fields).to_string();
         if self.request(cx, client, json.as_bytes()) {
             if let Some(id) = ack {
-                // The reply (if any) arrives as its own event; the ack says it was taken.
-                web.ack(cx, client, id, "");
+                // The reply (if any) arrives as its own event; the ack says it was taken, after
+                // the reply: over polling it follows the reply through the pair.
+                match self.members.get(&client).and_then(|m| m.pair.as_ref()).filter(|p| !p.retired) {
+                    Some(pair) => {
+                        let mut packet = crate::web::socketio::ack(id, "").into_bytes();
+                        packet.insert(0, crate::web::engineio::PacketType::Message.digit() as u8);
+                        packet.push(crate::web::engineio::SEPARATOR as u8);
+                        if cx.is_writable(pair.writer) {
+                            cx.write(pair.writer, &packet);
+                        }
+                    }
+                    None => web.ack(cx, client, id, ""),
+                }
             }
         }
     }
