@@ -89,5 +89,13 @@ main(async () => {
   const reply = await synced;
   if (reply.clientName !== 'bob') throw new Error(JSON.stringify(reply));
   ok.close();
+
+  step('socket.io with the token in its handshake auth: a sync without one is let in');
+  const authed = io(`http://${web}`, { forceNew: true, reconnection: false, auth: { token: 's3cret' } });
+  await new Promise((resolve, reject) => { authed.once('connect', resolve); authed.once('connect_error', reject); });
+  const authedSynced = new Promise((resolve) => authed.once('synced', resolve));
+  authed.emit('sync', { clientName: 'carol' });
+  if ((await authedSynced).clientName !== 'carol') throw new Error('auth token not used');
+  authed.close();
   return { ok: true };
 }, 20000);

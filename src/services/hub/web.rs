@@ -43,6 +43,9 @@ struct Pair {
 struct WebMember {
     member: MemberId,
     pair: Option<Pair>,
+    /// `auth.token` from the socket.io handshake (`io(url, {auth: {token}})`): a `sync` that
+    /// carries no token of its own carries this one.
+    token: Option<String>,
 }
 
 /// The pair ends, to the client they carry output for.
@@ -222,8 +225,9 @@ impl WebApp for HubApp<'_> {
         cx: &mut Context,
         web: &mut WebClients,
         client: ClientId,
-        _auth: Option<&Value>,
+        auth: Option<&Value>,
     ) -> bool {
+        let token = auth.and_then(|a| a.get("token")).and_then(Value::as_str).map(str::to_string);
         let peer = web.current_socket().and_then(|s| cx.remote_address(s));
         let mut pair = None;
         let link = if !web.is_socketio(client) {
@@ -240,7 +244,7 @@ impl WebApp for HubApp<'_> {
         };
         match self.core.admit(cx, link, peer) {
             Some(member) => {
-                self.members.insert(client, WebMember { member, pair });
+                self.members.insert(client, WebMember { member, pair, token });
                 true
             }
             None => {
@@ -273,6 +277,11 @@ impl WebApp for HubApp<'_> {
             None => Map::new(),
         };
         fields.insert("type".to_string(), Value::String(name.to_string()));
+        if name == "sync" && !fields.contains_key("token") {
+            if let Some(token) = self.members.get(&client).and_then(|m| m.token.clone()) {
+                fields.insert("token".to_string(), Value::String(token));
+            }
+        }
         let json = Value::Object(fields).to_string();
         if self.request(cx, client, json.as_bytes()) {
             if let Some(id) = ack {
