@@ -1,0 +1,8 @@
+//! Hub and chat across processes and machines through Redis: the bus of a node of a cluster.
+//!
+//! - [`resp`]: RESP2, Redis's wire protocol, as a bounded sans-IO codec.
+//! - [`conn`]: one Redis connection as a loop socket (handshake, pipelining, reply timeouts,
+//!   reconnect with back-off).
+
+pub mod conn;
+pub mod resp;
