@@ -72,6 +72,11 @@ impl Redis {
         Self::launch(dir, listen, extra.iter().map(|s| s.to_string()).collect())
     }
 
+    /// A Redis on the Unix socket `path` (which must not exist yet).
+    pub fn start_at(path: &Path) -> Redis {
+        Self::launch(fresh_dir(), Listen::Unix(path.to_path_buf()), Vec::new())
+    }
+
     /// A Redis on a free loopback TCP port.
     pub fn start_tcp(extra: &[&str]) -> Redis {
         let dir = fresh_dir();
