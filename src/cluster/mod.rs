@@ -3,6 +3,8 @@
 //! - [`resp`]: RESP2, Redis's wire protocol, as a bounded sans-IO codec.
 //! - [`conn`]: one Redis connection as a loop socket (handshake, pipelining, reply timeouts,
 //!   reconnect with back-off).
+//! - [`envelope`]: what nodes say to each other, with origin and sequence number.
 
 pub mod conn;
+pub mod envelope;
 pub mod resp;
