@@ -4,7 +4,9 @@
 //! - [`conn`]: one Redis connection as a loop socket (handshake, pipelining, reply timeouts,
 //!   reconnect with back-off).
 //! - [`envelope`]: what nodes say to each other, with origin and sequence number.
+//! - [`peers`]: the other nodes as this one knows them: their members, liveness, counters.
 
 pub mod conn;
 pub mod envelope;
+pub mod peers;
 pub mod resp;
