@@ -81,6 +81,11 @@ pub enum Body {
         /// The encoded line.
         line: Vec<u8>,
     },
+    /// The sender is about to publish all its members (answering `Hello` or `Want`).
+    Announcing,
+    /// The sender published all its members: any member of it not re-announced since
+    /// `Announcing` is gone.
+    Announced,
     /// The sender is leaving the cluster cleanly: its members are gone now.
     Bye,
 }
@@ -150,6 +155,8 @@ impl Envelope {
                 netstring(out, to.as_bytes());
                 netstring(out, line);
             }
+            Body::Announcing => out.extend_from_slice(b"A\n"),
+            Body::Announced => out.extend_from_slice(b"Z\n"),
             Body::Bye => out.extend_from_slice(b"Q\n"),
         }
     }
@@ -197,6 +204,8 @@ impl Envelope {
                 Body::Broadcast { room, line: r.field()?.to_vec() }
             }
             b"D" => Body::Direct { to: r.text()?, line: r.field()?.to_vec() },
+            b"A" => Body::Announcing,
+            b"Z" => Body::Announced,
             b"Q" => Body::Bye,
             _ => return None,
         };
@@ -299,6 +308,8 @@ mod tests {
     fn every_kind_round_trips_with_awkward_bytes() {
         round_trip(Body::Hello);
         round_trip(Body::Bye);
+        round_trip(Body::Announcing);
+        round_trip(Body::Announced);
         round_trip(Body::Want(NodeId(7)));
         round_trip(Body::Heartbeat { members: 12345 });
         round_trip(Body::Member {
@@ -331,7 +342,7 @@ mod tests {
             b"nl2 0000000000000001 1 H\n",
             b"nl1 1 1 H\n",
             b"nl1 0000000000000001 x H\n",
-            b"nl1 0000000000000001 1 Z\n",
+            b"nl1 0000000000000001 1 Y\n",
             b"nl1 0000000000000001 1 H\ntrailing",
             b"nl1 0000000000000001 1 D\n3:bob,99:hi,",
             b"nl1 0000000000000001 1 M\n1:s,-,99999999999:",

@@ -21,9 +21,13 @@ struct Peer {
     last_heard: Duration,
     /// Its members by session id.
     members: HashMap<String, MemberInfo>,
-    /// The join order of its members, for a stable `list`.
+    /// Counts member arrivals and refreshes; `joined` orders `list`, `touched` finds the
+    /// members an announcement did not repeat.
     order: u64,
     joined: HashMap<String, u64>,
+    touched: HashMap<String, u64>,
+    /// `order` when its current announcement began.
+    announcing: Option<u64>,
 }
 
 /// Counters the bus reports (stats, logs).
@@ -122,6 +126,22 @@ impl Peers {
                 self.remove_member(origin, &session);
                 Verdict::Deliver(Body::Gone { session, notice })
             }
+            Body::Announcing => {
+                peer.announcing = Some(peer.order);
+                Verdict::Nothing
+            }
+            Body::Announced => {
+                let Some(mark) = peer.announcing.take() else { return Verdict::Nothing };
+                let stale: Vec<String> =
+                    peer.touched.iter().filter(|(_, &t)| t <= mark).map(|(s, _)| s.clone()).collect();
+                let gone: Vec<MemberInfo> =
+                    stale.iter().filter_map(|s| self.remove_member(origin, s)).collect();
+                if gone.is_empty() {
+                    Verdict::Nothing
+                } else {
+                    Verdict::Left(gone)
+                }
+            }
             // From a node not known yet, too: its next heartbeat asks for its members.
             body @ (Body::Broadcast { .. } | Body::Direct { .. }) => Verdict::Deliver(body),
         }
@@ -141,9 +161,10 @@ impl Peers {
                 }
             }
         } else {
-            peer.order += 1;
-            peer.joined.insert(info.session.clone(), peer.order);
+            peer.joined.insert(info.session.clone(), peer.order + 1);
         }
+        peer.order += 1;
+        peer.touched.insert(info.session.clone(), peer.order);
         if let Some(name) = &info.name {
             self.names.insert(name.clone(), (node, info.session.clone()));
         }
@@ -154,6 +175,7 @@ impl Peers {
         let peer = self.nodes.get_mut(&node)?;
         let gone = peer.members.remove(session)?;
         peer.joined.remove(session);
+        peer.touched.remove(session);
         if let Some(name) = &gone.name {
             if self.names.get(name).is_some_and(|(n, s)| *n == node && s == session) {
                 self.names.remove(name);
@@ -306,6 +328,22 @@ mod tests {
             v => panic!("{v:?}"),
         }
         assert_eq!(p.node_count(), 0);
+    }
+
+    #[test]
+    fn an_announcement_sweeps_the_members_it_did_not_repeat() {
+        let mut p = Peers::new(ME);
+        p.receive(MS, env(1, member("s1", Some("ann"))));
+        p.receive(MS, env(2, member("s2", Some("bob"))));
+        p.receive(MS, env(3, Body::Announcing));
+        p.receive(MS, env(4, member("s2", Some("bob"))));
+        match p.receive(MS, env(5, Body::Announced)) {
+            Verdict::Left(ms) => assert_eq!(ms[0].session, "s1"),
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(p.holder("ann"), None);
+        assert_eq!(p.holder("bob"), Some((OTHER, "s2")));
+        assert_eq!(p.receive(MS, env(6, Body::Announced)), Verdict::Nothing);
     }
 
     #[test]
