@@ -308,6 +308,51 @@ struct ServeArgs {
     /// After SIGINT/SIGTERM, how long queued output may take to flush before exit.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Chat and hub across processes and machines (see docs/operations.md, "Cluster").
+#[cfg(feature = "cluster")]
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Chat and hub: be one node of a cluster through this Redis: redis://[:PASSWORD@]HOST:PORT
+    /// or unix:PATH. Unreachable at start: an error, unless --cluster-retry.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
+    /// With --cluster: start even if Redis is unreachable, serve alone and keep retrying.
+    #[arg(long, requires = "cluster")]
+    cluster_retry: bool,
+
+    /// With --cluster: how often a node tells it is alive; it is gone for the others after
+    /// three missed, and so are its names.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    cluster_heartbeat: Duration,
+}
+
+/// The cluster settings, after checking (unless told to retry) that Redis answers.
+#[cfg(feature = "cluster")]
+fn cluster_config(args: ClusterArgs) -> std::io::Result<Option<netloop::cluster::ClusterConfig>> {
+    use netloop::cluster::{conn::Endpoint, probe, ClusterConfig};
+    let Some(url) = args.cluster else { return Ok(None) };
+    let endpoint = Endpoint::parse(&url).map_err(std::io::Error::other)?;
+    if args.cluster_heartbeat < Duration::from_millis(50) || args.cluster_heartbeat > Duration::from_secs(60)
+    {
+        return Err(std::io::Error::other("--cluster-heartbeat must be between 50ms and 60s"));
+    }
+    let mut config = ClusterConfig::new(endpoint);
+    config.heartbeat = args.cluster_heartbeat;
+    if !args.cluster_retry {
+        probe(&config.endpoint, Duration::from_secs(3)).map_err(|e| {
+            std::io::Error::other(format!(
+                "--cluster: {e}; start Redis, fix the URL, or pass --cluster-retry to serve alone until it answers"
+            ))
+        })?;
+    }
+    Ok(Some(config))
 }
 
 fn parse_addr(s: &str) -> Result<Address, String> {
@@ -406,7 +451,11 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
         );
     }
     let max_sockets = settle_max_sockets(args.max_connections);
+    #[cfg(feature = "cluster")]
+    let cluster = cluster_config(args.cluster)?;
     let config = ServeConfig {
+        #[cfg(feature = "cluster")]
+        cluster,
         listeners,
         max_sockets: Some(max_sockets),
         server: ServerOptions {

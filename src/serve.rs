@@ -62,6 +62,9 @@ pub struct ServeConfig {
     /// Bounds on the unfinished lines and frames chat and hub hold (`--max-input-total`,
     /// `--input-timeout`). Echo holds none: it is a pipe.
     pub input: InputLimits,
+    /// `--cluster`: chat and hub are nodes of a cluster through Redis.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServeConfig {
@@ -77,6 +80,8 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: None,
             input: InputLimits::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }

@@ -266,9 +266,13 @@ impl RedisBus {
             self.last_beat = now;
             self.heartbeat(cx);
         }
-        for (_, members) in self.peers.expire(now, self.config.dead_after()) {
-            if !members.is_empty() {
-                self.events.push_back(BusEvent::Left(members));
+        // Silence means a node is gone only while we can hear: not while our own subscriber
+        // is down (Redis restarting), when every node is silent.
+        if self.up.1 {
+            for (_, members) in self.peers.expire(now, self.config.dead_after()) {
+                if !members.is_empty() {
+                    self.events.push_back(BusEvent::Left(members));
+                }
             }
         }
         self.pump(cx);
@@ -444,11 +448,13 @@ impl RedisBus {
         }
     }
 
-    fn connection_up(&mut self, _cx: &mut Context, commands: bool) {
+    fn connection_up(&mut self, cx: &mut Context, commands: bool) {
         if commands {
             self.up.0 = true;
         } else {
             self.up.1 = true;
+            // The others get a full dead-after time from now to be heard again.
+            self.peers.heard_all(cx.elapsed());
         }
     }
 

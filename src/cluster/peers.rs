@@ -226,6 +226,13 @@ impl Peers {
         out
     }
 
+    /// Counts every node as heard at `now` (this node could not hear anyone until now).
+    pub fn heard_all(&mut self, now: Duration) {
+        for peer in self.nodes.values_mut() {
+            peer.last_heard = now;
+        }
+    }
+
     /// Forgets every node (this node was away and its view is stale), returning each node's
     /// members, so the caller can announce them offline before the fresh state arrives.
     pub fn forget_all(&mut self) -> Vec<(NodeId, Vec<MemberInfo>)> {

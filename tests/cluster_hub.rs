@@ -1,0 +1,340 @@
+//! The hub across nodes: two or three `netloop serve --hub --cluster` processes sharing a
+//! private `redis-server`, with clients on different nodes. Every test starts its own Redis.
+#![cfg(feature = "cluster")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::redis::Redis;
+use support::{LineClient, Netloop, WAIT};
+
+/// The heartbeat the tests run with: nodes are declared gone after three of them.
+const HEARTBEAT: &str = "200ms";
+
+/// A hub node of the cluster on `redis`.
+fn node(redis: &Redis, extra: &[&str]) -> (Netloop, SocketAddr) {
+    let url = redis.url();
+    let mut args = vec!["--cluster", url.as_str(), "--cluster-heartbeat", HEARTBEAT];
+    args.extend_from_slice(extra);
+    Netloop::serve_one("hub", &args)
+}
+
+/// Connects and registers as `name`.
+fn named(addr: SocketAddr, name: &str) -> LineClient {
+    let mut c = LineClient::connect(addr);
+    sync(&mut c, name);
+    c
+}
+
+fn sync(c: &mut LineClient, name: &str) {
+    c.send(format!(r#"{{"type":"sync","clientName":"{name}"}}"#));
+    let sid = c.id.clone();
+    c.expect(&format!(r#"{{"type":"synced","clientName":"{name}","sessionId":"{sid}"}}"#));
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// `list` from `c` until `check` holds for the reply (bounded): the directory is replicated,
+/// so what another node did shows up within a heartbeat or so.
+fn list_until(
+    c: &mut LineClient,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.send(r#"{"type":"list"}"#);
+        let line = c.skip_until(10_000, |l| l.starts_with(r#"{"type":"list""#));
+        let v = json(&line);
+        if check(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{}: never saw {what}; last list: {line}", c.id);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn names_in(list: &serde_json::Value) -> Vec<String> {
+    list["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["clientName"].as_str().map(String::from))
+        .collect()
+}
+
+fn sees(c: &mut LineClient, name: &str) {
+    list_until(c, &format!("{name} listed"), |v| names_in(v).iter().any(|n| n == name));
+}
+
+fn sees_no(c: &mut LineClient, name: &str) {
+    list_until(c, &format!("{name} gone"), |v| !names_in(v).iter().any(|n| n == name));
+}
+
+#[test]
+fn broadcasts_reach_every_other_node_once_in_the_order_sent() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let (_c, c) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut bob = named(b, "bob");
+    let mut cat = named(c, "cat");
+    let mut ann2 = named(a, "ann2");
+    sees(&mut bob, "ann");
+    sees(&mut cat, "ann");
+    sees(&mut ann, "cat");
+    for i in 0..300 {
+        ann.send(format!(r#"{{"type":"broadcast","message":{i}}}"#));
+    }
+    for who in [&mut bob, &mut cat, &mut ann2] {
+        for i in 0..300 {
+            let line = who.skip_until(100, |l| l.starts_with(r#"{"type":"broadcast""#));
+            assert_eq!(line, format!(r#"{{"type":"broadcast","from":"ann","message":{i}}}"#), "{}", who.id);
+        }
+    }
+    // Exactly once: nothing more after a round trip that follows them.
+    bob.send(r#"{"type":"broadcast","message":"end"}"#);
+    let end = ann.skip_until(1000, |l| l.starts_with(r#"{"type":"broadcast""#));
+    assert_eq!(end, r#"{"type":"broadcast","from":"bob","message":"end"}"#, "ann never hears her own");
+    let end = cat.skip_until(1000, |l| l.starts_with(r#"{"type":"broadcast""#));
+    assert_eq!(end, r#"{"type":"broadcast","from":"bob","message":"end"}"#, "a duplicate reached cat");
+}
+
+#[test]
+fn room_broadcasts_reach_the_room_on_every_node_only() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut bob = named(b, "bob");
+    let mut cat = named(b, "cat");
+    bob.send(r#"{"type":"join","room":"ops"}"#);
+    bob.expect(r#"{"type":"joined","room":"ops"}"#);
+    list_until(&mut ann, "bob in ops", |v| {
+        v["clients"].as_array().unwrap().iter().any(|c| c["clientName"] == "bob" && c["rooms"][0] == "ops")
+    });
+    ann.send(r#"{"type":"broadcast","room":"ops","message":"for ops"}"#);
+    ann.send(r#"{"type":"broadcast","message":"for all"}"#);
+    let got = bob.skip_until(100, |l| l.contains(r#""type":"broadcast""#));
+    assert_eq!(got, r#"{"type":"broadcast","from":"ann","room":"ops","message":"for ops"}"#);
+    let got = cat.skip_until(100, |l| l.contains(r#""type":"broadcast""#));
+    assert_eq!(got, r#"{"type":"broadcast","from":"ann","message":"for all"}"#, "cat is not in ops");
+}
+
+#[test]
+fn a_name_is_unique_across_the_cluster_and_free_again_when_its_holder_leaves() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let ann = named(a, "ann");
+    let mut other = LineClient::connect(b);
+    other.send(r#"{"type":"sync","clientName":"ann"}"#);
+    let line = other.line();
+    assert!(line.starts_with(r#"{"type":"error","code":"name_taken""#), "{line}");
+    assert_eq!(redis.command(&["EXISTS", "netloop:hub:name:ann"]), ":1", "the lease is in Redis");
+    drop(ann);
+    redis.wait_for(&["EXISTS", "netloop:hub:name:ann"], "ann's lease released", |r| r == ":0");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        other.send(r#"{"type":"sync","clientName":"ann"}"#);
+        let line = other.line();
+        if line.starts_with(r#"{"type":"synced""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ann never free on node b: {line}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn info_reaches_a_name_on_another_node_and_an_unknown_name_is_refused_at_once() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut bob = named(b, "bob");
+    sees(&mut ann, "bob");
+    ann.send(r#"{"type":"info","to":"bob","message":{"x":[1, 2]}}"#);
+    bob.expect(r#"{"type":"info","from":"ann","message":{"x":[1, 2]}}"#);
+    let started = Instant::now();
+    ann.send(r#"{"type":"info","to":"nobody","message":1}"#);
+    let line = ann.skip_until(100, |l| l.contains("error"));
+    assert!(line.starts_with(r#"{"type":"error","code":"no_such_client""#), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered from the directory, not a timeout");
+}
+
+#[test]
+fn list_counts_and_presence_cover_the_cluster() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "bob");
+    let ann = named(a, "ann");
+    let online = bob.skip_until(100, |l| l.contains(r#""type":"online""#));
+    assert_eq!(json(&online)["clientName"], "ann");
+    assert_eq!(json(&online)["sessionId"], ann.id.as_str());
+    let list = list_until(&mut bob, "ann and bob", |v| v["count"] == 2);
+    assert_eq!(names_in(&list).len(), 2);
+    bob.send(r#"{"type":"stats"}"#);
+    let stats = json(&bob.skip_until(100, |l| l.contains(r#""type":"stats""#)));
+    assert_eq!(stats["hubClients"], 2);
+    drop(ann);
+    let offline = bob.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    assert_eq!(json(&offline)["clientName"], "ann");
+    sees_no(&mut bob, "ann");
+}
+
+#[test]
+fn a_node_killed_with_sigkill_is_offline_everywhere_and_its_names_free_within_the_dead_time() {
+    let redis = Redis::start();
+    let (mut a, a_addr) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let _ann = named(a_addr, "ann");
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "ann");
+    let killed = Instant::now();
+    a.signal(9);
+    let offline = bob.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    let took = killed.elapsed();
+    assert_eq!(json(&offline)["clientName"], "ann");
+    // Three heartbeats of 200 ms, plus a tick and scheduling noise.
+    assert!(took < Duration::from_secs(5), "offline after {took:?}");
+    let mut again = LineClient::connect(b);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        again.send(r#"{"type":"sync","clientName":"ann"}"#);
+        if again.line().starts_with(r#"{"type":"synced""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ann's name never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(killed.elapsed() < Duration::from_secs(5), "name freed after {:?}", killed.elapsed());
+}
+
+#[test]
+fn a_stalled_node_is_treated_as_gone_and_rejoins_cleanly_when_it_resumes() {
+    let redis = Redis::start();
+    let (a, a_addr) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut ann = named(a_addr, "ann");
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "ann");
+    sees(&mut ann, "bob");
+    a.signal(libc::SIGSTOP);
+    let offline = bob.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    assert_eq!(json(&offline)["clientName"], "ann");
+    sees_no(&mut bob, "ann");
+    a.signal(libc::SIGCONT);
+    // Back: bob sees ann again, ann sees bob, and messages flow both ways.
+    sees(&mut bob, "ann");
+    sees(&mut ann, "bob");
+    bob.send(r#"{"type":"broadcast","message":"welcome back"}"#);
+    let got = ann.skip_until(1000, |l| l.contains("welcome back"));
+    assert_eq!(got, r#"{"type":"broadcast","from":"bob","message":"welcome back"}"#);
+    ann.send(r#"{"type":"info","to":"bob","message":"hi"}"#);
+    let got = bob.skip_until(1000, |l| l.contains(r#""type":"info""#));
+    assert_eq!(got, r#"{"type":"info","from":"ann","message":"hi"}"#);
+}
+
+#[test]
+fn a_redis_restart_loses_only_cross_node_messages_of_the_outage_and_everything_comes_back() {
+    let mut redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (mut b_node, b) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut ann_local = named(a, "ann-local");
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "ann");
+    redis.stop();
+    // Local delivery never stops.
+    ann.send(r#"{"type":"broadcast","message":"during"}"#);
+    let got = ann_local.skip_until(100, |l| l.contains("during"));
+    assert_eq!(got, r#"{"type":"broadcast","from":"ann","message":"during"}"#);
+    redis.restart();
+    // Names re-asserted, presence re-announced, one subscription per node.
+    redis.wait_for(&["EXISTS", "netloop:hub:name:ann"], "ann's lease re-asserted", |r| r == ":1");
+    redis.wait_for(&["EXISTS", "netloop:hub:name:bob"], "bob's lease re-asserted", |r| r == ":1");
+    sees(&mut bob, "ann");
+    sees(&mut ann, "bob");
+    let subs = redis
+        .wait_for(&["PUBLISH", "netloop:hub:bus", "not a bus message"], "both nodes back", |r| r == ":2");
+    assert_eq!(subs, ":2");
+    ann.send(r#"{"type":"broadcast","message":"after"}"#);
+    let got = bob.skip_until(1000, |l| l.contains(r#""type":"broadcast""#));
+    assert_eq!(got, r#"{"type":"broadcast","from":"ann","message":"after"}"#, "'during' never crosses");
+    // The loss is reported.
+    b_node.signal(15);
+    b_node.wait_exit(WAIT);
+    let log = b_node.stderr();
+    assert!(log.contains("missed") || log.contains("not sent"), "{log}");
+}
+
+#[test]
+fn an_unreachable_redis_at_start_is_a_clear_error_unless_retry_is_asked() {
+    let dir = std::env::temp_dir().join(format!("netloop-cluster-none-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("redis.sock");
+    let url = format!("unix:{}", path.display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["serve", "--hub", "127.0.0.1:0", "--cluster", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach Redis") && err.contains("--cluster-retry"), "{err}");
+
+    // With --cluster-retry it serves at once, alone, and joins when Redis appears.
+    let (_a, a) =
+        Netloop::serve_one("hub", &["--cluster", &url, "--cluster-retry", "--cluster-heartbeat", HEARTBEAT]);
+    let mut ann = named(a, "ann");
+    let redis = Redis::start_at(&path);
+    let (_b, b) = node(&redis, &[]);
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "ann");
+    sees(&mut ann, "bob");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_subscriber_cut_at_its_output_limit_reconnects_and_says_so() {
+    let redis = Redis::start();
+    let (mut slow, slow_addr) = node(&redis, &[]);
+    let (_fast, fast) = node(&redis, &[]);
+    let mut ann = named(fast, "ann");
+    let mut bob = named(slow_addr, "bob");
+    sees(&mut bob, "ann");
+    // Tiny pubsub output limit, and the slow node stopped so it cannot read its subscription.
+    redis.command(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 64kb 32kb 1"]);
+    slow.signal(libc::SIGSTOP);
+    let big = "x".repeat(16 * 1024);
+    for _ in 0..32 {
+        ann.send(format!(r#"{{"type":"broadcast","message":"{big}"}}"#));
+    }
+    // Redis drops the slow subscriber; the fast node's publish says so (one receiver left).
+    redis.wait_for(&["PUBSUB", "NUMSUB", "netloop:hub:bus"], "the slow subscriber cut", |r| {
+        r.starts_with('*')
+    });
+    let deadline = Instant::now() + WAIT;
+    while redis.command(&["PUBLISH", "netloop:hub:bus", "probe"]) != ":1" {
+        assert!(Instant::now() < deadline, "redis never cut the slow subscriber");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis.command(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 32mb 8mb 60"]);
+    slow.signal(libc::SIGCONT);
+    // It reconnects, re-subscribes once and hears new messages.
+    redis.wait_for(&["PUBLISH", "netloop:hub:bus", "probe"], "the slow node back", |r| r == ":2");
+    ann.send(r#"{"type":"broadcast","message":"after the cut"}"#);
+    bob.skip_until(10_000, |l| l.contains("after the cut"));
+    slow.signal(15);
+    slow.wait_exit(WAIT);
+    let log = slow.stderr();
+    assert!(log.contains("client-output-buffer-limit"), "{log}");
+}
