@@ -193,7 +193,7 @@ fn list_counts_and_presence_cover_the_cluster() {
 #[test]
 fn a_node_killed_with_sigkill_is_offline_everywhere_and_its_names_free_within_the_dead_time() {
     let redis = Redis::start();
-    let (mut a, a_addr) = node(&redis, &[]);
+    let (a, a_addr) = node(&redis, &[]);
     let (_b, b) = node(&redis, &[]);
     let _ann = named(a_addr, "ann");
     let mut bob = named(b, "bob");
