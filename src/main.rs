@@ -137,6 +137,10 @@ enum LoadMode {
         /// Pad each message text to this size (0: about 40 bytes, unpadded).
         #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
         size: usize,
+        /// Connect the senders here instead of ADDR: another node of the same --cluster, so
+        /// every delivery crosses nodes.
+        #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+        senders_at: Option<Address>,
         /// After -T, how long to wait for deliveries still in flight.
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
@@ -521,6 +525,7 @@ fn load(args: LoadArgs) -> ExitCode {
             rate,
             rate_per_conn,
             size,
+            senders_at,
             drain_timeout,
             common,
         } => {
@@ -529,7 +534,7 @@ fn load(args: LoadArgs) -> ExitCode {
                 ProtocolArg::Hub => FanoutProtocol::Hub,
             };
             let rate = total_rate(rate, rate_per_conn, senders);
-            let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size });
+            let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size, senders_at });
             return run_load(addr, common, mode, drain_timeout);
         }
     };

@@ -114,9 +114,16 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
             ));
         }
     }
+    let split_target = match mode {
+        Mode::Fanout(FanoutConfig { receivers, senders_at: Some(addr), .. }) => {
+            Some((*receivers, addr.resolve_one()?))
+        }
+        _ => None,
+    };
     let settings = RunSettings {
         mode: mode.name(),
         target,
+        split_target,
         target_text: config.target.to_string(),
         duration: config.duration,
         connect_rate: config.connect_rate,

@@ -111,6 +111,9 @@ pub(crate) struct RunSettings {
     pub mode: &'static str,
     /// Where to connect (resolved once, before the run).
     pub target: SocketAddress,
+    /// Slots from this one on connect to this other address instead (fan-out senders on
+    /// another node of a cluster).
+    pub split_target: Option<(usize, SocketAddress)>,
     /// The target as the user typed it, for the report.
     pub target_text: String,
     /// The window (`-T`).
@@ -288,7 +291,11 @@ impl<W: Workload> Runner<W> {
         {
             let slot = self.next_slot;
             self.next_slot += 1;
-            let socket = cx.connect_from(&self.s.target, self.s.sources.source_for(slot));
+            let target = match &self.s.split_target {
+                Some((first, other)) if slot >= *first => other,
+                _ => &self.s.target,
+            };
+            let socket = cx.connect_from(target, self.s.sources.source_for(slot));
             if self.slot_of.len() <= socket.index() {
                 self.slot_of.resize(socket.index() + 1, u32::MAX);
             }
