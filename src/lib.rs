@@ -33,6 +33,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod addr;
+pub mod bus;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod connect;

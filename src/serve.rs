@@ -285,7 +285,7 @@ impl Handler for Serve {
         let service = self.listeners.get(server.index()).copied().flatten();
         set_slot(&mut self.owners, socket.index(), service);
         if let Some(service) = self.owner(socket) {
-            service.on_connection(cx, socket);
+            service.on_connection(cx, server, socket);
         }
     }
 

@@ -13,7 +13,7 @@ use netloop::context::Context;
 use netloop::input_budget::InputCut;
 use netloop::serve::{Serve, ServeConfig};
 use netloop::services::Service;
-use netloop::{EventLoop, ServerOptions, SocketAddress, SocketId, TimerId};
+use netloop::{EventLoop, ServerId, ServerOptions, SocketAddress, SocketId, TimerId};
 
 type Journal = Rc<RefCell<Vec<String>>>;
 
@@ -55,7 +55,7 @@ impl Service for Recorder {
         self.dialed.contains(&socket)
     }
 
-    fn on_connection(&mut self, cx: &mut Context, _socket: SocketId) {
+    fn on_connection(&mut self, cx: &mut Context, _server: ServerId, _socket: SocketId) {
         self.note("connection");
         if let Some(addr) = &self.dial {
             self.dialed.push(cx.connect(addr));

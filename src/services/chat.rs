@@ -20,14 +20,17 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::bus::{Audience, Bus, Claim, LocalBus, Published};
 use crate::context::Context;
-use crate::handler::SocketId;
+use crate::handler::{ServerId, SocketId};
 use crate::line::LineSplitter;
 use crate::printable::for_log;
 use crate::services::http_probe;
+use crate::services::member::{self, Link, MemberId, Outgoing};
+use crate::services::per_socket::PerSocket;
 use crate::services::presence::{self, Change, Presence, PRESENCE_INTERVAL};
 use crate::services::telnet::TelnetFilter;
-use crate::services::{peer_label, send, send_shared, Roster};
+use crate::services::{peer_label, send, Roster};
 use crate::timers::TimerId;
 use crate::wire::chat::{self as wire, Input};
 use crate::write_queue::SharedBytes;
@@ -77,6 +80,8 @@ struct Held {
 /// One connected chat client.
 #[derive(Debug)]
 struct Member {
+    /// How it is reached.
+    link: Link,
     /// What others see: the nick if one was picked, else the peer label.
     name: String,
     /// Whether `name` is a nick (and so held in the nick table).
@@ -100,12 +105,13 @@ struct Member {
 #[derive(Debug)]
 pub struct Chat {
     config: ChatConfig,
-    members: Roster<Member>,
+    members: Members,
     /// Members in the room (welcomed), the "online now" count.
     in_room: usize,
     /// Nick to holder, so `/nick` checks uniqueness without scanning. Labels never collide
     /// with nicks: they contain ':', which a nick may not.
-    nicks: HashMap<String, SocketId>,
+    /// Nicks, and what the members of other nodes must hear.
+    bus: Box<dyn Bus>,
     /// Unix-socket peers seen so far; labels them `unix:1`, `unix:2`, ...
     unix_peers: u64,
     /// Where each outgoing line is built.
@@ -130,13 +136,18 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat service with no members yet.
+    /// A chat service alone in its process, with no members yet.
     pub fn new(config: ChatConfig) -> Self {
+        Chat::with_bus(config, Box::new(LocalBus::new()))
+    }
+
+    /// A chat service sharing nicks and lines through `bus`.
+    pub fn with_bus(config: ChatConfig, bus: Box<dyn Bus>) -> Self {
         Chat {
             config,
-            members: Roster::new(),
+            members: Members::default(),
             in_room: 0,
-            nicks: HashMap::new(),
+            bus,
             unix_peers: 0,
             out: Vec::new(),
             waiting: VecDeque::new(),
@@ -183,7 +194,8 @@ impl Chat {
         wire::write_welcome(&mut self.out, &me.name, self.in_room);
         send(cx, socket, &self.out);
         let name = me.name.clone();
-        self.announce(cx, Change::Joined, socket, &name);
+        let Some(id) = self.members.id(socket) else { return };
+        self.announce(cx, Change::Joined, id, &name);
     }
 
     /// Splits `data` into lines and handles each; then starts or stops the wait of the
@@ -313,9 +325,10 @@ impl Chat {
         // Control characters shown, not obeyed: a `\r` or an ESC sequence must not rewrite
         // the others' screens.
         wire::write_message(&mut self.out, &me.name, text);
-        let shared = self.broadcast(cx, Some(socket));
+        let (me, link) = (self.members.id(socket), me.link);
+        let shared = self.broadcast(cx, me);
         if self.config.echo_self {
-            send_shared(cx, socket, &shared);
+            member::deliver(cx, link, &Outgoing::new(MESSAGE, &shared).with_line(&shared));
         }
         true
     }
@@ -362,22 +375,39 @@ impl Chat {
             send(cx, socket, wire::INVALID_NAME);
             return;
         }
-        if self.nicks.get(name).is_some_and(|&holder| holder != socket) {
-            wire::write_name_taken(&mut self.out, name);
-            send(cx, socket, &self.out);
-            return;
+        let Some(id) = self.members.id(socket) else { return };
+        match self.bus.claim(cx, id, name) {
+            Claim::Taken => self.nick_refused(cx, id, name),
+            Claim::Granted => self.nick_granted(cx, id, name),
+            // A bus that asks elsewhere answers through `nick_granted` or `nick_refused`.
+            Claim::Pending => {}
         }
-        let Some(me) = self.members.get_mut(socket) else { return };
+    }
+
+    /// The bus granted `name` to `id`: renamed (its old nick given back), told so, and the
+    /// others hear of it.
+    pub fn nick_granted(&mut self, cx: &mut Context, id: MemberId, name: &str) {
+        let Some(me) = self.members.roster.get_mut(id) else {
+            // Gone while the bus was asked.
+            return self.bus.release(cx, id, name);
+        };
         let old = std::mem::replace(&mut me.name, name.to_string());
-        if me.has_nick {
-            self.nicks.remove(&old);
+        if me.has_nick && old != name {
+            self.bus.release(cx, id, &old);
         }
         me.has_nick = true;
-        self.nicks.insert(name.to_string(), socket);
+        let link = me.link;
         wire::write_you_are_now(&mut self.out, name);
-        send(cx, socket, &self.out);
+        member::send(cx, link, &Outgoing::new(NOTICE, &self.out));
         wire::write_renamed(&mut self.out, &old, name);
-        self.broadcast(cx, Some(socket));
+        self.broadcast(cx, Some(id));
+    }
+
+    /// The bus refused `name` to `id` (another member holds it).
+    pub fn nick_refused(&mut self, cx: &mut Context, id: MemberId, name: &str) {
+        let Some(link) = self.members.roster.get(id).map(|m| m.link) else { return };
+        wire::write_name_taken(&mut self.out, name);
+        member::send(cx, link, &Outgoing::new(NOTICE, &self.out));
     }
 
     /// Sends `last_words`, ends the connection and removes the member at once, so the others
@@ -397,9 +427,9 @@ impl Chat {
 
     /// Removes the member, if still present, and tells the others if it was in the room.
     fn leave(&mut self, cx: &mut Context, socket: SocketId) {
-        let Some(gone) = self.members.remove(socket) else { return };
+        let Some((id, gone)) = self.members.remove(socket) else { return };
         if gone.has_nick {
-            self.nicks.remove(&gone.name);
+            self.bus.release(cx, id, &gone.name);
         }
         if let Some(timer) = gone.flush_timer {
             cx.clear_timer(timer);
@@ -407,22 +437,22 @@ impl Chat {
         }
         if gone.in_room {
             self.in_room -= 1;
-            self.announce(cx, Change::Left, socket, &gone.name);
+            self.announce(cx, Change::Left, id, &gone.name);
         }
     }
 
     /// A join or leave: told at once while the interval's burst allows, else gathered into
     /// the summary that ends the interval.
-    fn announce(&mut self, cx: &mut Context, change: Change, socket: SocketId, name: &str) {
+    fn announce(&mut self, cx: &mut Context, change: Change, id: MemberId, name: &str) {
         if self.presence_told >= presence::BURST || !self.presence.is_empty() {
-            self.presence.record(change, socket, name);
+            self.presence.record(change, id, name);
             return;
         }
         self.presence_told += 1;
         self.notice.clear();
         presence::write_single(&mut self.notice, change, name, self.in_room);
-        let except = (change == Change::Joined).then_some(socket);
-        send_to_room(&self.members, cx, &self.notice, except);
+        let except = (change == Change::Joined).then_some(id);
+        send_to_room(&self.members.roster, cx, &self.notice, except);
         if self.presence_timer.is_none() {
             self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
         }
@@ -434,33 +464,79 @@ impl Chat {
             return;
         }
         let except = self.presence.take_notice(self.in_room, &mut self.notice);
-        send_to_room(&self.members, cx, &self.notice, except);
+        send_to_room(&self.members.roster, cx, &self.notice, except);
     }
 
     /// Sends the line in `out` to every member in the room except `except`, encoded once and
     /// shared by all their queues; returns it so the caller may send it to `except` too.
     /// Joins and leaves gathered so far are told first, so everyone hears of a member before
     /// it speaks.
-    fn broadcast(&mut self, cx: &mut Context, except: Option<SocketId>) -> SharedBytes {
+    /// The other nodes' members hear it too, through the bus.
+    fn broadcast(&mut self, cx: &mut Context, except: Option<MemberId>) -> SharedBytes {
         self.flush_presence(cx);
-        send_to_room(&self.members, cx, &self.out, except)
+        let from = except.and_then(|id| self.members.roster.get(id)).map(|m| m.name.as_str());
+        let published = Published { audience: Audience::Everyone, from, kind: MESSAGE, line: &self.out };
+        self.bus.publish(cx, &published);
+        send_to_room(&self.members.roster, cx, &self.out, except)
     }
 }
+
+/// The type chat gives its broadcast lines, for transports that name messages.
+const MESSAGE: &str = "message";
+/// The type of chat's replies to one member.
+const NOTICE: &str = "notice";
 
 /// Sends `line` to every member in the room but `except`, one allocation shared by all.
 fn send_to_room(
     members: &Roster<Member>,
     cx: &mut Context,
     line: &[u8],
-    except: Option<SocketId>,
+    except: Option<MemberId>,
 ) -> SharedBytes {
     let line: SharedBytes = Rc::from(line);
+    let message = Outgoing::new(MESSAGE, &line).with_line(&line);
     for (id, member) in members.iter() {
         if member.in_room && Some(id) != except {
-            send_shared(cx, id, &line);
+            member::deliver(cx, member.link, &message);
         }
     }
     line
+}
+
+/// Chat's members, and which socket carries each.
+#[derive(Debug, Default)]
+struct Members {
+    roster: Roster<Member>,
+    by_socket: PerSocket<MemberId>,
+}
+
+impl Members {
+    fn insert(&mut self, socket: SocketId, member: Member) {
+        let id = self.roster.insert(member);
+        self.by_socket.insert(socket, id);
+    }
+
+    fn id(&self, socket: SocketId) -> Option<MemberId> {
+        self.by_socket.get(socket).copied()
+    }
+
+    fn get(&self, socket: SocketId) -> Option<&Member> {
+        self.roster.get(self.id(socket)?)
+    }
+
+    fn get_mut(&mut self, socket: SocketId) -> Option<&mut Member> {
+        let id = self.id(socket)?;
+        self.roster.get_mut(id)
+    }
+
+    fn remove(&mut self, socket: SocketId) -> Option<(MemberId, Member)> {
+        let id = self.by_socket.remove(socket)?;
+        Some((id, self.roster.remove(id)?))
+    }
+
+    fn iter(&self) -> crate::services::RosterIter<'_, Member> {
+        self.roster.iter()
+    }
 }
 
 /// Chat's timers never keep a shutting-down server alive: they only matter while members do.
@@ -486,9 +562,10 @@ impl super::Service for Chat {
 
     /// A client connected. It is welcomed, and the others told, when it first sends something
     /// or [`WELCOME_WAIT`] later, whichever comes first.
-    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
-        let label = peer_label(cx, socket, &mut self.unix_peers);
+    fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
+        let label = peer_label(cx.remote_address(socket), &mut self.unix_peers);
         let member = Member {
+            link: Link::line(socket),
             name: label,
             has_nick: false,
             lines: LineSplitter::new(self.config.max_line),

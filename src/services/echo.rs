@@ -5,7 +5,7 @@
 //! plus one read of its data; the rest waits in the kernel and, past that, in the client.
 
 use crate::context::Context;
-use crate::handler::SocketId;
+use crate::handler::{ServerId, SocketId};
 
 /// The echo service. Stateless per connection: an idle echo socket costs only its slot.
 #[derive(Debug, Default, Clone)]
@@ -57,7 +57,7 @@ impl super::Service for Echo {
         line
     }
 
-    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {
+    fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
         Echo::on_connection(self, cx, socket)
     }
 

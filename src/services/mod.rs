@@ -8,6 +8,8 @@ pub mod chat;
 pub mod echo;
 pub mod http_probe;
 pub mod hub;
+pub mod member;
+pub mod per_socket;
 pub mod presence;
 mod roster;
 pub mod telnet;
@@ -16,10 +18,9 @@ pub use roster::{Iter as RosterIter, Roster};
 
 use crate::addr::{display_socket_addr, SocketAddress};
 use crate::context::Context;
-use crate::handler::SocketId;
+use crate::handler::{ServerId, SocketId};
 use crate::input_budget::InputCut;
 use crate::timers::TimerId;
-use crate::write_queue::SharedBytes;
 
 /// A protocol `netloop serve` runs: the events of the sockets it owns. Every socket event has
 /// an empty default, like a Node event nobody listens to.
@@ -39,8 +40,9 @@ pub trait Service {
         false
     }
 
-    /// One of its listeners accepted `socket`.
-    fn on_connection(&mut self, cx: &mut Context, socket: SocketId) {}
+    /// Its listener `server` accepted `socket` (a service with several kinds of listener tells
+    /// them apart by it).
+    fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {}
 
     /// An outbound socket opened for this service finished connecting.
     fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {}
@@ -88,20 +90,11 @@ pub(crate) fn send(cx: &mut Context, socket: SocketId, bytes: &[u8]) {
     }
 }
 
-/// One recipient of a broadcast: queued by reference, corked so every broadcast of this loop
-/// turn reaches it in one syscall, and flow-controlled: if it is left behind, the member whose
-/// message this is stops being read for a while ([`crate::flow`]). Skipped like [`send`].
-pub(crate) fn send_shared(cx: &mut Context, socket: SocketId, line: &SharedBytes) {
-    if cx.is_writable(socket) {
-        cx.write_broadcast(socket, line);
-    }
-}
-
-/// How chat labels a connection and hub names its session: `127.0.0.1:54321` / `[::1]:54321`
-/// for TCP peers (Node's `remoteAddress:remotePort`), `unix:<n>` for Unix-socket peers, which
-/// have no address; `unix_peers` is the service's counter, so n starts at 1 per service.
-pub(crate) fn peer_label(cx: &Context, socket: SocketId, unix_peers: &mut u64) -> String {
-    match cx.remote_address(socket) {
+/// How chat labels a member and hub names its session: `127.0.0.1:54321` / `[::1]:54321` for
+/// TCP peers (Node's `remoteAddress:remotePort`), `unix:<n>` for Unix-socket peers, which have
+/// no address; `unix_peers` is the service's counter, so n starts at 1 per service.
+pub(crate) fn peer_label(peer: Option<SocketAddress>, unix_peers: &mut u64) -> String {
+    match peer {
         Some(SocketAddress::Inet(a)) => display_socket_addr(&a),
         Some(SocketAddress::Unix(_) | SocketAddress::UnnamedUnix) => {
             *unix_peers += 1;

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::handler::SocketId;
+use crate::services::member::MemberId;
 use crate::wire::chat::{self, Names as ShownNames};
 
 pub use crate::wire::chat::Change;
@@ -59,7 +59,7 @@ pub struct Presence {
     joined: Names,
     left: Names,
     /// The member the only recorded change is about, while there is exactly one.
-    only: Option<(Change, SocketId)>,
+    only: Option<(Change, MemberId)>,
 }
 
 impl Presence {
@@ -74,7 +74,7 @@ impl Presence {
     }
 
     /// Adds a change to the batch.
-    pub fn record(&mut self, change: Change, member: SocketId, name: &str) {
+    pub fn record(&mut self, change: Change, member: MemberId, name: &str) {
         self.only = self.is_empty().then_some((change, member));
         match change {
             Change::Joined => self.joined.add(name),
@@ -85,7 +85,7 @@ impl Presence {
     /// Writes the notice for the batch into `out` (cleared first) and empties the batch.
     /// Returns the member who must not get it: one who joined, when its join is all there is
     /// to tell (it had its welcome). A summary of several goes to everyone.
-    pub fn take_notice(&mut self, online: usize, out: &mut Vec<u8>) -> Option<SocketId> {
+    pub fn take_notice(&mut self, online: usize, out: &mut Vec<u8>) -> Option<MemberId> {
         out.clear();
         let except = match self.only {
             Some((change, member)) if self.joined.count + self.left.count == 1 => {
@@ -118,11 +118,11 @@ pub fn write_single(out: &mut Vec<u8>, change: Change, name: &str, online: usize
 mod tests {
     use super::*;
 
-    fn id(n: u32) -> SocketId {
-        SocketId { key: n, gen: 1 }
+    fn id(n: u32) -> MemberId {
+        MemberId { index: n, generation: 1 }
     }
 
-    fn notice(p: &mut Presence, online: usize) -> (String, Option<SocketId>) {
+    fn notice(p: &mut Presence, online: usize) -> (String, Option<MemberId>) {
         let mut out = Vec::new();
         let except = p.take_notice(online, &mut out);
         (String::from_utf8(out).unwrap(), except)

@@ -646,6 +646,23 @@ pub enum Reply<'a> {
 }
 
 impl<'a> Reply<'a> {
+    /// Its `type`: the name transports that name their messages give it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Synced { .. } => "synced",
+            Reply::Online { .. } => "online",
+            Reply::Offline { .. } => "offline",
+            Reply::Info { .. } => "info",
+            Reply::Broadcast { .. } => "broadcast",
+            Reply::Joined { .. } => "joined",
+            Reply::Left { .. } => "left",
+            Reply::Presence { .. } => "presence",
+            Reply::Stats(_) => "stats",
+            Reply::List { .. } => "list",
+            Reply::Error { .. } => "error",
+        }
+    }
+
     /// Writes the reply as one compact JSON line into `out` (cleared first), keys in the
     /// documented order.
     pub fn encode(&self, out: &mut Vec<u8>) {

@@ -17,8 +17,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::context::Context;
-use crate::handler::SocketId;
-use crate::services::send_shared;
+use crate::services::member::{self, Link, MemberId, Outgoing};
 use crate::timers::TimerId;
 use crate::wire::hub::Reply;
 use crate::write_queue::SharedBytes;
@@ -48,8 +47,8 @@ pub struct Presence {
     /// Events held in this window.
     online: u32,
     offline: u32,
-    /// The last [`MAX_NOTICES`] events held: who it is about, and its line.
-    recent: VecDeque<(SocketId, SharedBytes)>,
+    /// The last [`MAX_NOTICES`] events held: who it is about, its type and its line.
+    recent: VecDeque<(MemberId, &'static str, SharedBytes)>,
     /// Where a summary line is built.
     out: Vec<u8>,
 }
@@ -61,14 +60,16 @@ impl Presence {
     }
 
     /// An event about `subject` (whose mark is `mark`; irrelevant for `offline`, the subject
-    /// is gone). Returns true when no window was open: the caller sends `line` to every member
-    /// now, and a window opens. Otherwise the event is held for the window's end.
+    /// is gone), of type `kind`. Returns true when no window was open: the caller sends `line`
+    /// to every member now, and a window opens. Otherwise the event is held for the window's
+    /// end.
     pub fn event(
         &mut self,
         cx: &mut Context,
-        subject: SocketId,
+        subject: MemberId,
         mark: &mut Mark,
         online: bool,
+        kind: &'static str,
         line: &SharedBytes,
     ) -> bool {
         if self.timer.is_none() {
@@ -87,7 +88,7 @@ impl Presence {
         if self.recent.len() == MAX_NOTICES {
             self.recent.pop_front();
         }
-        self.recent.push_back((subject, Rc::clone(line)));
+        self.recent.push_back((subject, kind, Rc::clone(line)));
         false
     }
 
@@ -100,7 +101,7 @@ impl Presence {
     }
 
     /// Ends the window now rather than when its timer fires.
-    pub fn flush_now(&mut self, cx: &mut Context, recipients: impl Iterator<Item = (SocketId, Mark)>) {
+    pub fn flush_now(&mut self, cx: &mut Context, recipients: impl Iterator<Item = (MemberId, Link, Mark)>) {
         if let Some(timer) = self.timer {
             cx.clear_timer(timer);
         }
@@ -114,12 +115,12 @@ impl Presence {
 
     /// The window ended: every recipient, with its mark, gets what the window held for it.
     /// The next window opens if this one held anything.
-    pub fn flush(&mut self, cx: &mut Context, recipients: impl Iterator<Item = (SocketId, Mark)>) {
+    pub fn flush(&mut self, cx: &mut Context, recipients: impl Iterator<Item = (MemberId, Link, Mark)>) {
         self.timer = None;
         let held = self.online as usize + self.offline as usize;
         if held > 0 {
             let mut common: Option<SharedBytes> = None;
-            for (id, mark) in recipients {
+            for (id, link, mark) in recipients {
                 let (on_before, off_before, own) = if mark.window == self.window {
                     (mark.online_before, mark.offline_before, mark.own_online)
                 } else {
@@ -131,9 +132,9 @@ impl Presence {
                 }
                 if after <= MAX_NOTICES {
                     let skip = self.recent.len() - after;
-                    for (subject, line) in self.recent.iter().skip(skip) {
+                    for (subject, kind, line) in self.recent.iter().skip(skip) {
                         if *subject != id {
-                            send_shared(cx, id, line);
+                            member::deliver(cx, link, &Outgoing::new(kind, line).with_line(line));
                         }
                     }
                     continue;
@@ -144,9 +145,10 @@ impl Presence {
                 }
                 if (on_before, off_before, own) == (0, 0, 0) {
                     let line = common.get_or_insert_with(|| summary(&mut self.out, online, offline));
-                    send_shared(cx, id, line);
+                    member::deliver(cx, link, &Outgoing::new("presence", line).with_line(line));
                 } else {
-                    send_shared(cx, id, &summary(&mut self.out, online, offline));
+                    let line = summary(&mut self.out, online, offline);
+                    member::deliver(cx, link, &Outgoing::new("presence", &line).with_line(&line));
                 }
             }
             self.timer = Some(window_timer(cx));
