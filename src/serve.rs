@@ -130,6 +130,9 @@ impl Serve {
             let service = serve.built_service(*kind, config);
             serve.listen(cx, service, addr, config.server.clone())?;
         }
+        for service in &mut serve.services {
+            service.start(cx);
+        }
         Ok(serve)
     }
 
@@ -174,6 +177,16 @@ impl Serve {
         }
         let service: Box<dyn Service> = match kind {
             ServiceKind::Echo => Box::new(Echo { banner: config.echo_banner.clone() }),
+            #[cfg(feature = "cluster")]
+            ServiceKind::Chat if config.cluster.is_some() => {
+                let bus = crate::cluster::RedisBus::new("chat", config.cluster.clone().unwrap());
+                Box::new(Chat::with_bus(config.chat.clone(), Box::new(bus)))
+            }
+            #[cfg(feature = "cluster")]
+            ServiceKind::Hub if config.cluster.is_some() => {
+                let bus = crate::cluster::RedisBus::new("hub", config.cluster.clone().unwrap());
+                Box::new(Hub::with_bus(config.hub.clone(), Box::new(bus)))
+            }
             ServiceKind::Chat => Box::new(Chat::new(config.chat.clone())),
             ServiceKind::Hub => Box::new(Hub::new(config.hub.clone())),
         };
@@ -240,6 +253,9 @@ impl Serve {
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
     /// give stragglers `shutdown_timeout` before they are closed.
     fn begin_shutdown(&mut self, cx: &mut Context) {
+        for service in &mut self.services {
+            service.on_shutdown(cx);
+        }
         for server in cx.servers() {
             cx.close_server(server);
         }

@@ -18,8 +18,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use crate::bus::{Audience, Bus, BusEvent, Claim, Holder, MemberView, Published};
 use crate::context::Context;
 use crate::handler::SocketId;
+use crate::services::member::MemberId;
 use crate::timers::TimerId;
 
 use super::conn::{Conn, ConnEvent, Endpoint, Timing};
@@ -80,43 +82,11 @@ const NAMES_PER_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 enum Purpose {
     Publish,
-    /// A claim of one name, answered to the service.
-    Claim(u64, String),
+    /// A claim of one name for a member, answered to the service.
+    Claim(MemberId, String),
     /// A batch of lease refreshes (or re-assertions after an outage).
     Refresh(Vec<String>),
     Release,
-}
-
-/// The answer to [`RedisBus::claim`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// A node of the cluster holds it.
-    Taken,
-    /// Redis answers later: [`BusEvent::Claimed`] with this token.
-    Pending(u64),
-    /// Redis is unreachable: granted for now, asserted when Redis is back (the member may lose
-    /// it then, [`BusEvent::NameLost`], if another node took it meanwhile).
-    Provisional,
-}
-
-/// What the bus tells its service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusEvent {
-    /// Another node's message for this node's members.
-    Deliver(Body),
-    /// Another node left or was declared gone: these members are offline.
-    Left(Vec<MemberInfo>),
-    /// Publish every member with [`RedisBus::announce`] (a node asked).
-    Announce,
-    /// A claim was decided.
-    Claimed {
-        /// From [`Claim::Pending`].
-        token: u64,
-        /// Whether the name is the member's.
-        granted: bool,
-    },
-    /// A name a local member held is now another node's (taken while this node was cut off).
-    NameLost(String),
 }
 
 /// A service's bus to the rest of its cluster through Redis.
@@ -130,10 +100,8 @@ pub struct RedisBus {
     commands: Conn<Purpose>,
     subscriber: Conn<()>,
     peers: Peers,
-    /// Names this node's members hold, refreshed every heartbeat.
-    names: HashMap<String, ()>,
-    /// Claims awaiting Redis.
-    next_claim: u64,
+    /// Names this node's members hold (or have asked Redis for), refreshed every heartbeat.
+    names: HashMap<String, MemberId>,
     events: VecDeque<BusEvent>,
     tick: Option<TimerId>,
     /// Loop time of the last tick and the last heartbeat.
@@ -144,7 +112,13 @@ pub struct RedisBus {
     rejoin_owed: bool,
     /// Counters at the start of the current outage, to report what it lost.
     outage: Option<(Duration, BusCounters)>,
+    /// Session ids of this node's members (for the heartbeat's count).
+    members_here: std::collections::HashSet<String>,
     members: u64,
+    /// Claims sent to Redis, awaiting its answer.
+    claims: Vec<(MemberId, String)>,
+    /// An announcement is open: `Announcing` was sent, `Announced` follows.
+    announcing: bool,
     out: Vec<u8>,
     /// Set once `leave` ran: nothing more is published.
     left: bool,
@@ -171,7 +145,6 @@ impl RedisBus {
             key_prefix: format!("netloop:{service}:name:"),
             peers: Peers::new(me),
             names: HashMap::new(),
-            next_claim: 0,
             events: VecDeque::new(),
             tick: None,
             last_tick: Duration::ZERO,
@@ -179,7 +152,10 @@ impl RedisBus {
             up: (false, false),
             rejoin_owed: true,
             outage: None,
+            members_here: std::collections::HashSet::new(),
             members: 0,
+            claims: Vec::new(),
+            announcing: false,
             out: Vec::new(),
             left: false,
         }
@@ -190,100 +166,16 @@ impl RedisBus {
         self.me
     }
 
-    /// Starts connecting, and the timer that drives heartbeats, timeouts and retries.
-    pub fn start(&mut self, cx: &mut Context) {
-        let every = (self.config.heartbeat / 4).max(Duration::from_millis(10));
-        let timer = cx.set_interval(every);
-        // The bus alone must not keep a shutting-down server alive.
-        cx.set_timer_ref(timer, false);
-        self.tick = Some(timer);
-        self.last_tick = cx.elapsed();
-        self.commands.tick(cx);
-        self.subscriber.tick(cx);
-    }
-
-    /// Whether `socket` is one of the bus's connections.
-    pub fn owns(&self, socket: SocketId) -> bool {
-        self.commands.owns(socket) || self.subscriber.owns(socket)
-    }
-
-    /// A connection of the bus connected.
-    pub fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
-        if self.commands.owns(socket) {
-            self.commands.on_connect(cx);
-        } else if self.subscriber.owns(socket) {
-            self.subscriber.on_connect(cx);
-        }
-        self.pump(cx);
-    }
-
-    /// Bytes on a connection of the bus.
-    pub fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
-        if self.commands.owns(socket) {
-            self.commands.on_data(cx, data);
-        } else if self.subscriber.owns(socket) {
-            self.subscriber.on_data(cx, data);
-        }
-        self.pump(cx);
-    }
-
-    /// A connection of the bus closed.
-    pub fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
-        if self.commands.owns(socket) {
-            self.commands.on_close(cx);
-        } else if self.subscriber.owns(socket) {
-            self.subscriber.on_close(cx);
-        }
-        self.pump(cx);
-    }
-
-    /// Whether `timer` was the bus's; if so, heartbeats, expiries, timeouts and retries ran.
-    pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        if self.tick != Some(timer) {
-            return false;
-        }
-        let now = cx.elapsed();
-        let away = now.saturating_sub(self.last_tick);
-        self.last_tick = now;
-        if away > self.config.dead_after() && !self.left {
-            // Stopped (SIGSTOP, a swapped-out machine) past the time the others wait: they
-            // have dropped our members and may hold our names. Start over from fresh state.
-            log::warn!(
-                "cluster: this node was stalled for {} ms (over the {} ms the others wait); re-joining",
-                away.as_millis(),
-                self.config.dead_after().as_millis()
-            );
-            for (_, members) in self.peers.forget_all() {
-                if !members.is_empty() {
-                    self.events.push_back(BusEvent::Left(members));
-                }
-            }
-            self.rejoin_owed = true;
-        }
-        self.commands.tick(cx);
-        self.subscriber.tick(cx);
-        if now.saturating_sub(self.last_beat) >= self.config.heartbeat {
-            self.last_beat = now;
-            self.heartbeat(cx);
-        }
-        // Silence means a node is gone only while we can hear: not while our own subscriber
-        // is down (Redis restarting), when every node is silent.
-        if self.up.1 {
-            for (_, members) in self.peers.expire(now, self.config.dead_after()) {
-                if !members.is_empty() {
-                    self.events.push_back(BusEvent::Left(members));
-                }
-            }
-        }
-        self.pump(cx);
-        true
+    /// The counters.
+    pub fn counters(&self) -> BusCounters {
+        self.peers.counters
     }
 
     fn heartbeat(&mut self, cx: &mut Context) {
         if self.left {
             return;
         }
-        self.publish(cx, Body::Heartbeat { members: self.members });
+        self.send_body(cx, Body::Heartbeat { members: self.members });
         let names: Vec<String> = self.names.keys().cloned().collect();
         self.assert_names(cx, names);
         self.subscriber.ping(cx);
@@ -309,7 +201,7 @@ impl RedisBus {
 
     /// Publishes `body` to the other nodes. While Redis is unreachable it is counted as lost
     /// (its sequence number is spent, so the others see the gap).
-    pub fn publish(&mut self, cx: &mut Context, body: Body) {
+    fn send_body(&mut self, cx: &mut Context, body: Body) {
         if self.left {
             return;
         }
@@ -327,102 +219,11 @@ impl RedisBus {
         }
     }
 
-    /// Publishes one member (arrived, renamed, joined or left a room), with the notice this
-    /// node's members got about it.
-    pub fn member(&mut self, cx: &mut Context, info: MemberInfo, notice: Option<Vec<u8>>) {
-        self.publish(cx, Body::Member { info, notice });
-    }
-
-    /// Publishes that a member left, with the notice this node's members got.
-    pub fn gone(&mut self, cx: &mut Context, session: String, notice: Option<Vec<u8>>) {
-        self.publish(cx, Body::Gone { session, notice });
-    }
-
-    /// Answers [`BusEvent::Announce`]: `members` are all this node's members.
-    pub fn announce(&mut self, cx: &mut Context, members: impl IntoIterator<Item = MemberInfo>) {
-        self.publish(cx, Body::Announcing);
-        for info in members {
-            self.publish(cx, Body::Member { info, notice: None });
-        }
-        self.publish(cx, Body::Announced);
-    }
-
-    /// This node's member count, sent with heartbeats.
-    pub fn set_members(&mut self, members: u64) {
-        self.members = members;
-    }
-
-    /// Asks for `name` cluster-wide.
-    pub fn claim(&mut self, cx: &mut Context, name: &str) -> Claim {
-        if self.peers.holder(name).is_some() {
-            return Claim::Taken;
-        }
-        if !self.commands.is_ready() {
-            self.names.insert(name.to_string(), ());
-            return Claim::Provisional;
-        }
-        self.next_claim += 1;
-        let token = self.next_claim;
-        let key = format!("{}{name}", self.key_prefix);
-        let me = self.me.to_string();
-        let lease = self.config.lease().as_millis().to_string();
-        let args: [&[u8]; 6] =
-            [b"EVAL", CLAIM_SCRIPT.as_bytes(), b"1", key.as_bytes(), me.as_bytes(), lease.as_bytes()];
-        if self.commands.send(cx, Purpose::Claim(token, name.to_string()), &args) {
-            Claim::Pending(token)
-        } else {
-            self.names.insert(name.to_string(), ());
-            Claim::Provisional
-        }
-    }
-
-    /// A local member gave up `name`.
-    pub fn release(&mut self, cx: &mut Context, name: &str) {
-        if self.names.remove(name).is_none() {
-            return;
-        }
+    fn delete_name(&mut self, cx: &mut Context, name: &str) {
         let key = format!("{}{name}", self.key_prefix);
         let me = self.me.to_string();
         let args: [&[u8]; 5] = [b"EVAL", RELEASE_SCRIPT.as_bytes(), b"1", key.as_bytes(), me.as_bytes()];
         self.commands.send(cx, Purpose::Release, &args);
-    }
-
-    /// Leaving the cluster (shutdown): says `Bye` and releases every name.
-    pub fn leave(&mut self, cx: &mut Context) {
-        if self.left {
-            return;
-        }
-        self.publish(cx, Body::Bye);
-        let names: Vec<String> = self.names.keys().cloned().collect();
-        for name in names {
-            self.release(cx, &name);
-        }
-        self.left = true;
-    }
-
-    /// Where `name` is held on another node: `(node, session)`.
-    pub fn remote_holder(&self, name: &str) -> Option<(NodeId, &str)> {
-        self.peers.holder(name)
-    }
-
-    /// The other nodes' members, node by node.
-    pub fn remote_members(&self) -> Vec<(NodeId, &MemberInfo)> {
-        self.peers.members()
-    }
-
-    /// How many members the other nodes have.
-    pub fn remote_member_count(&self) -> usize {
-        self.peers.member_count()
-    }
-
-    /// The counters.
-    pub fn counters(&self) -> BusCounters {
-        self.peers.counters
-    }
-
-    /// The next event for the service.
-    pub fn poll_event(&mut self) -> Option<BusEvent> {
-        self.events.pop_front()
     }
 
     /// Handles what the connections reported.
@@ -443,7 +244,7 @@ impl RedisBus {
                 ConnEvent::Message { .. } => {}
             }
         }
-        if self.rejoin_owed && self.up == (true, true) {
+        if self.rejoin_owed && self.up == (true, true) && !self.left {
             self.rejoin(cx);
         }
     }
@@ -461,6 +262,11 @@ impl RedisBus {
     fn connection_down(&mut self, cx: &mut Context, commands: bool) {
         if commands {
             self.up.0 = false;
+            // Claims awaiting an answer will get none: granted for now, asserted once back.
+            let pending: Vec<(MemberId, String)> = std::mem::take(&mut self.claims);
+            for (member, name) in pending {
+                self.events.push_back(BusEvent::Granted(member, name));
+            }
         } else {
             self.up.1 = false;
         }
@@ -486,9 +292,19 @@ impl RedisBus {
         }
         let names: Vec<String> = self.names.keys().cloned().collect();
         self.assert_names(cx, names);
-        self.publish(cx, Body::Hello);
+        self.send_body(cx, Body::Hello);
         // Our own members, for the nodes that dropped us or never knew us.
-        self.events.push_back(BusEvent::Announce);
+        self.announce_owed(cx);
+    }
+
+    /// Starts an announcement: the service answers [`BusEvent::Announce`] with every member,
+    /// and the bus closes it at the next event routed to it.
+    fn announce_owed(&mut self, cx: &mut Context) {
+        if !self.announcing {
+            self.announcing = true;
+            self.send_body(cx, Body::Announcing);
+            self.events.push_back(BusEvent::Announce);
+        }
     }
 
     fn on_message(&mut self, cx: &mut Context, payload: &[u8]) {
@@ -498,14 +314,25 @@ impl RedisBus {
         };
         match self.peers.receive(cx.elapsed(), envelope) {
             Verdict::Nothing => {}
-            Verdict::Deliver(body) => self.events.push_back(BusEvent::Deliver(body)),
-            Verdict::Announce => self.events.push_back(BusEvent::Announce),
-            Verdict::Want(node) => self.publish(cx, Body::Want(node)),
-            Verdict::Left(members) => {
-                if !members.is_empty() {
-                    self.events.push_back(BusEvent::Left(members));
+            Verdict::Deliver(Body::Broadcast { room, kind, line }) => {
+                self.events.push_back(BusEvent::Deliver { room, to: None, kind, line })
+            }
+            Verdict::Deliver(Body::Direct { to, kind, line }) => {
+                if self.names.contains_key(&to) {
+                    self.events.push_back(BusEvent::Deliver { room: None, to: Some(to), kind, line });
                 }
             }
+            Verdict::Deliver(_) => {}
+            Verdict::Announce => self.announce_owed(cx),
+            Verdict::Want(node) => self.send_body(cx, Body::Want(node)),
+            Verdict::Left(members) => self.vanished(members),
+        }
+    }
+
+    fn vanished(&mut self, members: Vec<MemberInfo>) {
+        if !members.is_empty() {
+            self.events
+                .push_back(BusEvent::Vanished(members.into_iter().map(|m| (m.name, m.session)).collect()));
         }
     }
 
@@ -516,20 +343,31 @@ impl RedisBus {
                     log::warn!("cluster: Redis refused a command: {e}");
                 }
             }
-            Purpose::Claim(token, name) => {
-                let granted = granted(&value, 0);
-                if granted {
-                    self.names.insert(name, ());
+            Purpose::Claim(member, name) => {
+                if let Some(at) = self.claims.iter().position(|(m, n)| *m == member && *n == name) {
+                    self.claims.swap_remove(at);
+                } else {
+                    return; // already answered (the connection dropped meanwhile)
                 }
-                self.events.push_back(BusEvent::Claimed { token, granted });
+                if granted(&value, 0) {
+                    self.events.push_back(BusEvent::Granted(member, name));
+                } else {
+                    if self.names.get(&name) == Some(&member) {
+                        self.names.remove(&name);
+                    }
+                    self.events.push_back(BusEvent::Refused(member, name));
+                }
             }
             Purpose::Refresh(names) => {
                 for (i, name) in names.into_iter().enumerate() {
-                    if !granted(&value, i) && self.names.remove(&name).is_some() {
+                    if granted(&value, i) {
+                        continue;
+                    }
+                    if let Some(member) = self.names.remove(&name) {
                         log::warn!(
                             "cluster: name {name:?} was taken by another node while this one was cut off"
                         );
-                        self.events.push_back(BusEvent::NameLost(name));
+                        self.events.push_back(BusEvent::NameLost(member, name));
                     }
                 }
             }
@@ -537,8 +375,210 @@ impl RedisBus {
     }
 }
 
+impl Bus for RedisBus {
+    fn claim(&mut self, cx: &mut Context, member: MemberId, name: &str) -> Claim {
+        match self.names.get(name) {
+            Some(&holder) if holder == member => return Claim::Granted,
+            Some(_) => return Claim::Taken,
+            None => {}
+        }
+        if self.peers.holder(name).is_some() {
+            return Claim::Taken;
+        }
+        // Held for the member from now on, so a second local claim is refused at once.
+        self.names.insert(name.to_string(), member);
+        let key = format!("{}{name}", self.key_prefix);
+        let me = self.me.to_string();
+        let lease = self.config.lease().as_millis().to_string();
+        let args: [&[u8]; 6] =
+            [b"EVAL", CLAIM_SCRIPT.as_bytes(), b"1", key.as_bytes(), me.as_bytes(), lease.as_bytes()];
+        if self.commands.send(cx, Purpose::Claim(member, name.to_string()), &args) {
+            self.claims.push((member, name.to_string()));
+            Claim::Pending
+        } else {
+            // Redis unreachable: granted for now, asserted when it is back (the member may
+            // lose it then, if another node took it meanwhile).
+            Claim::Granted
+        }
+    }
+
+    fn release(&mut self, cx: &mut Context, member: MemberId, name: &str) {
+        if self.names.get(name) != Some(&member) {
+            return;
+        }
+        self.names.remove(name);
+        self.delete_name(cx, name);
+    }
+
+    fn holder(&self, name: &str) -> Option<Holder> {
+        if let Some(&member) = self.names.get(name) {
+            return Some(Holder::Local(member));
+        }
+        self.peers.holder(name).map(|_| Holder::Remote)
+    }
+
+    fn publish(&mut self, cx: &mut Context, message: &Published<'_>) {
+        let kind = message.kind.to_string();
+        let line = message.line.to_vec();
+        let body = match message.audience {
+            Audience::Everyone => Body::Broadcast { room: None, kind, line },
+            Audience::Room(room) => Body::Broadcast { room: Some(room.to_string()), kind, line },
+            Audience::Name(to) => Body::Direct { to: to.to_string(), kind, line },
+        };
+        self.send_body(cx, body);
+    }
+
+    fn members_elsewhere(&self) -> usize {
+        self.peers.member_count()
+    }
+
+    fn start(&mut self, cx: &mut Context) {
+        let every = (self.config.heartbeat / 4).max(Duration::from_millis(10));
+        let timer = cx.set_interval(every);
+        // The bus alone must not keep a shutting-down server alive.
+        cx.set_timer_ref(timer, false);
+        self.tick = Some(timer);
+        self.last_tick = cx.elapsed();
+        self.commands.tick(cx);
+        self.subscriber.tick(cx);
+    }
+
+    fn owns(&self, socket: SocketId) -> bool {
+        self.commands.owns(socket) || self.subscriber.owns(socket)
+    }
+
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        self.finish_announcing(cx);
+        if self.commands.owns(socket) {
+            self.commands.on_connect(cx);
+        } else if self.subscriber.owns(socket) {
+            self.subscriber.on_connect(cx);
+        }
+        self.pump(cx);
+    }
+
+    fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        self.finish_announcing(cx);
+        if self.commands.owns(socket) {
+            self.commands.on_data(cx, data);
+        } else if self.subscriber.owns(socket) {
+            self.subscriber.on_data(cx, data);
+        }
+        self.pump(cx);
+    }
+
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        self.finish_announcing(cx);
+        if self.commands.owns(socket) {
+            self.commands.on_close(cx);
+        } else if self.subscriber.owns(socket) {
+            self.subscriber.on_close(cx);
+        }
+        self.pump(cx);
+    }
+
+    fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.tick != Some(timer) {
+            return false;
+        }
+        self.finish_announcing(cx);
+        let now = cx.elapsed();
+        let away = now.saturating_sub(self.last_tick);
+        self.last_tick = now;
+        if away > self.config.dead_after() && !self.left {
+            // Stopped (SIGSTOP, a swapped-out machine) past the time the others wait: they
+            // have dropped our members and may hold our names. Start over from fresh state.
+            log::warn!(
+                "cluster: this node was stalled for {} ms (over the {} ms the others wait); re-joining",
+                away.as_millis(),
+                self.config.dead_after().as_millis()
+            );
+            for (_, members) in self.peers.forget_all() {
+                self.vanished(members);
+            }
+            self.rejoin_owed = true;
+        }
+        self.commands.tick(cx);
+        self.subscriber.tick(cx);
+        if now.saturating_sub(self.last_beat) >= self.config.heartbeat {
+            self.last_beat = now;
+            self.heartbeat(cx);
+        }
+        // Silence means a node is gone only while we can hear: not while our own subscriber
+        // is down (Redis restarting), when every node is silent.
+        if self.up.1 {
+            for (_, members) in self.peers.expire(now, self.config.dead_after()) {
+                self.vanished(members);
+            }
+        }
+        self.pump(cx);
+        true
+    }
+
+    fn poll_event(&mut self) -> Option<BusEvent> {
+        self.events.pop_front()
+    }
+
+    fn member_changed(&mut self, cx: &mut Context, view: &MemberView<'_>) {
+        let info = MemberInfo {
+            session: view.session.to_string(),
+            name: view.name.map(String::from),
+            rooms: view.rooms.iter().map(|r| r.to_string()).collect(),
+        };
+        if !self.announcing {
+            self.members_here.insert(info.session.clone());
+        }
+        self.members = self.members_here.len() as u64;
+        self.send_body(cx, Body::Member { info, notice: None });
+    }
+
+    fn member_gone(&mut self, cx: &mut Context, session: &str) {
+        self.members_here.remove(session);
+        self.members = self.members_here.len() as u64;
+        self.send_body(cx, Body::Gone { session: session.to_string(), notice: None });
+    }
+
+    fn members_elsewhere_from(&self, from: usize, each: &mut dyn FnMut(&MemberView<'_>) -> bool) {
+        for (_, m) in self.peers.members().into_iter().skip(from) {
+            let view = MemberView {
+                session: &m.session,
+                name: m.name.as_deref(),
+                rooms: m.rooms.iter().map(String::as_str).collect(),
+            };
+            if !each(&view) {
+                break;
+            }
+        }
+    }
+
+    fn leave(&mut self, cx: &mut Context) {
+        if self.left {
+            return;
+        }
+        self.send_body(cx, Body::Bye);
+        let names: Vec<String> = self.names.keys().cloned().collect();
+        for name in names {
+            self.delete_name(cx, &name);
+        }
+        self.names.clear();
+        self.left = true;
+        self.commands.close(cx);
+        self.subscriber.close(cx);
+    }
+}
+
+impl RedisBus {
+    /// Ends an announcement the service answered (its `member_changed` calls came in between).
+    fn finish_announcing(&mut self, cx: &mut Context) {
+        if self.announcing {
+            self.announcing = false;
+            self.send_body(cx, Body::Announced);
+        }
+    }
+}
+
 /// Whether the claim script granted its `i`-th key. An error counts as granted: the name stays
-/// provisional rather than being taken from a member on Redis's hiccup.
+/// the member's rather than being taken from it on Redis's hiccup.
 fn granted(value: &Value, i: usize) -> bool {
     match value {
         Value::Array(Some(items)) => !matches!(items.get(i), Some(Value::Int(0))),

@@ -125,6 +125,8 @@ enum State {
     Handshake,
     /// Usable.
     Ready,
+    /// Closed for good by its owner: never retried.
+    Closed,
 }
 
 /// A reply awaited: the owner's tag, or the connection's own (handshake, liveness ping).
@@ -362,8 +364,20 @@ impl<T> Conn<T> {
         Ok(())
     }
 
+    /// Closes for good: what is queued is flushed, then FIN; no retry follows.
+    pub fn close(&mut self, cx: &mut Context) {
+        if let Some(socket) = self.socket {
+            cx.end(socket);
+        }
+        self.state = State::Closed;
+    }
+
     /// The socket closed (any reason).
     pub fn on_close(&mut self, cx: &mut Context) {
+        if self.state == State::Closed {
+            self.socket = None;
+            return;
+        }
         if self.socket.take().is_some() {
             let why = match self.state {
                 State::Connecting(_) => "could not connect".to_string(),

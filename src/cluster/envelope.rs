@@ -71,6 +71,8 @@ pub enum Body {
     Broadcast {
         /// The room, if only its members get it.
         room: Option<String>,
+        /// Its type (`"broadcast"`, `"online"`, ...), for transports that name messages.
+        kind: String,
         /// The encoded line.
         line: Vec<u8>,
     },
@@ -78,6 +80,8 @@ pub enum Body {
     Direct {
         /// The recipient's name.
         to: String,
+        /// Its type.
+        kind: String,
         /// The encoded line.
         line: Vec<u8>,
     },
@@ -145,14 +149,16 @@ impl Envelope {
                 netstring(out, session.as_bytes());
                 optional(out, notice.as_deref());
             }
-            Body::Broadcast { room, line } => {
+            Body::Broadcast { room, kind, line } => {
                 out.extend_from_slice(b"C\n");
                 optional(out, room.as_deref().map(str::as_bytes));
+                netstring(out, kind.as_bytes());
                 netstring(out, line);
             }
-            Body::Direct { to, line } => {
+            Body::Direct { to, kind, line } => {
                 out.extend_from_slice(b"D\n");
                 netstring(out, to.as_bytes());
+                netstring(out, kind.as_bytes());
                 netstring(out, line);
             }
             Body::Announcing => out.extend_from_slice(b"A\n"),
@@ -201,9 +207,9 @@ impl Envelope {
             }
             b"C" => {
                 let room = r.optional()?.map(|n| String::from_utf8(n.to_vec())).transpose().ok()?;
-                Body::Broadcast { room, line: r.field()?.to_vec() }
+                Body::Broadcast { room, kind: r.text()?, line: r.field()?.to_vec() }
             }
-            b"D" => Body::Direct { to: r.text()?, line: r.field()?.to_vec() },
+            b"D" => Body::Direct { to: r.text()?, kind: r.text()?, line: r.field()?.to_vec() },
             b"A" => Body::Announcing,
             b"Z" => Body::Announced,
             b"Q" => Body::Bye,
@@ -329,9 +335,13 @@ mod tests {
             notice: Some(Vec::new()),
         });
         round_trip(Body::Gone { session: "s".into(), notice: Some(b"x\ny".to_vec()) });
-        round_trip(Body::Broadcast { room: None, line: b"{\"a\":\"-,\"}".to_vec() });
-        round_trip(Body::Broadcast { room: Some("lobby".into()), line: Vec::new() });
-        round_trip(Body::Direct { to: "bob".into(), line: b"hi".to_vec() });
+        round_trip(Body::Broadcast {
+            room: None,
+            kind: "broadcast".into(),
+            line: b"{\"a\":\"-,\"}".to_vec(),
+        });
+        round_trip(Body::Broadcast { room: Some("lobby".into()), kind: "".into(), line: Vec::new() });
+        round_trip(Body::Direct { to: "bob".into(), kind: "info".into(), line: b"hi".to_vec() });
     }
 
     #[test]
@@ -344,7 +354,7 @@ mod tests {
             b"nl1 0000000000000001 x H\n",
             b"nl1 0000000000000001 1 Y\n",
             b"nl1 0000000000000001 1 H\ntrailing",
-            b"nl1 0000000000000001 1 D\n3:bob,99:hi,",
+            b"nl1 0000000000000001 1 D\n3:bob,4:info,99:hi,",
             b"nl1 0000000000000001 1 M\n1:s,-,99999999999:",
         ];
         for b in bad {

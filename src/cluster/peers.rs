@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(p.receive(MS, env(1, Body::Heartbeat { members: 0 })), Verdict::Want(OTHER));
         assert_eq!(p.receive(MS, env(1, Body::Heartbeat { members: 0 })), Verdict::Nothing);
         assert_eq!(p.counters.duplicates, 1);
-        let b = Body::Broadcast { room: None, line: b"x".to_vec() };
+        let b = Body::Broadcast { room: None, kind: "broadcast".into(), line: b"x".to_vec() };
         assert_eq!(p.receive(MS, env(5, b.clone())), Verdict::Deliver(b));
         assert_eq!(p.counters.missed, 3);
         assert_eq!(p.receive(MS, env(6, Body::Hello)), Verdict::Announce);
