@@ -380,6 +380,7 @@ impl Handler for Serve {
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
             log_counters(cx);
+            self.services.iter().for_each(|s| s.log_counters());
             return;
         }
         if self.shutdown == Some(timer) {
@@ -408,7 +409,11 @@ impl Handler for Serve {
                 log::info!("SIGHUP: ignored (netloop has nothing to reload; SIGTERM stops it)");
                 return;
             }
-            signal_hook::consts::SIGUSR1 => return log_counters(cx),
+            signal_hook::consts::SIGUSR1 => {
+                log_counters(cx);
+                self.services.iter().for_each(|s| s.log_counters());
+                return;
+            }
             _ => {}
         }
         if self.shutdown.is_some() {

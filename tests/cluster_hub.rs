@@ -249,7 +249,7 @@ fn a_stalled_node_is_treated_as_gone_and_rejoins_cleanly_when_it_resumes() {
 #[test]
 fn a_redis_restart_loses_only_cross_node_messages_of_the_outage_and_everything_comes_back() {
     let mut redis = Redis::start();
-    let (_a, a) = node(&redis, &[]);
+    let (mut a_node, a) = node(&redis, &[]);
     let (mut b_node, b) = node(&redis, &[]);
     let mut ann = named(a, "ann");
     let mut ann_local = named(a, "ann-local");
@@ -272,11 +272,37 @@ fn a_redis_restart_loses_only_cross_node_messages_of_the_outage_and_everything_c
     ann.send(r#"{"type":"broadcast","message":"after"}"#);
     let got = bob.skip_until(1000, |l| l.contains(r#""type":"broadcast""#));
     assert_eq!(got, r#"{"type":"broadcast","from":"ann","message":"after"}"#, "'during' never crosses");
-    // The loss is reported.
-    b_node.signal(15);
-    b_node.wait_exit(WAIT);
-    let log = b_node.stderr();
-    assert!(log.contains("missed") || log.contains("not sent"), "{log}");
+    // The loss is reported: the sender counts what it could not send, the receiver the gap
+    // in the sender's sequence numbers (logged, and in the SIGUSR1 counters).
+    b_node.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(300));
+    drop((ann, ann_local, bob));
+    for node in [&mut a_node, &mut b_node] {
+        node.signal(15);
+        assert!(node.wait_exit(WAIT).is_some_and(|st| st.success()));
+    }
+    let a_log = a_node.stderr();
+    assert!(a_log.contains("cluster: Redis back after "), "{a_log}");
+    let b_log = b_node.stderr();
+    assert!(b_log.contains("cluster: missed "), "{b_log}");
+    let missed = counted(&b_log, "missed=", " ");
+    assert!(missed >= 1, "{b_log}");
+}
+
+/// The number logged between `before` (and anything up to the first ':' or digit run) and
+/// `after`, on the first line holding both.
+fn counted(log: &str, before: &str, after: &str) -> u64 {
+    for line in log.lines() {
+        let Some(at) = line.find(before) else { continue };
+        let rest = &line[at + before.len()..];
+        let Some(end) = rest.find(after) else { continue };
+        let number: String = rest[..end].chars().rev().take_while(char::is_ascii_digit).collect();
+        let number: String = number.chars().rev().collect();
+        if let Ok(n) = number.parse() {
+            return n;
+        }
+    }
+    panic!("no {before:?}...{after:?} in the log:\n{log}");
 }
 
 #[test]
@@ -340,4 +366,28 @@ fn a_subscriber_cut_at_its_output_limit_reconnects_and_says_so() {
     slow.wait_exit(WAIT);
     let log = slow.stderr();
     assert!(log.contains("client-output-buffer-limit"), "{log}");
+}
+
+#[test]
+fn a_node_that_shuts_down_says_goodbye_at_once_and_gives_its_names_back() {
+    let redis = Redis::start();
+    let (a, a_addr) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let ann = named(a_addr, "ann");
+    let mut bob = named(b, "bob");
+    sees(&mut bob, "ann");
+    drop(ann);
+    let offline = bob.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    assert_eq!(json(&offline)["clientName"], "ann");
+    let _cat = named(a_addr, "cat");
+    sees(&mut bob, "cat");
+    let stopped = Instant::now();
+    a.signal(15);
+    let offline = bob.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    let took = stopped.elapsed();
+    assert_eq!(json(&offline)["clientName"], "cat");
+    // Released, not left to expire.
+    redis.wait_for(&["EXISTS", "netloop:hub:name:cat"], "cat's lease released", |r| r == ":0");
+    // Sooner than silence would have told (three 200 ms heartbeats): the node said goodbye.
+    assert!(took < Duration::from_millis(600), "offline after {took:?}");
 }

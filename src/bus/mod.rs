@@ -137,6 +137,11 @@ pub trait Bus: std::fmt::Debug {
         let _ = (from, each);
     }
 
+    /// The bus's counters as `key=value` pairs for the stats log line, if it keeps any.
+    fn counters(&self) -> Option<String> {
+        None
+    }
+
     /// The process is shutting down: tell the other nodes and give the names back.
     fn leave(&mut self, cx: &mut Context) {
         let _ = cx;

@@ -284,8 +284,11 @@ impl RedisBus {
         if let Some((since, before)) = self.outage.take() {
             self.peers.counters.reconnects += 1;
             let now = self.peers.counters;
+            // What was written to a connection as it died is lost too, uncounted here: the
+            // other nodes count it as a gap in this node's sequence numbers.
             log::warn!(
-                "cluster: Redis back after {} ms: {} message(s) of this node were not sent meanwhile",
+                "cluster: Redis back after {} ms; {} message(s) of this node could not be published meanwhile \
+                 (the other nodes log what they missed)",
                 cx.elapsed().saturating_sub(since).as_millis(),
                 now.unsent - before.unsent
             );
@@ -432,6 +435,26 @@ impl Bus for RedisBus {
         self.peers.member_count()
     }
 
+    fn counters(&self) -> Option<String> {
+        let c = self.peers.counters;
+        Some(format!(
+            "node={} nodes={} members_elsewhere={} redis={} published={} unsent={} received={} duplicates={} \
+             missed={} malformed={} nodes_timed_out={} reconnects={}",
+            self.me,
+            self.peers.node_count(),
+            self.peers.member_count(),
+            if self.up == (true, true) { "up" } else { "down" },
+            c.published,
+            c.unsent,
+            c.received,
+            c.duplicates,
+            c.missed,
+            c.malformed,
+            c.nodes_timed_out,
+            c.reconnects
+        ))
+    }
+
     fn start(&mut self, cx: &mut Context) {
         let every = (self.config.heartbeat / 4).max(Duration::from_millis(10));
         let timer = cx.set_interval(every);
@@ -480,6 +503,9 @@ impl Bus for RedisBus {
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
         if self.tick != Some(timer) {
             return false;
+        }
+        if self.left {
+            return true;
         }
         self.finish_announcing(cx);
         let now = cx.elapsed();

@@ -44,6 +44,10 @@ pub trait Service {
     /// bus's connections to the other nodes).
     fn start(&mut self, cx: &mut Context) {}
 
+    /// Logs the service's own counters, if it keeps any, with the loop's (`--stats-interval`,
+    /// SIGUSR1).
+    fn log_counters(&self) {}
+
     /// The first SIGINT/SIGTERM: about to end every socket. Say goodbye where others wait
     /// for it (the other nodes of a cluster).
     fn on_shutdown(&mut self, cx: &mut Context) {}

@@ -123,6 +123,12 @@ impl super::Service for Hub {
         self.core.leave_bus(cx);
     }
 
+    fn log_counters(&self) {
+        if let Some(counters) = self.core.bus_counters() {
+            log::info!("hub cluster: {counters}");
+        }
+    }
+
     /// The bus's own connections (to Redis) are the hub's.
     fn opened(&self, socket: SocketId) -> bool {
         self.core.bus_owns(socket)

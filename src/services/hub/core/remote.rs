@@ -22,6 +22,11 @@ impl HubCore {
         self.bus.leave(cx);
     }
 
+    /// The bus's counters for the stats log line, if it keeps any.
+    pub fn bus_counters(&self) -> Option<String> {
+        self.bus.counters()
+    }
+
     /// Whether `socket` is one of the bus's own connections.
     pub fn bus_owns(&self, socket: SocketId) -> bool {
         self.bus.owns(socket)
