@@ -191,10 +191,11 @@ impl Chat {
         }
         me.in_room = true;
         self.in_room += 1;
-        wire::write_welcome(&mut self.out, &me.name, self.in_room);
+        wire::write_welcome(&mut self.out, &me.name, self.in_room + self.bus.members_elsewhere());
         send(cx, socket, &self.out);
         let name = me.name.clone();
         let Some(id) = self.members.id(socket) else { return };
+        self.tell_bus(cx, id);
         self.announce(cx, Change::Joined, id, &name);
     }
 
@@ -351,8 +352,10 @@ impl Chat {
         match command {
             Input::Nick(name) => self.nick(cx, socket, name),
             Input::Who => {
+                let elsewhere = self.names_elsewhere();
                 let names = self.members.iter().filter(|(_, m)| m.in_room).map(|(_, m)| m.name.as_str());
-                wire::write_who(&mut self.out, self.in_room, names);
+                let names = names.chain(elsewhere.iter().map(String::as_str));
+                wire::write_who(&mut self.out, self.in_room + elsewhere.len(), names);
                 send(cx, socket, &self.out);
             }
             Input::Quit => {
@@ -397,6 +400,7 @@ impl Chat {
         }
         me.has_nick = true;
         let link = me.link;
+        self.tell_bus(cx, id);
         wire::write_you_are_now(&mut self.out, name);
         member::send(cx, link, &Outgoing::new(NOTICE, &self.out));
         wire::write_renamed(&mut self.out, &old, name);
@@ -437,6 +441,7 @@ impl Chat {
         }
         if gone.in_room {
             self.in_room -= 1;
+            self.bus.member_gone(cx, &session_of(id));
             self.announce(cx, Change::Left, id, &gone.name);
         }
     }
@@ -450,7 +455,7 @@ impl Chat {
         }
         self.presence_told += 1;
         self.notice.clear();
-        presence::write_single(&mut self.notice, change, name, self.in_room);
+        presence::write_single(&mut self.notice, change, name, self.in_room + self.bus.members_elsewhere());
         let except = (change == Change::Joined).then_some(id);
         send_to_room(&self.members.roster, cx, &self.notice, except);
         if self.presence_timer.is_none() {
@@ -463,7 +468,8 @@ impl Chat {
         if self.presence.is_empty() {
             return;
         }
-        let except = self.presence.take_notice(self.in_room, &mut self.notice);
+        let online = self.in_room + self.bus.members_elsewhere();
+        let except = self.presence.take_notice(online, &mut self.notice);
         send_to_room(&self.members.roster, cx, &self.notice, except);
     }
 
@@ -480,6 +486,9 @@ impl Chat {
         send_to_room(&self.members.roster, cx, &self.out, except)
     }
 }
+
+mod remote;
+use remote::session_of;
 
 /// The type chat gives its broadcast lines, for transports that name messages.
 const MESSAGE: &str = "message";
@@ -560,6 +569,30 @@ impl super::Service for Chat {
     // Drain needs nothing: chat never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
+    fn start(&mut self, cx: &mut Context) {
+        self.bus.start(cx);
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Context) {
+        self.bus.leave(cx);
+    }
+
+    fn log_counters(&self) {
+        if let Some(counters) = self.bus.counters() {
+            log::info!("chat cluster: {counters}");
+        }
+    }
+
+    /// The bus's own connections (to Redis) are chat's.
+    fn opened(&self, socket: SocketId) -> bool {
+        self.bus.owns(socket)
+    }
+
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        self.bus.on_connect(cx, socket);
+        self.bus_events(cx);
+    }
+
     /// A client connected. It is welcomed, and the others told, when it first sends something
     /// or [`WELCOME_WAIT`] later, whichever comes first.
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
@@ -584,6 +617,10 @@ impl super::Service for Chat {
 
     /// Bytes arrived: telnet commands out, then split into lines and act on each, in order.
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        if self.bus.owns(socket) {
+            self.bus.on_data(cx, socket, data);
+            return self.bus_events(cx);
+        }
         let Some(member) = self.members.get_mut(socket) else { return };
         let data = member.telnet.filter(data, &mut self.replies);
         let in_room = member.in_room;
@@ -618,12 +655,18 @@ impl super::Service for Chat {
 
     /// The socket closed (any reason, including the output limit): it leaves if it had not.
     fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        if self.bus.owns(socket) {
+            self.bus.on_close(cx, socket);
+            return self.bus_events(cx);
+        }
         self.leave(cx, socket);
     }
 
     /// A timer fired. Returns whether it was chat's.
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        if self.welcome_timer == Some(timer) {
+        if self.bus.on_timer(cx, timer) {
+            self.bus_events(cx);
+        } else if self.welcome_timer == Some(timer) {
             self.welcome_timer = None;
             self.welcome_due(cx);
         } else if self.presence_timer == Some(timer) {
