@@ -235,7 +235,10 @@ fn a_stalled_node_is_treated_as_gone_and_rejoins_cleanly_when_it_resumes() {
     assert_eq!(json(&offline)["clientName"], "ann");
     sees_no(&mut bob, "ann");
     a.signal(libc::SIGCONT);
-    // Back: bob sees ann again, ann sees bob, and messages flow both ways.
+    // Back: bob hears ann is online again (and sees her listed), ann sees bob, and messages
+    // flow both ways.
+    let online = bob.skip_until(100, |l| l.contains(r#""type":"online""#));
+    assert_eq!(json(&online)["clientName"], "ann");
     sees(&mut bob, "ann");
     sees(&mut ann, "bob");
     bob.send(r#"{"type":"broadcast","message":"welcome back"}"#);

@@ -177,6 +177,9 @@ pub enum BusEvent {
     /// Members of another node are gone without a word from it (it died, stalled, or was
     /// cut off): `(name, session)` of each, for `offline` notices.
     Vanished(Vec<(Option<String>, String)>),
+    /// A named member of another node is known again after an absence (its node, or this one,
+    /// was cut off): `(name, session)`, for an `online` notice.
+    Returned(String, String),
     /// Tell the bus about every member here again ([`Bus::member_changed`]): a node asked.
     Announce,
     /// A [`Claim::Pending`] was granted.

@@ -329,6 +329,11 @@ impl RedisBus {
             Verdict::Announce => self.announce_owed(cx),
             Verdict::Want(node) => self.send_body(cx, Body::Want(node)),
             Verdict::Left(members) => self.vanished(members),
+            Verdict::Returned(info) => {
+                if let Some(name) = info.name {
+                    self.events.push_back(BusEvent::Returned(name, info.session));
+                }
+            }
         }
     }
 
@@ -551,9 +556,7 @@ impl Bus for RedisBus {
             name: view.name.map(String::from),
             rooms: view.rooms.iter().map(|r| r.to_string()).collect(),
         };
-        if !self.announcing {
-            self.members_here.insert(info.session.clone());
-        }
+        self.members_here.insert(info.session.clone());
         self.members = self.members_here.len() as u64;
         self.send_body(cx, Body::Member { info, notice: None });
     }

@@ -96,6 +96,10 @@ impl Default for Timing {
 /// Most replies awaited at once: past it a command is refused rather than queued without bound.
 pub const MAX_PENDING: usize = 64 * 1024;
 
+/// Most bytes of commands queued for a Redis that does not read them fast enough: past it a
+/// command is refused (a hung Redis is dropped after the reply timeout anyway).
+pub const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+
 /// What a connection reports to its owner, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnEvent<T> {
@@ -216,9 +220,13 @@ impl<T> Conn<T> {
     }
 
     /// Sends a command whose reply comes back as `ConnEvent::Reply(tag, ..)`. Returns false
-    /// (and sends nothing) unless the connection is ready and under [`MAX_PENDING`].
+    /// (and sends nothing) unless the connection is ready and under [`MAX_PENDING`] and
+    /// [`MAX_QUEUED_BYTES`].
     pub fn send(&mut self, cx: &mut Context, tag: T, args: &[&[u8]]) -> bool {
         if self.state != State::Ready || self.pending.len() >= MAX_PENDING {
+            return false;
+        }
+        if self.socket.is_some_and(|s| cx.buffer_size(s) >= MAX_QUEUED_BYTES) {
             return false;
         }
         self.write_command(cx, Awaited::Owner(tag), args);

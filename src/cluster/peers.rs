@@ -14,6 +14,13 @@ use super::envelope::{Body, Envelope, MemberInfo, NodeId, Order, SeqTracker};
 /// make the others hold. Past it, its extra members are not listed (and counted).
 pub const MAX_MEMBERS_PER_NODE: usize = 1_000_000;
 
+/// Most other nodes a node keeps track of: a bound on what a flood of made-up node ids can
+/// cost. Messages from further nodes are dropped (and counted as malformed).
+pub const MAX_NODES: usize = 1024;
+
+/// Most members remembered as vanished (to announce them online when they come back).
+pub const MAX_VANISHED: usize = 100_000;
+
 /// One other node.
 #[derive(Debug, Default)]
 struct Peer {
@@ -64,6 +71,8 @@ pub enum Verdict {
     Want(NodeId),
     /// The origin left; these were its members.
     Left(Vec<MemberInfo>),
+    /// A named member of the origin is known again (re-announced after an absence).
+    Returned(MemberInfo),
 }
 
 /// The other nodes, as this node knows them.
@@ -73,6 +82,8 @@ pub struct Peers {
     nodes: HashMap<NodeId, Peer>,
     /// Registered names of remote members: name -> (node, session).
     names: HashMap<String, (NodeId, String)>,
+    /// Members dropped because their node (or this one) went silent, until they come back.
+    vanished: HashMap<(NodeId, String), ()>,
     /// Counters.
     pub counters: BusCounters,
 }
@@ -80,7 +91,13 @@ pub struct Peers {
 impl Peers {
     /// No other node known yet.
     pub fn new(me: NodeId) -> Self {
-        Peers { me, nodes: HashMap::new(), names: HashMap::new(), counters: BusCounters::default() }
+        Peers {
+            me,
+            nodes: HashMap::new(),
+            names: HashMap::new(),
+            vanished: HashMap::new(),
+            counters: BusCounters::default(),
+        }
     }
 
     /// Judges one message heard at loop time `now`.
@@ -90,6 +107,10 @@ impl Peers {
             return Verdict::Nothing;
         }
         let known = self.nodes.contains_key(&origin);
+        if !known && self.nodes.len() >= MAX_NODES {
+            self.counters.malformed += 1;
+            return Verdict::Nothing;
+        }
         let peer = self.nodes.entry(origin).or_default();
         match peer.seq.observe(seq) {
             Order::Duplicate => {
@@ -115,8 +136,13 @@ impl Peers {
             Body::Heartbeat { .. } if !known => Verdict::Want(origin),
             Body::Heartbeat { .. } => Verdict::Nothing,
             Body::Member { info, notice } => {
+                // A member dropped when its node (or this one) was away is back: the members
+                // here, told it went offline, hear it is online again.
+                let returning = self.vanished.remove(&(origin, info.session.clone())).is_some();
                 self.upsert(origin, info.clone());
-                if known || notice.is_some() {
+                if returning && info.name.is_some() {
+                    Verdict::Returned(info)
+                } else if known || notice.is_some() {
                     Verdict::Deliver(Body::Member { info, notice })
                 } else {
                     Verdict::Want(origin)
@@ -216,6 +242,7 @@ impl Peers {
         for node in dead {
             self.counters.nodes_timed_out += 1;
             let members = self.forget(node);
+            self.remember_vanished(node, &members);
             log::warn!(
                 "cluster: node {node} silent for over {} ms: treating it as gone ({} member(s) offline)",
                 dead_after.as_millis(),
@@ -237,7 +264,23 @@ impl Peers {
     /// members, so the caller can announce them offline before the fresh state arrives.
     pub fn forget_all(&mut self) -> Vec<(NodeId, Vec<MemberInfo>)> {
         let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
-        nodes.into_iter().map(|n| (n, self.forget(n))).collect()
+        let mut out = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let members = self.forget(node);
+            self.remember_vanished(node, &members);
+            out.push((node, members));
+        }
+        out
+    }
+
+    fn remember_vanished(&mut self, node: NodeId, members: &[MemberInfo]) {
+        // Bounded: past the bound the oldest memories go (those members come back unannounced).
+        if self.vanished.len() + members.len() > MAX_VANISHED {
+            self.vanished.clear();
+        }
+        for m in members.iter().take(MAX_VANISHED) {
+            self.vanished.insert((node, m.session.clone()), ());
+        }
     }
 
     /// Where a name is registered on another node.
@@ -369,5 +412,14 @@ mod tests {
             Verdict::Want(OTHER)
         );
         assert_eq!(p.counters.missed, 0, "a gap across a node's absence is not counted twice");
+        // ann, announced again, is back; heard of again, she is not news.
+        match p.receive(Duration::from_secs(3), env(10, member("s1", Some("ann")))) {
+            Verdict::Returned(info) => assert_eq!(info.name.as_deref(), Some("ann")),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(
+            p.receive(Duration::from_secs(3), env(11, member("s1", Some("ann")))),
+            Verdict::Deliver(_)
+        ));
     }
 }

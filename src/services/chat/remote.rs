@@ -43,7 +43,7 @@ impl Chat {
                 BusEvent::Deliver { room: None, to: None, line, .. } => {
                     send_to_room(&self.members.roster, cx, &line, None);
                 }
-                BusEvent::Deliver { .. } | BusEvent::Vanished(_) => {}
+                BusEvent::Deliver { .. } | BusEvent::Vanished(_) | BusEvent::Returned(..) => {}
                 BusEvent::Announce => {
                     let ids: Vec<MemberId> = self.members.roster.iter().map(|(id, _)| id).collect();
                     for id in ids {

@@ -95,6 +95,17 @@ impl HubCore {
                         self.router.broadcast(cx, None, &message);
                     }
                 }
+                BusEvent::Returned(name, session) => {
+                    let notice = Reply::Online {
+                        client_name: name.as_str().into(),
+                        session_id: session.as_str().into(),
+                        previous: None,
+                    };
+                    notice.encode(&mut self.out);
+                    let line: SharedBytes = Rc::from(&self.out[..]);
+                    let message = Outgoing::new("online", &line).with_line(&line);
+                    self.router.broadcast(cx, None, &message);
+                }
                 BusEvent::Announce => {
                     let ids: Vec<MemberId> = self.router.authed().map(|(id, _)| id).collect();
                     for id in ids {
