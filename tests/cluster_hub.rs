@@ -394,3 +394,37 @@ fn a_node_that_shuts_down_says_goodbye_at_once_and_gives_its_names_back() {
     // Sooner than silence would have told (three 200 ms heartbeats): the node said goodbye.
     assert!(took < Duration::from_millis(600), "offline after {took:?}");
 }
+
+/// `netloop load fanout` with its senders on one node and its receivers on another: every
+/// delivery crosses Redis, and none is lost, duplicated or reordered.
+fn load_across(protocol: &str) {
+    let redis = Redis::start();
+    let url = redis.url();
+    let flag = format!("--{protocol}");
+    let args = [flag.as_str(), "127.0.0.1:0", "--cluster", url.as_str()];
+    let a = Netloop::serve(&args, 1);
+    let b = Netloop::serve(&args, 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["load", "fanout", &b.addr(protocol), "--senders-at", &a.addr(protocol)])
+        .args(["--protocol", protocol, "-c", "20", "--senders", "2", "-r", "200", "-T", "1s", "-q", "--json"])
+        .output()
+        .unwrap();
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let f = &report["fanout"];
+    assert_eq!(f["deliveries"], f["deliveries_expected"], "{report}");
+    assert!(f["deliveries"].as_u64().unwrap() >= 20 * 150, "{report}");
+    for key in ["lost", "undelivered", "duplicated", "reordered"] {
+        assert_eq!(f[key], 0, "{key}: {report}");
+    }
+}
+
+#[test]
+fn load_fanout_with_senders_on_another_hub_node_delivers_everything() {
+    load_across("hub");
+}
+
+#[test]
+fn load_fanout_with_senders_on_another_chat_node_delivers_everything() {
+    load_across("chat");
+}
