@@ -70,3 +70,19 @@ fn lines_nicks_who_and_the_online_count_span_the_cluster() {
     drop(ann);
     who_until(&mut bob, "ann gone", |l| !l.contains("ann") && l.starts_with("* online now: 2: "));
 }
+
+#[test]
+fn lines_sent_right_after_a_nick_come_from_the_new_nick_as_on_one_node() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis);
+    let (_b, b) = node(&redis);
+    let (mut bob, _) = join(b);
+    let (mut ann, _) = join(a);
+    who_until(&mut bob, "two members", |l| l.starts_with("* online now: 2: "));
+    // One write: the nick is asked of Redis, and the lines after it wait for the answer.
+    ann.send("/nick ann\nhello\n/nick ann2\nagain\n");
+    ann.expect("* you are now ann");
+    ann.expect("* you are now ann2");
+    assert_eq!(bob.skip_until(100, |l| l.contains("hello")), "ann: hello");
+    assert_eq!(bob.skip_until(100, |l| l.contains("again")), "ann2: again");
+}

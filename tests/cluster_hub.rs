@@ -33,8 +33,13 @@ fn named(addr: SocketAddr, name: &str) -> LineClient {
 fn sync(c: &mut LineClient, name: &str) {
     c.send(format!(r#"{{"type":"sync","clientName":"{name}"}}"#));
     let sid = c.id.clone();
-    let line = c.skip_until(100, |l| !l.contains(r#""type":"online""#));
+    let line = c.skip_until(100, not_presence);
     assert_eq!(line, format!(r#"{{"type":"synced","clientName":"{name}","sessionId":"{sid}"}}"#));
+}
+
+/// Lines other than `online`/`offline` notices, which may come at any time.
+fn not_presence(line: &str) -> bool {
+    !line.contains(r#""type":"online""#) && !line.contains(r#""type":"offline""#)
 }
 
 fn json(line: &str) -> serde_json::Value {
@@ -136,8 +141,9 @@ fn a_name_is_unique_across_the_cluster_and_free_again_when_its_holder_leaves() {
     let (_b, b) = node(&redis, &[]);
     let ann = named(a, "ann");
     let mut other = LineClient::connect(b);
+    // Refused whether node b already knew of ann or asked Redis (her lease is there).
     other.send(r#"{"type":"sync","clientName":"ann"}"#);
-    let line = other.line();
+    let line = other.skip_until(100, not_presence);
     assert!(line.starts_with(r#"{"type":"error","code":"name_taken""#), "{line}");
     assert_eq!(redis.command(&["EXISTS", "netloop:hub:name:ann"]), ":1", "the lease is in Redis");
     drop(ann);
@@ -145,7 +151,7 @@ fn a_name_is_unique_across_the_cluster_and_free_again_when_its_holder_leaves() {
     let deadline = Instant::now() + WAIT;
     loop {
         other.send(r#"{"type":"sync","clientName":"ann"}"#);
-        let line = other.line();
+        let line = other.skip_until(100, not_presence);
         if line.starts_with(r#"{"type":"synced""#) {
             break;
         }
@@ -212,7 +218,7 @@ fn a_node_killed_with_sigkill_is_offline_everywhere_and_its_names_free_within_th
     let deadline = Instant::now() + WAIT;
     loop {
         again.send(r#"{"type":"sync","clientName":"ann"}"#);
-        if again.line().starts_with(r#"{"type":"synced""#) {
+        if again.skip_until(100, not_presence).starts_with(r#"{"type":"synced""#) {
             break;
         }
         assert!(Instant::now() < deadline, "ann's name never freed");
@@ -427,4 +433,37 @@ fn load_fanout_with_senders_on_another_hub_node_delivers_everything() {
 #[test]
 fn load_fanout_with_senders_on_another_chat_node_delivers_everything() {
     load_across("chat");
+}
+
+#[test]
+fn requests_sent_right_after_a_sync_are_handled_after_its_answer_as_on_one_node() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut bob = named(b, "bob");
+    let mut ann = LineClient::connect(a);
+    sees(&mut ann, "bob");
+    // One write: the name is asked of Redis, and what follows waits for the answer.
+    ann.send(concat!(
+        r#"{"type":"sync","clientName":"ann"}"#,
+        r#"{"type":"broadcast","message":1}"#,
+        r#"{"type":"sync","clientName":"bob"}"#,
+        r#"{"type":"broadcast","message":2}"#,
+        r#"{"type":"sync","clientName":"ann2"}"#,
+        r#"{"type":"info","to":"bob","message":3}"#,
+    ));
+    let sid = ann.id.clone();
+    ann.expect(&format!(r#"{{"type":"synced","clientName":"ann","sessionId":"{sid}"}}"#));
+    let refused = ann.line();
+    assert!(refused.starts_with(r#"{"type":"error","code":"name_taken""#), "{refused}");
+    ann.expect(&format!(r#"{{"type":"synced","clientName":"ann2","sessionId":"{sid}"}}"#));
+    let got: Vec<String> = (0..3).map(|_| bob.skip_until(100, not_presence)).collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"type":"broadcast","from":"ann","message":1}"#,
+            r#"{"type":"broadcast","from":"ann","message":2}"#,
+            r#"{"type":"info","from":"ann2","message":3}"#,
+        ]
+    );
 }

@@ -133,6 +133,8 @@ pub struct Chat {
     notice: Vec<u8>,
     /// Answers to telnet negotiation, before they are sent.
     replies: Vec<u8>,
+    /// Lines of members whose `/nick` the bus is still deciding, held in order until it has.
+    deferred: remote::Deferred,
 }
 
 impl Chat {
@@ -158,6 +160,7 @@ impl Chat {
             presence_timer: None,
             notice: Vec::new(),
             replies: Vec::new(),
+            deferred: remote::Deferred::default(),
         }
     }
 
@@ -307,6 +310,9 @@ impl Chat {
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
     /// the rest of the read is ignored.
     fn on_line(&mut self, cx: &mut Context, socket: SocketId, line: &[u8]) -> bool {
+        if self.deferred.hold(socket, line) {
+            return true;
+        }
         let Some(me) = self.members.get_mut(socket) else { return false };
         if !me.spoke {
             me.spoke = true;
@@ -382,8 +388,9 @@ impl Chat {
         match self.bus.claim(cx, id, name) {
             Claim::Taken => self.nick_refused(cx, id, name),
             Claim::Granted => self.nick_granted(cx, id, name),
-            // A bus that asks elsewhere answers through `nick_granted` or `nick_refused`.
-            Claim::Pending => {}
+            // A bus that asks elsewhere answers through `nick_granted` or `nick_refused`;
+            // what the member sends meanwhile waits for the answer.
+            Claim::Pending => self.defer_until_named(cx, socket),
         }
     }
 
@@ -432,6 +439,7 @@ impl Chat {
     /// Removes the member, if still present, and tells the others if it was in the room.
     fn leave(&mut self, cx: &mut Context, socket: SocketId) {
         let Some((id, gone)) = self.members.remove(socket) else { return };
+        self.deferred.forget(socket);
         if gone.has_nick {
             self.bus.release(cx, id, &gone.name);
         }

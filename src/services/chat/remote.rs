@@ -2,9 +2,12 @@
 //! and what the other nodes must know of the members here (their names, for `/who` and the
 //! `online now` count).
 
+use std::collections::{HashMap, VecDeque};
+
 use super::{send_to_room, Chat};
 use crate::bus::{BusEvent, MemberView};
 use crate::context::Context;
+use crate::handler::SocketId;
 use crate::services::member::{self, MemberId, Outgoing};
 use crate::wire::chat as wire;
 
@@ -13,7 +16,55 @@ pub(super) fn session_of(id: MemberId) -> String {
     id.to_string()
 }
 
+/// Lines held per member while the bus decides a nick: what a client sends after `/nick` is
+/// handled after the answer, as on a single node (the next line comes from the new nick). The
+/// member's socket is paused meanwhile, so what is held is at most what one read brought.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    held: HashMap<SocketId, VecDeque<Vec<u8>>>,
+}
+
+impl Deferred {
+    /// Holds `line` if the member on `socket` is waiting for a nick; returns whether it did.
+    pub(super) fn hold(&mut self, socket: SocketId, line: &[u8]) -> bool {
+        let Some(queue) = self.held.get_mut(&socket) else { return false };
+        queue.push_back(line.to_vec());
+        true
+    }
+
+    /// The member left: what it had sent is dropped.
+    pub(super) fn forget(&mut self, socket: SocketId) {
+        self.held.remove(&socket);
+    }
+}
+
 impl Chat {
+    /// The bus answers the member's `/nick` later: hold its next lines until then, and stop
+    /// reading it.
+    pub(super) fn defer_until_named(&mut self, cx: &mut Context, socket: SocketId) {
+        self.deferred.held.entry(socket).or_default();
+        cx.pause(socket);
+    }
+
+    /// The bus answered member `id`'s `/nick`: its held lines are handled in order (one may be
+    /// another `/nick`, which holds the rest again), then it is read again.
+    fn replay(&mut self, cx: &mut Context, id: MemberId) {
+        let Some(socket) = self.members.roster.get(id).and_then(|m| m.link.socket()) else { return };
+        let Some(mut queue) = self.deferred.held.remove(&socket) else { return };
+        while let Some(line) = queue.pop_front() {
+            if let Some(again) = self.deferred.held.get_mut(&socket) {
+                again.push_back(line);
+                continue;
+            }
+            if !(cx.is_open(socket) && self.on_line(cx, socket, &line)) {
+                return;
+            }
+        }
+        if !self.deferred.held.contains_key(&socket) && cx.is_open(socket) {
+            cx.resume(socket);
+        }
+    }
+
     /// Tells the bus about member `id` (in the room, with its name now).
     pub(super) fn tell_bus(&mut self, cx: &mut Context, id: MemberId) {
         let Some(m) = self.members.roster.get(id) else { return };
@@ -50,8 +101,14 @@ impl Chat {
                         self.tell_bus(cx, id);
                     }
                 }
-                BusEvent::Granted(id, name) => self.nick_granted(cx, id, &name),
-                BusEvent::Refused(id, name) => self.nick_refused(cx, id, &name),
+                BusEvent::Granted(id, name) => {
+                    self.nick_granted(cx, id, &name);
+                    self.replay(cx, id);
+                }
+                BusEvent::Refused(id, name) => {
+                    self.nick_refused(cx, id, &name);
+                    self.replay(cx, id);
+                }
                 BusEvent::NameLost(id, name) => {
                     // Taken on another node while this one was cut off: the member is told and
                     // hung up on, rather than two members answering to one nick.

@@ -204,6 +204,8 @@ pub struct HubCore {
     block_log: LogBudget,
     /// The `online`/`offline` notices being coalesced.
     presence: Presence,
+    /// Requests of members whose `sync` the bus is still deciding, held in order until it has.
+    deferred: remote::Deferred,
 }
 
 impl HubCore {
@@ -224,6 +226,7 @@ impl HubCore {
             auth_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             block_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             presence: Presence::default(),
+            deferred: remote::Deferred::default(),
         }
     }
 
@@ -301,6 +304,9 @@ impl HubCore {
     /// Handles one frame from `member`. Returns false once the member has been hung up on,
     /// so the rest of its input is ignored.
     pub fn on_request(&mut self, cx: &mut Context, member: MemberId, frame: Frame<'_>) -> bool {
+        if self.deferred.hold(member, &frame) {
+            return true;
+        }
         let parsed = crate::wire::hub::parse(frame);
         let Some(m) = self.router.members.get(member) else { return false };
         if !m.authed && !self.check_token(cx, member, &parsed) {
@@ -409,7 +415,7 @@ impl HubCore {
             Claim::Taken => self.error(cx, id, ErrorCode::NameTaken, &format!("name {name} is taken")),
             Claim::Granted => self.name_granted(cx, id, name),
             // A bus that asks elsewhere answers through `name_granted` or `name_refused`.
-            Claim::Pending => {}
+            Claim::Pending => self.defer_until_named(cx, id),
         }
     }
 
@@ -668,6 +674,7 @@ impl HubCore {
     /// `offline`.
     pub fn depart(&mut self, cx: &mut Context, id: MemberId) {
         let Some(mut gone) = self.router.remove(id) else { return };
+        self.deferred.forget(id);
         if gone.authed {
             self.bus.member_gone(cx, &gone.session_id);
         }

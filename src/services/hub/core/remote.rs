@@ -1,17 +1,92 @@
 //! The hub's side of its bus: what other nodes sent, delivered to the members here, and what
 //! the other nodes must know about the members here.
 
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use super::HubCore;
 use crate::bus::{BusEvent, Holder, MemberView};
 use crate::context::Context;
+use crate::frame::Frame;
 use crate::handler::SocketId;
 use crate::services::member::{self, MemberId, Outgoing};
 use crate::wire::hub::{ErrorCode, Reply};
 use crate::write_queue::SharedBytes;
 
+/// A request held while its member's `sync` is decided.
+#[derive(Debug)]
+enum HeldFrame {
+    Json(Vec<u8>),
+    Malformed,
+    TooDeep,
+}
+
+/// Requests held per member while the bus decides a name: what a client sends after a `sync`
+/// is handled after its answer, as on a single node (a `broadcast` right after `sync` comes
+/// from the new name). The member's socket is paused meanwhile, so what is held is at most
+/// what one read had already brought.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    held: HashMap<MemberId, VecDeque<HeldFrame>>,
+}
+
+impl Deferred {
+    /// Holds `frame` if `member` is waiting for a name; returns whether it did.
+    pub(super) fn hold(&mut self, member: MemberId, frame: &Frame<'_>) -> bool {
+        let Some(queue) = self.held.get_mut(&member) else { return false };
+        queue.push_back(match frame {
+            Frame::Json(bytes) => HeldFrame::Json(bytes.to_vec()),
+            Frame::Malformed => HeldFrame::Malformed,
+            Frame::TooDeep => HeldFrame::TooDeep,
+        });
+        true
+    }
+
+    /// The member left: what it had sent is dropped.
+    pub(super) fn forget(&mut self, member: MemberId) {
+        self.held.remove(&member);
+    }
+}
+
 impl HubCore {
+    /// The bus will answer `id`'s `sync` later: hold its next requests until then, and stop
+    /// reading it.
+    pub(super) fn defer_until_named(&mut self, cx: &mut Context, id: MemberId) {
+        self.deferred.held.entry(id).or_default();
+        if let Some(socket) = self.router.members.get(id).and_then(|m| m.link.socket()) {
+            cx.pause(socket);
+        }
+    }
+
+    /// The bus answered `id`'s `sync`: its held requests are handled in order (one may be
+    /// another `sync`, which holds the rest again), then it is read again.
+    fn replay(&mut self, cx: &mut Context, id: MemberId) {
+        let Some(mut queue) = self.deferred.held.remove(&id) else { return };
+        while let Some(held) = queue.pop_front() {
+            if self.deferred.held.contains_key(&id) {
+                // Waiting again: the rest waits behind the new `sync`.
+                self.deferred.held.get_mut(&id).unwrap().push_back(held);
+                continue;
+            }
+            let frame = match &held {
+                HeldFrame::Json(bytes) => Frame::Json(bytes),
+                HeldFrame::Malformed => Frame::Malformed,
+                HeldFrame::TooDeep => Frame::TooDeep,
+            };
+            if !self.on_request(cx, id, frame) {
+                return;
+            }
+        }
+        if self.deferred.held.contains_key(&id) {
+            return;
+        }
+        if let Some(socket) = self.router.members.get(id).and_then(|m| m.link.socket()) {
+            if cx.is_open(socket) {
+                cx.resume(socket);
+            }
+        }
+    }
+
     /// Starts the bus's connections (a bus across processes has some).
     pub fn start_bus(&mut self, cx: &mut Context) {
         self.bus.start(cx);
@@ -112,8 +187,14 @@ impl HubCore {
                         self.tell_bus(cx, id);
                     }
                 }
-                BusEvent::Granted(id, name) => self.name_granted(cx, id, &name),
-                BusEvent::Refused(id, name) => self.name_refused(cx, id, &name),
+                BusEvent::Granted(id, name) => {
+                    self.name_granted(cx, id, &name);
+                    self.replay(cx, id);
+                }
+                BusEvent::Refused(id, name) => {
+                    self.name_refused(cx, id, &name);
+                    self.replay(cx, id);
+                }
                 BusEvent::NameLost(id, name) => {
                     if self.router.members.get(id).is_some_and(|m| m.name.as_deref() == Some(&name)) {
                         let reason = format!(
