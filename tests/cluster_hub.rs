@@ -467,3 +467,38 @@ fn requests_sent_right_after_a_sync_are_handled_after_its_answer_as_on_one_node(
         ]
     );
 }
+
+#[test]
+fn a_storm_of_joins_on_one_node_reaches_the_others_coalesced_and_never_after_the_joiner_speaks() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut bob = named(b, "bob");
+    let mut first = named(a, "first");
+    sees(&mut bob, "first");
+    sees(&mut first, "bob");
+    // 40 joins at once on node a, then one of them speaks.
+    let mut crowd: Vec<LineClient> = (0..40).map(|_| LineClient::connect(a)).collect();
+    for (i, c) in crowd.iter_mut().enumerate() {
+        c.send(format!(r#"{{"type":"sync","clientName":"c{i}"}}"#));
+    }
+    for c in crowd.iter_mut() {
+        c.skip_until(1000, |l| l.contains(r#""type":"synced""#));
+    }
+    crowd[39].send(r#"{"type":"broadcast","message":"hi"}"#);
+    // bob hears of c39 (one by one or in a summary) before hearing from it.
+    let mut presence_lines = 0;
+    let mut online_c39 = false;
+    loop {
+        let line = bob.line();
+        if line.contains(r#""type":"broadcast""#) {
+            assert_eq!(line, r#"{"type":"broadcast","from":"c39","message":"hi"}"#);
+            break;
+        }
+        presence_lines += 1;
+        online_c39 |= line.contains(r#""clientName":"c39""#) || line.contains(r#""type":"presence""#);
+    }
+    assert!(online_c39, "the broadcast came before any notice of c39");
+    assert!(presence_lines < 20, "{presence_lines} notice lines for 40 joins: not coalesced");
+    list_until(&mut bob, "all 42", |v| v["count"] == 42);
+}

@@ -204,8 +204,9 @@ pub struct HubCore {
     block_log: LogBudget,
     /// The `online`/`offline` notices being coalesced.
     presence: Presence,
-    /// Requests of members whose `sync` the bus is still deciding, held in order until it has.
-    deferred: remote::Deferred,
+    /// What the bus needs kept here: requests held while a `sync` is decided, presence from
+    /// other nodes.
+    remote: remote::Remote,
 }
 
 impl HubCore {
@@ -226,7 +227,7 @@ impl HubCore {
             auth_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             block_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             presence: Presence::default(),
-            deferred: remote::Deferred::default(),
+            remote: remote::Remote::default(),
         }
     }
 
@@ -304,7 +305,7 @@ impl HubCore {
     /// Handles one frame from `member`. Returns false once the member has been hung up on,
     /// so the rest of its input is ignored.
     pub fn on_request(&mut self, cx: &mut Context, member: MemberId, frame: Frame<'_>) -> bool {
-        if self.deferred.hold(member, &frame) {
+        if self.remote.hold(member, &frame) {
             return true;
         }
         let parsed = crate::wire::hub::parse(frame);
@@ -674,7 +675,7 @@ impl HubCore {
     /// `offline`.
     pub fn depart(&mut self, cx: &mut Context, id: MemberId) {
         let Some(mut gone) = self.router.remove(id) else { return };
-        self.deferred.forget(id);
+        self.remote.forget(id);
         if gone.authed {
             self.bus.member_gone(cx, &gone.session_id);
         }

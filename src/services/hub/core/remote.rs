@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
+use super::super::presence::Mark;
 use super::HubCore;
 use crate::bus::{BusEvent, Holder, MemberView};
 use crate::context::Context;
@@ -13,6 +14,9 @@ use crate::services::member::{self, MemberId, Outgoing};
 use crate::wire::hub::{ErrorCode, Reply};
 use crate::write_queue::SharedBytes;
 
+/// The subject of presence notices about other nodes' members: no member here.
+const ELSEWHERE: MemberId = MemberId { index: u32::MAX, generation: u32::MAX };
+
 /// A request held while its member's `sync` is decided.
 #[derive(Debug)]
 enum HeldFrame {
@@ -21,16 +25,21 @@ enum HeldFrame {
     TooDeep,
 }
 
-/// Requests held per member while the bus decides a name: what a client sends after a `sync`
-/// is handled after its answer, as on a single node (a `broadcast` right after `sync` comes
-/// from the new name). The member's socket is paused meanwhile, so what is held is at most
-/// what one read had already brought.
+/// What the hub keeps for its bus.
 #[derive(Debug, Default)]
-pub(super) struct Deferred {
+pub(super) struct Remote {
+    /// Requests held per member while the bus decides a name: what a client sends after a
+    /// `sync` is handled after its answer, as on a single node (a `broadcast` right after
+    /// `sync` comes from the new name). The member's socket is paused meanwhile, so what is
+    /// held is at most what one read had already brought.
     held: HashMap<MemberId, VecDeque<HeldFrame>>,
+    /// The other nodes' members as one subject of presence notices: their `online`/`offline`
+    /// go through this node's presence window like local ones, and whether the window holds
+    /// one of their `online`s is read from this mark.
+    presence: Mark,
 }
 
-impl Deferred {
+impl Remote {
     /// Holds `frame` if `member` is waiting for a name; returns whether it did.
     pub(super) fn hold(&mut self, member: MemberId, frame: &Frame<'_>) -> bool {
         let Some(queue) = self.held.get_mut(&member) else { return false };
@@ -52,7 +61,7 @@ impl HubCore {
     /// The bus will answer `id`'s `sync` later: hold its next requests until then, and stop
     /// reading it.
     pub(super) fn defer_until_named(&mut self, cx: &mut Context, id: MemberId) {
-        self.deferred.held.entry(id).or_default();
+        self.remote.held.entry(id).or_default();
         if let Some(socket) = self.router.members.get(id).and_then(|m| m.link.socket()) {
             cx.pause(socket);
         }
@@ -61,11 +70,11 @@ impl HubCore {
     /// The bus answered `id`'s `sync`: its held requests are handled in order (one may be
     /// another `sync`, which holds the rest again), then it is read again.
     fn replay(&mut self, cx: &mut Context, id: MemberId) {
-        let Some(mut queue) = self.deferred.held.remove(&id) else { return };
+        let Some(mut queue) = self.remote.held.remove(&id) else { return };
         while let Some(held) = queue.pop_front() {
-            if self.deferred.held.contains_key(&id) {
+            if self.remote.held.contains_key(&id) {
                 // Waiting again: the rest waits behind the new `sync`.
-                self.deferred.held.get_mut(&id).unwrap().push_back(held);
+                self.remote.held.get_mut(&id).unwrap().push_back(held);
                 continue;
             }
             let frame = match &held {
@@ -77,7 +86,7 @@ impl HubCore {
                 return;
             }
         }
-        if self.deferred.held.contains_key(&id) {
+        if self.remote.held.contains_key(&id) {
             return;
         }
         if let Some(socket) = self.router.members.get(id).and_then(|m| m.link.socket()) {
@@ -95,6 +104,16 @@ impl HubCore {
     /// The process is shutting down: the other nodes are told, names given back.
     pub fn leave_bus(&mut self, cx: &mut Context) {
         self.bus.leave(cx);
+    }
+
+    /// An `online`/`offline` about another node's member: coalesced in this node's presence
+    /// window like a local one, so a storm of joins elsewhere costs the members here a summary
+    /// per window, not a line per join.
+    fn notice_from_elsewhere(&mut self, cx: &mut Context, online: bool, line: SharedBytes) {
+        let kind = if online { "online" } else { "offline" };
+        if self.presence.event(cx, ELSEWHERE, &mut self.remote.presence, online, kind, &line) {
+            self.router.broadcast(cx, None, &Outgoing::new(kind, &line).with_line(&line));
+        }
     }
 
     /// The bus's counters for the stats log line, if it keeps any.
@@ -143,7 +162,16 @@ impl HubCore {
     pub(super) fn bus_events(&mut self, cx: &mut Context) {
         while let Some(event) = self.bus.poll_event() {
             match event {
+                BusEvent::Deliver { room: None, to: None, kind, line }
+                    if kind == "online" || kind == "offline" =>
+                {
+                    self.notice_from_elsewhere(cx, kind == "online", Rc::from(&line[..]));
+                }
                 BusEvent::Deliver { room, to, kind, line } => {
+                    // Nobody hears from a member before hearing it is online.
+                    if self.presence.holds_own(&self.remote.presence) {
+                        self.presence.flush_now(cx, self.router.marks());
+                    }
                     let message = Outgoing::new(&kind, &line);
                     match (to, room) {
                         (Some(to), _) => {
@@ -166,8 +194,7 @@ impl HubCore {
                         };
                         notice.encode(&mut self.out);
                         let line: SharedBytes = Rc::from(&self.out[..]);
-                        let message = Outgoing::new("offline", &line).with_line(&line);
-                        self.router.broadcast(cx, None, &message);
+                        self.notice_from_elsewhere(cx, false, line);
                     }
                 }
                 BusEvent::Returned(name, session) => {
@@ -178,8 +205,7 @@ impl HubCore {
                     };
                     notice.encode(&mut self.out);
                     let line: SharedBytes = Rc::from(&self.out[..]);
-                    let message = Outgoing::new("online", &line).with_line(&line);
-                    self.router.broadcast(cx, None, &message);
+                    self.notice_from_elsewhere(cx, true, line);
                 }
                 BusEvent::Announce => {
                     let ids: Vec<MemberId> = self.router.authed().map(|(id, _)| id).collect();
