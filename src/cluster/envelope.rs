@@ -362,6 +362,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any payload on the channel (another program may publish there) is a message or
+        /// nothing: never a panic.
+        #[test]
+        fn any_payload_decodes_without_panicking(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), kind in 0usize..12) {
+            let kinds = ["H", "W", "B", "M", "G", "C", "D", "A", "Z", "Q", "X", ""];
+            let mut bytes = format!("nl1 0000000000000001 7 {}\n", kinds[kind]).into_bytes();
+            bytes.extend_from_slice(&tail);
+            let _ = Envelope::decode(&bytes);
+            let _ = Envelope::decode(&tail);
+        }
+    }
+
     #[test]
     fn sequence_numbers_drop_duplicates_and_count_gaps() {
         let mut t = SeqTracker::default();

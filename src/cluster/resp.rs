@@ -311,6 +311,45 @@ mod tests {
         assert_eq!(got.len(), 3);
     }
 
+    proptest::proptest! {
+        /// Whatever Redis (or something posing as it) sends, the decoder answers values, "more
+        /// please" or an error: never a panic, never more than the bytes it was given.
+        #[test]
+        fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut d = Decoder::new(Limits { max_bulk: 64, max_items: 16 });
+            d.feed(&bytes);
+            for _ in 0..bytes.len() + 1 {
+                match d.next_value() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// A stream of replies cut anywhere decodes to the same values.
+        #[test]
+        fn replies_split_anywhere_decode_the_same(cuts in proptest::collection::vec(0usize..200, 0..8)) {
+            let stream: &[u8] = b"+OK\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhe\r\nl\r\n:42\r\n$-1\r\n-ERR x\r\n";
+            let want = all(stream);
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            for cut in cuts.into_iter().map(|c| c.min(stream.len())).chain([stream.len()]) {
+                if cut < at {
+                    continue;
+                }
+                d.feed(&stream[at..cut]);
+                at = cut;
+                while let Some(v) = d.next_value().unwrap() {
+                    got.push(v);
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn limits_and_garbage_are_errors_not_allocations() {
         let limits = Limits { max_bulk: 10, max_items: 3 };
