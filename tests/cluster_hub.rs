@@ -502,3 +502,26 @@ fn a_storm_of_joins_on_one_node_reaches_the_others_coalesced_and_never_after_the
     assert!(presence_lines < 20, "{presence_lines} notice lines for 40 joins: not coalesced");
     list_until(&mut bob, "all 42", |v| v["count"] == 42);
 }
+
+#[test]
+fn a_password_in_the_url_logs_in_and_a_wrong_one_is_a_clear_error_at_start() {
+    let redis = Redis::start_tcp(&["--requirepass", "s3cret"]);
+    let url = redis.url();
+    let wrong = url.replace("s3cret", "nope");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["serve", "--hub", "127.0.0.1:0", "--cluster", &wrong])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused") && (err.contains("WRONGPASS") || err.contains("invalid")), "{err}");
+    assert!(!err.contains("nope"), "the password stays out of the message: {err}");
+    let (_a, a) = node(&redis, &[]);
+    let (_b, b) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut bob = named(b, "bob");
+    sees(&mut ann, "bob");
+    bob.send(r#"{"type":"info","to":"ann","message":"over tcp, with a password"}"#);
+    let got = ann.skip_until(100, |l| l.contains(r#""type":"info""#));
+    assert_eq!(got, r#"{"type":"info","from":"bob","message":"over tcp, with a password"}"#);
+}
