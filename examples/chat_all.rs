@@ -35,13 +35,13 @@
 //! argument (a boolean or an Error), not from the socket, so nobody was ever removed.
 
 use std::error::Error;
-use std::io;
 use std::rc::Rc;
 
 use clap::Parser;
 use netloop::text::Utf8Decoder;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketId, SocketOptions,
+    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketError, SocketId,
+    SocketOptions,
 };
 
 #[derive(Parser)]
@@ -89,11 +89,10 @@ impl Handler for ChatAll {
     }
 
     /// Only reported: `close` always follows `error` in netloop, so removal happens there once.
-    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
-        println!("a client failed: {err}");
-    }
-
-    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            println!("a client failed: {err}");
+        }
         self.clients.retain(|(c, _)| *c != socket);
         println!("a client left, {} online", self.clients.len());
     }

@@ -34,7 +34,7 @@ use std::error::Error;
 use std::io::{self, Write};
 
 use clap::{Parser, Subcommand};
-use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketId};
+use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
 
 #[derive(Parser)]
 #[command(about = "Seed 001's Hello World! + pipe server (default) or its client")]
@@ -110,9 +110,11 @@ impl Handler for Client {
         println!("disconnected from server");
     }
 
-    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
-        eprintln!("error: {err}");
-        self.failed = true;
+    fn on_close(&mut self, _cx: &mut Context, _socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            eprintln!("error: {err}");
+            self.failed = true;
+        }
     }
 }
 

@@ -51,7 +51,6 @@
 //! promise. `netloop serve --hub` is the full protocol built from this idea.
 
 use std::error::Error;
-use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -59,8 +58,8 @@ use clap::{Parser, Subcommand};
 use netloop::frame::{Frame, FrameDecoder};
 use netloop::line::LineSplitter;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketId,
-    TimerId,
+    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketError,
+    SocketId, TimerId,
 };
 use serde_json::{json, Value};
 
@@ -201,15 +200,12 @@ impl Handler for Hub {
         self.broadcast(cx, Some("Client-2"), "Come and get tested later");
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        if let Some(client) = self.clients.iter().find(|c| c.socket == socket) {
-            println!("[error] {}: {err}", client.session_id);
-        }
-    }
-
-    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
         let Some(index) = self.clients.iter().position(|c| c.socket == socket) else { return };
         let client = self.clients.remove(index);
+        if let Some(err) = error {
+            println!("[error] {}: {err}", client.session_id);
+        }
         self.log_sessions();
         println!("[offline] {} ({})", client.session_id, client.name);
     }
@@ -260,12 +256,11 @@ impl Handler for HubClient {
         println!("end");
     }
 
-    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
-        println!("error: {err}");
-        self.failed = true;
-    }
-
-    fn on_close(&mut self, cx: &mut Context, _socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, _socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            println!("error: {err}");
+            self.failed = true;
+        }
         println!("close");
         // Nothing left to send to: let the loop (and the process) finish now.
         if let Some(timer) = self.info_timer.take() {

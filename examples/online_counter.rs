@@ -46,8 +46,8 @@ use std::rc::Rc;
 use clap::{Parser, Subcommand};
 use netloop::line::LineSplitter;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketId,
-    SocketOptions,
+    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketError,
+    SocketId, SocketOptions,
 };
 
 /// Longest message, in bytes; a longer line closes the sender's connection.
@@ -122,11 +122,10 @@ impl Handler for Counter {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
-        println!("a client failed: {err}");
-    }
-
-    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            println!("a client failed: {err}");
+        }
         let Some(index) = self.users.iter().position(|u| u.socket == socket) else { return };
         let user = self.users.remove(index);
         println!("{} left, online now: {}", user.port, self.users.len());
@@ -190,15 +189,12 @@ impl Handler for ChatClient {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
         if socket == self.server {
-            eprintln!("error: {err}");
-            self.failed = true;
-        }
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
-        if socket == self.server {
+            if let Some(err) = error {
+                eprintln!("error: {err}");
+                self.failed = true;
+            }
             cx.stop();
         }
     }

@@ -35,12 +35,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
-use std::io;
 use std::time::Duration;
 
 use clap::Parser;
 use netloop::text::Utf8Decoder;
-use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketId};
+use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
 
 /// `socket.setTimeout(500)` on both sides.
 const IDLE: Duration = Duration::from_millis(500);
@@ -195,14 +194,14 @@ impl Handler for Pair {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        match self.client(socket) {
-            Some(client) => println!("[{}] socket error: {err}", client.name),
-            None => println!("[server] socket error: {err}"),
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            match self.client(socket) {
+                Some(client) => println!("[{}] socket error: {err}", client.name),
+                None => println!("[server] socket error: {err}"),
+            }
         }
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
+        let had_error = error.is_some();
         self.writer.forget(socket);
         self.decoders.remove(&socket);
         if let Some(i) = self.clients.iter().position(|c| c.socket == socket) {

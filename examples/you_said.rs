@@ -29,11 +29,12 @@
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::io;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketId};
+use netloop::{
+    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId,
+};
 
 #[derive(Parser)]
 #[command(about = "Seed 000's \"You said\" server (default) or its client")]
@@ -81,7 +82,7 @@ impl Handler for YouSaid {
         cx.write(socket, format!("You said \"{text}\"").as_bytes());
     }
 
-    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, socket: SocketId, _error: Option<&SocketError>) {
         if let Some(peer) = self.peers.remove(&socket) {
             println!("CLOSED: {} {}", peer.ip(), peer.port());
         }
@@ -106,12 +107,11 @@ impl Handler for Client {
         cx.destroy(socket);
     }
 
-    fn on_error(&mut self, _cx: &mut Context, _socket: SocketId, err: &io::Error) {
-        eprintln!("error: {err}");
-        self.failed = true;
-    }
-
-    fn on_close(&mut self, _cx: &mut Context, _socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, _socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            eprintln!("error: {err}");
+            self.failed = true;
+        }
         println!("Connection closed");
     }
 }

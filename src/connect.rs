@@ -35,6 +35,7 @@ use crate::handler::{Handler, SocketId};
 use crate::line::LineSplitter;
 use crate::options::SocketOptions;
 use crate::printable::escape_controls;
+use crate::socket_error::SocketError;
 use crate::text::Utf8Decoder;
 use crate::wire::hub::{Cursor, Reply, Request};
 use crate::wire::json;
@@ -79,7 +80,6 @@ pub fn run(config: &ConnectConfig) -> io::Result<()> {
         connected: false,
         server_lines: LineSplitter::new(NO_LINE_LIMIT),
         stdin_lines: LineSplitter::new(NO_LINE_LIMIT),
-        last_error: None,
         outcome: None,
     };
     event_loop.run(&mut client)?;
@@ -99,7 +99,6 @@ struct Client {
     server_lines: LineSplitter,
     /// Hub mode: stdin cut into lines.
     stdin_lines: LineSplitter,
-    last_error: Option<io::Error>,
     outcome: Option<io::Result<()>>,
 }
 
@@ -213,31 +212,31 @@ impl Handler for Client {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        if socket == self.server {
-            // Keep the bare OS error where there is one: the messages name it themselves.
-            self.last_error = Some(match error::os_error_code(err) {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(err.kind(), err.to_string()),
-            });
-        }
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, err: Option<&SocketError>) {
         if socket != self.server {
             return;
         }
         if self.outcome.is_none() {
-            self.outcome = Some(match (had_error, self.last_error.take()) {
-                (true, Some(e)) if !self.connected => Err(connect_error(&e, &self.target)),
-                (true, Some(e)) => Err(io::Error::new(
+            self.outcome = Some(match err.map(bare_error) {
+                Some(e) if !self.connected => Err(connect_error(&e, &self.target)),
+                Some(e) => Err(io::Error::new(
                     e.kind(),
                     format!("connection to {} failed: {}", self.target, error::describe(&e)),
                 )),
-                _ => Ok(()),
+                None => Ok(()),
             });
         }
         cx.stop();
+    }
+}
+
+/// The error a session ends with, as the messages below want it: the bare OS error where there
+/// is one (they name it themselves), else the error's words.
+fn bare_error(err: &SocketError) -> io::Error {
+    match (err.os_error_code(), err.io_error()) {
+        (Some(code), _) => io::Error::from_raw_os_error(code),
+        (None, Some(e)) => io::Error::new(e.kind(), e.to_string()),
+        (None, None) => io::Error::other(err.to_string()),
     }
 }
 

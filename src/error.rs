@@ -83,27 +83,6 @@ impl std::error::Error for Doing {
     }
 }
 
-/// The error a socket is destroyed with when its queued output passes its hard limit.
-pub(crate) fn output_limit(queued: usize, limit: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::OutOfMemory,
-        format!("output buffer limit exceeded: {queued} bytes queued, limit {limit} (peer not reading)"),
-    )
-}
-
-/// The error a socket is destroyed with when its queue stayed over the soft limit too long.
-pub(crate) fn soft_output_limit(queued: usize, soft: usize, window: std::time::Duration) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::OutOfMemory,
-        format!("output buffer over soft limit {soft} for {window:?} ({queued} bytes queued, peer too slow)"),
-    )
-}
-
-/// Node's `ERR_STREAM_WRITE_AFTER_END`.
-pub(crate) fn write_after_end() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "write after end (ERR_STREAM_WRITE_AFTER_END)")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,8 @@
 //! 4. service sockets whose read/write budget ran out or that were resumed (`ready` list);
 //! 5. fire due timers and idle timeouts;
 //! 6. flush sockets corked during the turn (one `writev` each);
-//! 7. deliver `error`/`close` for sockets destroyed during the turn, then free their slots;
+//! 7. deliver `close` (with the error, if any) for sockets destroyed during the turn, then
+//!    free their slots;
 //! 8. resume broadcast senders whose recipients caught up or whose stall ran out (`flow`).
 //!
 //! Slots are freed only in step 7, after every event of the batch has been dispatched, so an
@@ -24,6 +25,7 @@ use mio::{Events, Poll};
 use crate::context::{listener_key, listener_token, Context, SIGNAL_TOKEN};
 use crate::error;
 use crate::handler::{Handler, SocketId};
+use crate::reserve_fd::Shed;
 use crate::socket::{AfterDrain, AfterPeerEnd};
 use crate::timers::TimerKind;
 use crate::write_queue::Flush;
@@ -76,7 +78,7 @@ impl EventLoop {
 
     /// Runs turns until no referenced server, socket or timer is left, or `Context::stop`.
     pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
-        self.cx.update_clock();
+        self.cx.clock.update();
         while self.cx.alive() {
             self.turn(handler)?;
         }
@@ -96,7 +98,7 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        self.cx.update_clock();
+        self.cx.clock.update();
         for event in self.events.iter() {
             let ev = Readiness {
                 readable: event.is_readable(),
@@ -137,11 +139,11 @@ impl EventLoop {
             return Some(Duration::ZERO);
         }
         let idle = cx.idle.next_deadline().map(|d| {
-            let wait = d.wrapping_sub(cx.now32()) as i32;
-            cx.now_ms + wait.max(0) as u64
+            let wait = d.wrapping_sub(cx.clock.now32()) as i32;
+            cx.clock.now_ms() + wait.max(0) as u64
         });
         let deadline = [cx.timers.next_deadline(), idle, cx.flow.deadline()].into_iter().flatten().min()?;
-        Some(cx.instant_of(deadline).saturating_duration_since(std::time::Instant::now()))
+        Some(cx.clock.instant_of(deadline).saturating_duration_since(std::time::Instant::now()))
     }
 
     fn run_ready(&mut self, h: &mut impl Handler) {
@@ -181,7 +183,7 @@ impl EventLoop {
     }
 
     fn run_timers(&mut self, h: &mut impl Handler) {
-        let now = self.cx.now_ms;
+        let now = self.cx.clock.now_ms();
         while let Some((id, kind)) = self.cx.timers.pop_due(now) {
             match kind {
                 TimerKind::App => h.on_timer(&mut self.cx, id),
@@ -192,7 +194,7 @@ impl EventLoop {
             }
         }
         let mut expired = std::mem::take(&mut self.expired_scratch);
-        self.cx.idle.expire(self.cx.now32(), &mut expired);
+        self.cx.idle.expire(self.cx.clock.now32(), &mut expired);
         for key in expired.drain(..) {
             // An earlier `on_timeout` of this batch may have destroyed this socket, or written
             // to it or re-armed its timer (so it is no longer idle).
@@ -205,9 +207,9 @@ impl EventLoop {
         self.expired_scratch = expired;
     }
 
-    /// Delivers `error` then `close` for every destroyed socket, then frees its slot; then
-    /// `close` for servers whose last connection is gone. Handlers may destroy more sockets
-    /// while we do this; they are delivered in the same pass.
+    /// Delivers `close` (with its error: Node's `error` and `close` in one) for every destroyed
+    /// socket, then frees its slot; then `close` for servers whose last connection is gone.
+    /// Handlers may destroy more sockets while we do this; they are delivered in the same pass.
     fn run_closing(&mut self, h: &mut impl Handler) {
         let cx = &mut self.cx;
         let mut i = 0;
@@ -217,10 +219,9 @@ impl EventLoop {
             i += 1;
             let id = cx.id_of(key);
             if let Some(e) = &err {
-                log::debug!("socket {key}: {}", error::describe(e));
-                h.on_error(cx, id, e);
+                log::debug!("socket {key}: {}", e.describe());
             }
-            h.on_close(cx, id, err.is_some());
+            h.on_close(cx, id, err.as_ref());
             cx.remove(key);
             if i == cx.closing.len() {
                 cx.closing.clear();
@@ -272,7 +273,7 @@ fn on_socket<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize
         // Not reading, so a reset would go unnoticed until the next write: ask for it.
         if ev.error {
             if let Ok(Some(e)) | Err(e) = sock.io.take_error() {
-                cx.destroy_key(key, Some(e));
+                cx.destroy_key(key, Some(e.into()));
             }
         }
         return;
@@ -297,7 +298,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
             Ok(n) => {
                 sock.bytes_read += n as u64;
                 cx.add_read(n);
-                let now = cx.now32();
+                let now = cx.clock.now32();
                 cx.idle.touch(key, now);
                 // Broadcasts made while handling this data may stall this socket (`flow`).
                 cx.flow.reading = Some(id);
@@ -312,7 +313,7 @@ fn read<H: Handler>(cx: &mut Context, buf: &mut [u8], h: &mut H, key: usize) {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return cx.destroy_key(key, Some(e)),
+            Err(e) => return cx.destroy_key(key, Some(e.into())),
         }
     }
     // Budget spent with data possibly left: no new edge will come, so come back ourselves.
@@ -340,12 +341,12 @@ fn flush<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
     let Some(q) = sock.queue.as_mut() else { return };
     let (how, n) = match q.flush_to(&mut sock.io, WRITE_BUDGET) {
         Ok(r) => r,
-        Err(e) => return cx.destroy_key(key, Some(e)),
+        Err(e) => return cx.destroy_key(key, Some(e.into())),
     };
     sock.bytes_written += n as u64;
     cx.add_written(n);
     if n > 0 {
-        let now = cx.now32();
+        let now = cx.clock.now32();
         cx.idle.touch(key, now);
         cx.recipient_progressed(key);
     }
@@ -377,7 +378,7 @@ fn finish_connect<H: Handler>(cx: &mut Context, h: &mut H, key: usize) -> bool {
     match sock.io.take_error() {
         Ok(None) => {}
         Ok(Some(e)) | Err(e) => {
-            cx.destroy_key(key, Some(error::context(e, "connect")));
+            cx.destroy_key(key, Some(error::context(e, "connect").into()));
             return false;
         }
     }
@@ -385,7 +386,7 @@ fn finish_connect<H: Handler>(cx: &mut Context, h: &mut H, key: usize) -> bool {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotConnected => return false, // spurious wakeup
         Err(e) => {
-            cx.destroy_key(key, Some(e));
+            cx.destroy_key(key, Some(e.into()));
             return false;
         }
     }
@@ -473,33 +474,10 @@ fn refuse<H: Handler>(
 fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
     let limit = crate::limits::fd_limit().map_or("?".to_string(), |n| n.to_string());
     let addr = cx.servers[key].address.clone();
-    let mut shed = 0u64;
-    // Whether the backlog was emptied (accept said WouldBlock): only then will the listener's
-    // next connection raise a new edge.
-    let mut drained = false;
-    if let Some(spare) = cx.reserve_fd.take() {
-        drop(spare);
-        if let Some(listener) = &cx.servers[key].listener {
-            loop {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        drop(stream);
-                        shed += 1;
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                        ) => {}
-                    Err(e) => {
-                        drained = e.kind() == io::ErrorKind::WouldBlock;
-                        break;
-                    }
-                }
-            }
-        }
-        cx.refill_reserve_fd();
-    }
+    let Shed { closed: shed, drained } = match &cx.servers[key].listener {
+        Some(listener) => cx.reserve_fd.shed_backlog(listener),
+        None => Shed { closed: 0, drained: false },
+    };
     cx.stats_mut().rejected_no_fd += shed;
     if cx.admit_warning(crate::warnings::Warning::OutOfFds, shed) {
         log::warn!(
@@ -508,7 +486,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
             error::describe(&e)
         );
     }
-    if cx.reserve_fd.is_none() || !drained {
+    if !cx.reserve_fd.is_held() || !drained {
         let server = &mut cx.servers[key];
         if let Some(l) = server.listener.as_mut() {
             let _ = cx.registry.deregister(l.source());
@@ -520,7 +498,7 @@ fn out_of_fds(cx: &mut Context, key: usize, e: io::Error) {
 
 /// Re-registers a listener paused by `out_of_fds`; registration reports pending connections.
 fn resume_accepting<H: Handler>(cx: &mut Context, h: &mut H, key: usize) {
-    cx.refill_reserve_fd();
+    cx.reserve_fd.refill();
     let Some(server) = cx.servers.get_mut(key) else { return };
     if server.registered {
         return;

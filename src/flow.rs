@@ -117,18 +117,19 @@ impl Context {
     /// or the one process reading them all, is busy), nobody is singled out: the senders stay
     /// slowed, one bounded stall after another.
     fn is_laggard(&self, behind_since: u64) -> bool {
-        self.now_ms.saturating_sub(behind_since) >= MAX_STALL_MS && self.flow.last_kept_up > behind_since
+        self.clock.now_ms().saturating_sub(behind_since) >= MAX_STALL_MS
+            && self.flow.last_kept_up > behind_since
     }
 
     /// Whether `key` was judged a laggard less than [`LAGGARD_FOR`] ago.
     fn was_laggard(&self, key: usize) -> bool {
         !self.flow.laggards.is_empty()
-            && self.flow.laggards.get(&self.id_of(key)).is_some_and(|&until| self.now_ms < until)
+            && self.flow.laggards.get(&self.id_of(key)).is_some_and(|&until| self.clock.now_ms() < until)
     }
 
     fn judge_laggard(&mut self, key: usize) {
         let id = self.id_of(key);
-        self.flow.laggards.insert(id, self.now_ms + LAGGARD_FOR.as_millis() as u64);
+        self.flow.laggards.insert(id, self.clock.now_ms() + LAGGARD_FOR.as_millis() as u64);
         self.release_holding(key);
     }
 
@@ -137,12 +138,13 @@ impl Context {
     /// hard limit by what those reads produce. Past the bound, the hard limit holds again.
     pub(crate) fn in_stall_grace(&self, key: usize) -> bool {
         let stuck = self.sockets[key].queue.as_ref().and_then(|q| q.behind_since);
-        stuck.is_none_or(|since| self.now_ms.saturating_sub(since) < MAX_STALL_MS) && !self.was_laggard(key)
+        stuck.is_none_or(|since| self.clock.now_ms().saturating_sub(since) < MAX_STALL_MS)
+            && !self.was_laggard(key)
     }
 
     fn kept_up(&mut self) {
-        if self.now_ms > self.flow.last_kept_up {
-            self.flow.last_kept_up = self.now_ms;
+        if self.clock.now_ms() > self.flow.last_kept_up {
+            self.flow.last_kept_up = self.clock.now_ms();
             // Recipients stuck for the bound may now count as laggards.
             self.flow.changed |= self.flow.holding_count > 0;
         }
@@ -151,7 +153,7 @@ impl Context {
     /// `key`'s queue is at or above its mark with the kernel full: stall the sender, unless
     /// `key` is a laggard.
     fn recipient_behind(&mut self, key: usize) {
-        let now = self.now_ms;
+        let now = self.clock.now_ms();
         let Some(q) = self.sockets[key].queue.as_mut() else { return };
         let since = *q.behind_since.get_or_insert(now);
         if self.was_laggard(key) {
@@ -207,7 +209,7 @@ impl Context {
     /// Run by the loop once per turn: resumes stalled senders whose recipients all caught up
     /// (or became laggards), and any whose stall has lasted [`MAX_SENDER_STALL`].
     pub(crate) fn settle_flow(&mut self) {
-        let now = self.now_ms;
+        let now = self.clock.now_ms();
         let due = self.flow.deadline().is_some_and(|d| now >= d);
         if !self.flow.changed && !due {
             return;

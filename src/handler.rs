@@ -11,6 +11,7 @@ use std::io;
 
 use crate::addr::SocketAddress;
 use crate::context::Context;
+use crate::socket_error::SocketError;
 use crate::timers::TimerId;
 
 /// Names one socket for its whole life. The loop stores sockets in a slab and reuses keys, so
@@ -79,11 +80,11 @@ pub trait Handler {
     /// socket stays open unless the handler ends or destroys it.
     fn on_timeout(&mut self, cx: &mut Context, socket: SocketId) {}
 
-    /// `socket.on('error')`: always followed by `on_close(had_error = true)`.
-    fn on_error(&mut self, cx: &mut Context, socket: SocketId, err: &io::Error) {}
-
-    /// `socket.on('close')`: exactly once per socket, always its last event.
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {}
+    /// `socket.on('error')` and `socket.on('close', hadError)` in one: exactly once per socket,
+    /// always its last event. `error` is what Node's `'error'` would have carried, `None` for
+    /// a clean close (`hadError` false); Node emits `'error'` right before `'close'`, so one
+    /// call holds both and nothing needs keeping between them.
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {}
 
     /// The loop cut `socket` for the unfinished input it held ([`crate::input_budget`]): the
     /// handler says why in its own protocol and hangs up (`end_within`). If the socket is

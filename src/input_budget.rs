@@ -197,7 +197,7 @@ pub(crate) fn deliver_cuts<H: crate::Handler>(cx: &mut crate::Context, h: &mut H
             }
             h.on_input_cut(cx, socket, &cut);
             if cx.is_writable(socket) {
-                cx.destroy_with_error(socket, std::io::Error::other(cut.to_string()));
+                cx.destroy_with_error(socket, crate::SocketError::InputCut(cut));
             }
         }
     }

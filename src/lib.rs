@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`event_loop`]: the poll loop (one screen) and event dispatch.
 //! - [`context`]: what handlers can do; never calls back into them.
+//! - [`socket_error`]: why a socket was destroyed with an error, as `on_close` receives it.
 //! - `socket`: one connection's state; [`write_queue`]: its pending output; [`flow`]: broadcast
 //!   senders slowed while their recipients are behind.
 //! - [`idle`]: O(1) idle timeouts; [`timers`]: application timers.
@@ -34,6 +35,7 @@
 
 pub mod addr;
 pub mod bus;
+mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod connect;
@@ -51,10 +53,14 @@ mod listener;
 pub mod load;
 pub mod log_limit;
 pub mod options;
+mod outbound;
 pub mod printable;
+mod reserve_fd;
 pub mod serve;
 pub mod services;
 mod socket;
+pub mod socket_error;
+pub mod stats;
 pub mod stdin;
 pub mod text;
 pub mod timers;
@@ -65,9 +71,11 @@ mod wrap;
 pub mod write_queue;
 
 pub use addr::{Address, SocketAddress};
-pub use context::{Context, Stats};
+pub use context::Context;
 pub use event_loop::EventLoop;
 pub use handler::{Handler, ServerId, SocketId};
 pub use options::{ServerOptions, SocketOptions};
+pub use socket_error::SocketError;
+pub use stats::Stats;
 pub use timers::TimerId;
 pub use write_queue::SharedBytes;

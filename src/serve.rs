@@ -23,6 +23,7 @@ use crate::services::chat::{Chat, ChatConfig};
 use crate::services::echo::Echo;
 use crate::services::hub::{Hub, HubConfig};
 use crate::services::Service;
+use crate::socket_error::SocketError;
 use crate::timers::TimerId;
 
 /// Which built-in service a listener runs: the command line's choice, turned into a
@@ -354,12 +355,11 @@ impl Handler for Serve {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        log::debug!("socket {}: {}", socket.index(), crate::error::describe(err));
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, had_error: bool) {
-        log::debug!("closed: socket {} (had_error={had_error})", socket.index());
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
+        if let Some(err) = error {
+            log::debug!("socket {}: {}", socket.index(), err.describe());
+        }
+        log::debug!("closed: socket {} (had_error={})", socket.index(), error.is_some());
         // Members leave here whatever closed them (peer reset, output limit, idle timeout).
         if let Some(service) = self.owner(socket) {
             service.on_close(cx, socket);

@@ -14,8 +14,8 @@ use crate::socket::{Stream, NO_SERVER};
 
 impl Context {
     /// Adopts a connected Unix stream (e.g. one end of `UnixStream::pair()`) as a socket of
-    /// this loop. It is connected already, so no `on_connect` follows; data, `end`, `drain`,
-    /// `error` and `close` are delivered as for any socket, with the client options
+    /// this loop. It is connected already, so no `on_connect` follows; data, `end`, `drain`
+    /// and `close` (with its error) are delivered as for any socket, with the client options
     /// ([`Context::set_client_options`]). Fails only if the stream cannot be made
     /// non-blocking.
     pub fn wrap_unix_stream(&mut self, stream: std::os::unix::net::UnixStream) -> io::Result<SocketId> {

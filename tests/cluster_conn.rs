@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use netloop::cluster::conn::{Conn, ConnEvent, Endpoint, Timing};
 use netloop::cluster::resp::Value;
-use netloop::{Context, EventLoop, Handler, SocketId, TimerId};
+use netloop::{Context, EventLoop, Handler, SocketError, SocketId, TimerId};
 use support::redis::Redis;
 use support::WAIT;
 
@@ -73,7 +73,7 @@ impl Handler for Node {
         self.pump();
     }
 
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _error: Option<&SocketError>) {
         if self.commands.owns(socket) {
             self.commands.on_close(cx);
         } else if self.subscriber.owns(socket) {

@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netloop::services::echo::Echo;
-use netloop::{Context, Handler, ServerId, ServerOptions, SocketId};
+use netloop::{Context, Handler, ServerId, ServerOptions, SocketError, SocketId};
 use support::{connect, cpu_ticks, node, Netloop};
 
 #[test]
@@ -105,7 +105,7 @@ impl Handler for MeasuredEcho {
     fn on_end(&mut self, cx: &mut Context, s: SocketId) {
         self.echo.on_end(cx, s);
     }
-    fn on_close(&mut self, cx: &mut Context, s: SocketId, _: bool) {
+    fn on_close(&mut self, cx: &mut Context, s: SocketId, _: Option<&SocketError>) {
         self.echoed = cx.bytes_written(s);
     }
 }

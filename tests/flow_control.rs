@@ -8,15 +8,15 @@
 mod loop_support;
 mod support;
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use loop_support::{finish, inet, spawn, Ev, Log};
+use loop_support::{finish, inet, spawn, Cause, Ev, Log};
 use netloop::flow::MAX_SENDER_STALL;
-use netloop::{Context, Handler, ServerId, ServerOptions, SharedBytes, SocketId, SocketOptions};
+use netloop::{Context, Handler, ServerId, ServerOptions, SharedBytes, SocketError, SocketId, SocketOptions};
 use serde_json::Value;
 use support::{Netloop, WAIT};
 
@@ -308,11 +308,8 @@ impl Handler for Relay {
             cx.end(p);
         }
     }
-    fn on_error(&mut self, _: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, _: &mut Context, s: SocketId, had_error: bool) {
-        self.log.push(s, Ev::Close(had_error));
+    fn on_close(&mut self, _: &mut Context, s: SocketId, error: Option<&SocketError>) {
+        self.log.close(s, error);
     }
 }
 
@@ -353,7 +350,7 @@ fn a_sender_is_stalled_for_a_bounded_moment_then_the_never_reader_is_cut() {
     h.log.check_invariants();
     let never_evs = h.log.of(h.peers[NEVER]);
     assert!(
-        matches!(&never_evs[0], Ev::Error(io::ErrorKind::OutOfMemory, m) if m.contains("limit")),
+        matches!(&never_evs[0], Ev::Error(Cause::OutputLimit, None, m) if m.contains("limit")),
         "the never-reader was not cut at its limit: {never_evs:?}"
     );
     assert_eq!(h.log.of(h.peers[FAST]), vec![Ev::Close(false)], "the fast reader was not cut");

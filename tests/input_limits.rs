@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use loop_support::{finish, inet, spawn};
 use netloop::input_budget::{InputCut, InputLimits};
 use netloop::line::LineSplitter;
-use netloop::{Context, Handler, ServerId, ServerOptions, SocketId};
+use netloop::{Context, Handler, ServerId, ServerOptions, SocketError, SocketId};
 use support::{read_line, Netloop};
 
 /// A hub client that has said nothing yet (the tests turn the registration deadline off, and
@@ -211,7 +211,7 @@ impl Handler for LineHolder {
         cx.write(s, format!("* error: {cut}\n").as_bytes());
         cx.end_within(s, Duration::from_secs(2));
     }
-    fn on_close(&mut self, _: &mut Context, s: SocketId, _: bool) {
+    fn on_close(&mut self, _: &mut Context, s: SocketId, _: Option<&SocketError>) {
         self.lines.remove(&s);
     }
 }

@@ -7,8 +7,8 @@ use std::io;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use loop_support::{finish, inet, spawn, Ev, Log};
-use netloop::{Context, Handler, ServerId, ServerOptions, SocketId, SocketOptions, TimerId};
+use loop_support::{finish, inet, spawn, Cause, Ev, Log};
+use netloop::{Context, Handler, ServerId, ServerOptions, SocketError, SocketId, SocketOptions, TimerId};
 
 /// Writes 16 KiB every 10 ms to a client that never reads.
 struct Firehose {
@@ -35,11 +35,8 @@ impl Handler for Firehose {
         }
         cx.write(s, &[0u8; 16 * 1024]);
     }
-    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, cx: &mut Context, s: SocketId, had_error: bool) {
-        self.log.push(s, Ev::Close(had_error));
+    fn on_close(&mut self, cx: &mut Context, s: SocketId, error: Option<&SocketError>) {
+        self.log.close(s, error);
         self.closed_after = Some(self.connected_at.unwrap().elapsed());
         self.outputs = cx.stats().output_limit_disconnects;
     }
@@ -67,7 +64,7 @@ fn the_hard_limit_disconnects_a_client_that_never_reads() {
     let (h, _client) = firehose(SocketOptions { max_buffer: Some(256 * 1024), ..Default::default() });
     h.log.check_invariants();
     let evs = h.log.of(h.socket.unwrap());
-    assert!(matches!(&evs[0], Ev::Error(io::ErrorKind::OutOfMemory, m) if m.contains("limit")), "{evs:?}");
+    assert!(matches!(&evs[0], Ev::Error(Cause::OutputLimit, None, m) if m.contains("limit")), "{evs:?}");
     assert_eq!(evs[1], Ev::Close(true));
     assert_eq!(h.outputs, 1, "counted");
 }
@@ -80,7 +77,7 @@ fn the_soft_limit_disconnects_after_its_window_and_not_before() {
     h.log.check_invariants();
     let evs = h.log.of(h.socket.unwrap());
     assert!(
-        matches!(&evs[0], Ev::Error(io::ErrorKind::OutOfMemory, m) if m.contains("soft limit")),
+        matches!(&evs[0], Ev::Error(Cause::SoftOutputLimit, None, m) if m.contains("soft limit")),
         "{evs:?}"
     );
     let lived = h.closed_after.unwrap();
@@ -104,7 +101,7 @@ impl Handler for Churn {
         cx.write(s, b"k");
         self.peak_slots = self.peak_slots.max(cx.socket_slots());
     }
-    fn on_close(&mut self, cx: &mut Context, _: SocketId, _: bool) {
+    fn on_close(&mut self, cx: &mut Context, _: SocketId, _: Option<&SocketError>) {
         self.closed += 1;
         if self.closed == self.total {
             cx.close_server(self.server);

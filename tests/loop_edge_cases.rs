@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use loop_support::{finish, inet, spawn, Ev, Log};
-use netloop::{Context, Handler, ServerId, ServerOptions, SocketAddress, SocketId, TimerId};
+use netloop::{Context, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId, TimerId};
 
 // ----- a timer armed on a destroyed socket must not reach the socket that reuses its slot -----
 struct StaleIdle {
@@ -34,8 +34,8 @@ impl Handler for StaleIdle {
         self.log.push(s, Ev::Timeout);
         cx.destroy(s);
     }
-    fn on_close(&mut self, cx: &mut Context, s: SocketId, e: bool) {
-        self.log.push(s, Ev::Close(e));
+    fn on_close(&mut self, cx: &mut Context, s: SocketId, e: Option<&SocketError>) {
+        self.log.push(s, Ev::Close(e.is_some()));
         if self.n == 2 {
             cx.close_server(self.server);
         }
@@ -167,8 +167,8 @@ impl Handler for CountInClose {
             }
         }
     }
-    fn on_close(&mut self, cx: &mut Context, s: SocketId, e: bool) {
-        self.log.push(s, Ev::Close(e));
+    fn on_close(&mut self, cx: &mut Context, s: SocketId, e: Option<&SocketError>) {
+        self.log.push(s, Ev::Close(e.is_some()));
         self.counts.push(cx.socket_count());
     }
 }

@@ -8,8 +8,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use loop_support::{finish, inet, spawn, Ev, Log};
-use netloop::{Context, Handler, ServerId, ServerOptions, SocketAddress, SocketId, SocketOptions, TimerId};
+use loop_support::{finish, inet, spawn, Cause, Ev, Log};
+use netloop::{
+    Context, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId, SocketOptions, TimerId,
+};
 
 fn opts(f: impl FnOnce(&mut ServerOptions)) -> ServerOptions {
     let mut o = ServerOptions::default();
@@ -20,11 +22,8 @@ fn opts(f: impl FnOnce(&mut ServerOptions)) -> ServerOptions {
 /// Records `error` and `close`, the events every test checks the invariants of.
 macro_rules! record_error_and_close {
     () => {
-        fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-            self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-        }
-        fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
-            self.log.push(s, Ev::Close(had_error));
+        fn on_close(&mut self, _cx: &mut Context, s: SocketId, error: Option<&SocketError>) {
+            self.log.close(s, error);
         }
     };
 }
@@ -206,7 +205,10 @@ fn write_after_end_is_an_error_and_destroys() {
     assert_eq!(h.returned, Some(false));
     let s = h.log.sockets()[0];
     let evs = h.log.of(s);
-    assert!(matches!(&evs[0], Ev::Error(_, m) if m.contains("write after end")), "{evs:?}");
+    assert!(
+        matches!(&evs[0], Ev::Error(Cause::WriteAfterEnd, Some("ERR_STREAM_WRITE_AFTER_END"), m) if m.contains("write after end")),
+        "{evs:?}"
+    );
     assert_eq!(evs[1], Ev::Close(true));
 }
 
@@ -363,7 +365,10 @@ fn a_peer_reset_gives_error_then_close_true() {
     h.log.check_invariants();
     let evs = h.log.of(h.log.sockets()[0]);
     assert_eq!(evs[..2], [Ev::Connection, Ev::Data(1)]);
-    assert!(matches!(&evs[2], Ev::Error(io::ErrorKind::ConnectionReset, _)), "{evs:?}");
+    assert!(
+        matches!(&evs[2], Ev::Error(Cause::Io(io::ErrorKind::ConnectionReset), Some("ECONNRESET"), _)),
+        "{evs:?}"
+    );
     assert_eq!(evs[3], Ev::Close(true));
 }
 
@@ -410,7 +415,14 @@ fn writing_to_a_closed_peer_gives_epipe_or_reset_then_close_true() {
     h.log.check_invariants();
     let evs = h.log.of(h.log.sockets()[0]);
     assert!(
-        matches!(&evs[1], Ev::Error(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset, _)),
+        matches!(
+            &evs[1],
+            Ev::Error(
+                Cause::Io(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
+                Some("EPIPE" | "ECONNRESET"),
+                _
+            )
+        ),
         "{evs:?}"
     );
     assert_eq!(evs.last(), Some(&Ev::Close(true)));
@@ -674,7 +686,7 @@ impl Handler for Closer {
         // Written after close_server, so a client that reads it knows the listener is gone.
         cx.write(s, b"k");
     }
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, _: bool) {
+    fn on_close(&mut self, _cx: &mut Context, s: SocketId, _: Option<&SocketError>) {
         self.steps.push(Step::Closed(s));
     }
     fn on_server_close(&mut self, cx: &mut Context, server: ServerId) {
@@ -781,12 +793,11 @@ impl Handler for Dialer {
             self.log.push(s, Ev::End);
         }
     }
-    fn on_error(&mut self, _cx: &mut Context, s: SocketId, e: &io::Error) {
-        self.log.push(s, Ev::Error(e.kind(), e.to_string()));
-    }
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, s: SocketId, error: Option<&SocketError>) {
         if Some(s) == self.client || Some(s) == self.refused {
-            self.log.push(s, Ev::Close(had_error));
+            self.log.close(s, error);
+        } else if let Some(e) = error {
+            self.log.push(s, Ev::error(e));
         }
     }
 }
@@ -817,7 +828,7 @@ fn connect_delivers_connect_data_end_close_and_refusal_as_error() {
     assert_eq!(h.reply, b"welcome");
     let refused = h.log.of(h.refused.unwrap());
     assert!(
-        matches!(&refused[0], Ev::Error(io::ErrorKind::ConnectionRefused, m) if m.contains("ECONNREFUSED"))
+        matches!(&refused[0], Ev::Error(Cause::Io(io::ErrorKind::ConnectionRefused), Some("ECONNREFUSED"), m) if m.contains("ECONNREFUSED"))
     );
     assert_eq!(refused[1], Ev::Close(true));
 }
@@ -1057,7 +1068,7 @@ struct RefCounting {
 }
 
 impl Handler for RefCounting {
-    fn on_close(&mut self, _cx: &mut Context, s: SocketId, _had_error: bool) {
+    fn on_close(&mut self, _cx: &mut Context, s: SocketId, _: Option<&SocketError>) {
         self.closed.push(s);
     }
 }

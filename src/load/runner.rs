@@ -25,6 +25,7 @@ use crate::load::sources::SourcePlan;
 use crate::load::stats::{
     fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Clock, Percentiles,
 };
+use crate::socket_error::SocketError;
 use crate::timers::TimerId;
 
 /// How to hold more connections than one process's open file limit allows. Each process needs
@@ -187,8 +188,6 @@ pub(crate) struct Runner<W: Workload> {
     dropped: u64,
     drops: BTreeMap<String, u64>,
     connect_times: hdrhistogram::Histogram<u64>,
-    /// The cause `on_error` reported, for the `on_close` that follows it.
-    cause: Option<(SocketId, String)>,
     ramp_start_ns: u64,
     ramp_end_ns: Option<u64>,
     run_start_ns: Option<u64>,
@@ -237,7 +236,6 @@ impl<W: Workload> Runner<W> {
             dropped: 0,
             drops: BTreeMap::new(),
             connect_times: new_histogram(),
-            cause: None,
             ramp_start_ns: 0,
             ramp_end_ns: None,
             run_start_ns: None,
@@ -326,8 +324,7 @@ impl<W: Workload> Runner<W> {
     }
 
     /// Destroys `socket` with `cause`. The cause travels with the socket's own error (the loop
-    /// delivers it to `on_error` just before `on_close`), so several sockets failed in one turn
-    /// each keep theirs.
+    /// hands it to `on_close`), so several sockets failed in one turn each keep theirs.
     fn fail(&mut self, cx: &mut Context, socket: SocketId, cause: String) {
         cx.destroy_with_error(socket, io::Error::other(FailCause(cause)));
     }
@@ -553,21 +550,25 @@ impl std::fmt::Display for FailCause {
 impl std::error::Error for FailCause {}
 
 /// A short, stable name for why a socket failed: the errno name where there is one.
-pub(crate) fn cause_of(err: &io::Error) -> String {
-    if let Some(FailCause(cause)) = err.get_ref().and_then(|e| e.downcast_ref::<FailCause>()) {
+pub(crate) fn cause_of(err: &SocketError) -> String {
+    let io = match err {
+        SocketError::Io(io) => io,
+        SocketError::OutputLimit { .. } | SocketError::SoftOutputLimit { .. } => {
+            return "output_limit".into()
+        }
+        SocketError::WriteAfterEnd => return "write_after_end".into(),
+        SocketError::InputCut(_) => return "input_cut".into(),
+    };
+    if let Some(FailCause(cause)) = io.get_ref().and_then(|e| e.downcast_ref::<FailCause>()) {
         return cause.clone();
     }
-    if let Some(name) = error::errno_name(err) {
+    if let Some(name) = error::errno_name(io) {
         return name.to_string();
     }
-    if let Some(code) = error::os_error_code(err) {
+    if let Some(code) = error::os_error_code(io) {
         return format!("errno_{code}");
     }
-    match err.kind() {
-        io::ErrorKind::OutOfMemory => "output_limit".into(),
-        io::ErrorKind::BrokenPipe => "write_after_end".into(),
-        kind => format!("{kind:?}"),
-    }
+    format!("{:?}", io.kind())
 }
 
 impl<W: Workload> Handler for Runner<W> {
@@ -616,17 +617,10 @@ impl<W: Workload> Handler for Runner<W> {
         }
     }
 
-    fn on_error(&mut self, _cx: &mut Context, socket: SocketId, err: &io::Error) {
-        self.cause = Some((socket, cause_of(err)));
-    }
-
-    fn on_close(&mut self, cx: &mut Context, socket: SocketId, _had_error: bool) {
+    fn on_close(&mut self, cx: &mut Context, socket: SocketId, error: Option<&SocketError>) {
         let Some(slot) = self.slot(socket) else { return };
         self.slot_of[socket.index()] = u32::MAX;
-        let cause = match self.cause.take() {
-            Some((s, c)) if s == socket => c,
-            _ => "EOF".to_string(),
-        };
+        let cause = error.map_or_else(|| "EOF".to_string(), cause_of);
         let state = self.slots[slot].state;
         match state {
             SlotState::Connecting | SlotState::Handshaking => {
@@ -696,11 +690,19 @@ mod tests {
 
     #[test]
     fn causes_are_errno_names_or_our_own_words() {
+        let io = |e: io::Error| SocketError::Io(e);
         let refused = error::context(io::Error::from_raw_os_error(libc::ECONNREFUSED), "connect");
-        assert_eq!(cause_of(&refused), "ECONNREFUSED");
-        assert_eq!(cause_of(&io::Error::from_raw_os_error(libc::ETIMEDOUT)), "ETIMEDOUT");
-        assert_eq!(cause_of(&io::Error::other(FailCause("handshake_timeout".into()))), "handshake_timeout");
-        assert_eq!(cause_of(&io::Error::from_raw_os_error(4095)), "errno_4095");
-        assert_eq!(cause_of(&io::Error::new(io::ErrorKind::OutOfMemory, "x")), "output_limit");
+        assert_eq!(cause_of(&io(refused)), "ECONNREFUSED");
+        assert_eq!(cause_of(&io(io::Error::from_raw_os_error(libc::ETIMEDOUT))), "ETIMEDOUT");
+        assert_eq!(
+            cause_of(&io(io::Error::other(FailCause("handshake_timeout".into())))),
+            "handshake_timeout"
+        );
+        assert_eq!(cause_of(&io(io::Error::from_raw_os_error(4095))), "errno_4095");
+        assert_eq!(cause_of(&SocketError::OutputLimit { queued: 2, limit: 1 }), "output_limit");
+        let soft =
+            SocketError::SoftOutputLimit { queued: 2, soft: 1, window: std::time::Duration::from_secs(1) };
+        assert_eq!(cause_of(&soft), "output_limit");
+        assert_eq!(cause_of(&SocketError::WriteAfterEnd), "write_after_end");
     }
 }

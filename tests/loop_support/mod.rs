@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use netloop::{Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketId};
+use netloop::{Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId};
 
 /// Bound on how long a test loop may run.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -21,8 +21,34 @@ pub enum Ev {
     End,
     Drain,
     Timeout,
-    Error(io::ErrorKind, String),
+    /// Node's `'error'`: which error, its `code`, its message.
+    Error(Cause, Option<&'static str>, String),
     Close(bool),
+}
+
+/// Which [`SocketError`] a socket closed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Io(io::ErrorKind),
+    OutputLimit,
+    SoftOutputLimit,
+    WriteAfterEnd,
+    InputCut,
+}
+
+impl Ev {
+    /// The `'error'` event `on_close` reports with `e`.
+    pub fn error(e: &SocketError) -> Ev {
+        let cause = match e {
+            SocketError::Io(e) => Cause::Io(e.kind()),
+            SocketError::OutputLimit { .. } => Cause::OutputLimit,
+            SocketError::SoftOutputLimit { .. } => Cause::SoftOutputLimit,
+            SocketError::WriteAfterEnd => Cause::WriteAfterEnd,
+            SocketError::InputCut(_) => Cause::InputCut,
+            other => panic!("a socket error the tests do not know: {other}"),
+        };
+        Ev::Error(cause, e.code(), e.to_string())
+    }
 }
 
 /// Events per socket, in order of emission.
@@ -34,6 +60,14 @@ pub struct Log {
 impl Log {
     pub fn push(&mut self, id: SocketId, ev: Ev) {
         self.events.push((id, ev));
+    }
+
+    /// Records `on_close` as Node emits it: `'error'` (if any), then `'close'(hadError)`.
+    pub fn close(&mut self, id: SocketId, error: Option<&SocketError>) {
+        if let Some(e) = error {
+            self.push(id, Ev::error(e));
+        }
+        self.push(id, Ev::Close(error.is_some()));
     }
 
     /// Events of one socket.

@@ -10,7 +10,7 @@
 //! `max_buffer` of queued output before the core disconnects it.
 //!
 //! [`HubCore`] is the hub itself (members, names, rooms, requests, replies), apart from any
-//! transport; [`lines`] carries members over raw TCP and Unix sockets. Names and cross-node
+//! transport; `lines` carries members over raw TCP and Unix sockets. Names and cross-node
 //! delivery go through a [`Bus`].
 
 mod auth;
