@@ -526,3 +526,27 @@ fn a_password_in_the_url_logs_in_and_a_wrong_one_is_a_clear_error_at_start() {
     let got = ann.skip_until(100, |l| l.contains(r#""type":"info""#));
     assert_eq!(got, r#"{"type":"info","from":"bob","message":"over tcp, with a password"}"#);
 }
+
+#[test]
+fn a_hung_redis_never_hangs_the_node() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis, &[]);
+    let mut ann = named(a, "ann");
+    let mut bob = named(a, "bob");
+    // Redis stops answering but keeps its connections open.
+    unsafe { libc::kill(redis.pid(), libc::SIGSTOP) };
+    ann.send(r#"{"type":"broadcast","message":"still here"}"#);
+    assert_eq!(
+        bob.skip_until(100, not_presence),
+        r#"{"type":"broadcast","from":"ann","message":"still here"}"#
+    );
+    // A new name waits for Redis at most the reply timeout (2 s), then is granted for now.
+    let started = Instant::now();
+    let mut cat = LineClient::connect(a);
+    sync(&mut cat, "cat");
+    let took = started.elapsed();
+    unsafe { libc::kill(redis.pid(), libc::SIGCONT) };
+    assert!(took < Duration::from_secs(6), "sync took {took:?}");
+    // Back: cat's name is asserted in Redis.
+    redis.wait_for(&["EXISTS", "netloop:hub:name:cat"], "cat's lease asserted", |r| r == ":1");
+}
