@@ -122,7 +122,11 @@ def start_redis(dir_: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("redis-server did not start")
 
 
-def one_run(netloop: str, cross: bool, rate: int, secs: float) -> dict:
+WHERE = {"one": "one node", "across": "across nodes", "both": "both nodes"}
+
+
+def one_run(netloop: str, where: str, rate: int, secs: float) -> dict:
+    cross = where != "one"
     tmp = tempfile.mkdtemp(prefix="netloop-bench-cluster-")
     try:
         pids: dict[str, int] = {}
@@ -141,7 +145,7 @@ def one_run(netloop: str, cross: bool, rate: int, secs: float) -> dict:
         argv = [netloop, "load", "fanout", b_addr, "--protocol", "hub", "-c", str(RECEIVERS),
                 "--senders", "1", "-r", str(rate), "-T", f"{secs:g}s", "-q", "--json"]
         if a_addr:
-            argv += ["--senders-at", a_addr]
+            argv += ["--senders-at" if where == "across" else "--half-at", a_addr]
         load = spawn(argv, LOAD_CPU, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE)
         out, err = load.communicate(timeout=secs + 120)
@@ -192,14 +196,14 @@ def main() -> int:
     rows = []
     try:
         for deliveries, rate in RATES:
-            for cross in (False, True):
-                runs = [one_run(args.netloop, cross, rate, args.secs) for _ in range(args.reps)]
+            for where in WHERE:
+                cross = where != "one"
+                runs = [one_run(args.netloop, where, rate, args.secs) for _ in range(args.reps)]
                 med = {k: statistics.median(r[k] for r in runs)
                        for k in runs[0] if isinstance(runs[0][k], (int, float)) and k != "ok"}
                 ok = all(r["ok"] for r in runs)
-                rows.append((deliveries, rate, cross, med, ok, [p for r in runs for p in r["problems"]]))
-                where = "across nodes" if cross else "one node"
-                print(f"{deliveries:>7,} deliveries/s {where:>12}: p50 {fmt_us(med['p50_us'])}, "
+                rows.append((deliveries, rate, where, med, ok, [p for r in runs for p in r["problems"]]))
+                print(f"{deliveries:>7,} deliveries/s {WHERE[where]:>12}: p50 {fmt_us(med['p50_us'])}, "
                       f"p99 {fmt_us(med['p99_us'])}, max {fmt_us(med['max_us'])}, "
                       f"server CPU/delivery {med['server_cpu_per_delivery_us']:.2f} us, "
                       f"redis CPU {med['redis_cpu_pct']:.1f}% {'' if ok else '(LOSSES)'}", flush=True)
@@ -215,10 +219,11 @@ def main() -> int:
              "*One node*: `netloop serve --hub` alone, everyone on it. *Across nodes*: two "
              "`netloop serve --hub --cluster unix:redis.sock` nodes, the sender on node A and the "
              "receivers on node B (`netloop load fanout B --senders-at A`), so every message goes "
-             "A -> Redis -> B. Nodes and Redis on CPU 0, the load on CPU 1; medians of the "
+             "A -> Redis -> B. *Both nodes*: every other receiver and sender on each node "
+             "(`--half-at A`), so half the deliveries cross. Nodes and Redis on CPU 0, the load on CPU 1; medians of the "
              "repetitions. Latency is from each message's scheduled send to its arrival. Server "
              "CPU is both nodes together (schedstat, over the sending and draining window), per "
-             "delivery; Redis CPU is redis-server's own, per message published. At these low rates "
+             "delivery (\"receiving node\" is node B, \"sending node\" node A); Redis CPU is redis-server's own, per message published. At these low rates "
              "a node's and Redis's fixed costs (heartbeats, lease refreshes, Redis's own timer) "
              "weigh on the per-message figures; Redis CPU % is the one to read. The 1-minute load "
              f"average was {load_at_start} at the start: on a shared machine the tails (p99, max) "
@@ -226,14 +231,16 @@ def main() -> int:
     L.append("")
     L.append("| deliveries/s | where | p50 | p99 | max | server CPU per delivery | receiving node CPU per delivery | sending node CPU per message | Redis CPU | Redis CPU per message | lost or undelivered |")
     L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for deliveries, rate, cross, med, ok, _ in rows:
-        where = "across nodes" if cross else "one node"
-        sender = fmt_us(med["sender_cpu_per_message_us"]) if cross else "-"
+    for deliveries, rate, where, med, ok, _ in rows:
+        cross = where != "one"
+        # With members on both nodes, each node both sends and receives: only the sum means much.
+        sender = fmt_us(med["sender_cpu_per_message_us"]) if where == "across" else "-"
+        receiver = f"{med['receiver_cpu_per_delivery_us']:.2f} us" if where != "both" else "-"
         redis = f"{med['redis_cpu_pct']:.2f}%" if cross else "-"
         redis_msg = fmt_us(med["redis_cpu_per_message_us"]) if cross else "-"
-        L.append(f"| {deliveries:,} ({RECEIVERS} x {rate} msg/s) | {where} | {fmt_us(med['p50_us'])} | "
+        L.append(f"| {deliveries:,} ({RECEIVERS} x {rate} msg/s) | {WHERE[where]} | {fmt_us(med['p50_us'])} | "
                  f"{fmt_us(med['p99_us'])} | {fmt_us(med['max_us'])} | "
-                 f"{med['server_cpu_per_delivery_us']:.2f} us | {med['receiver_cpu_per_delivery_us']:.2f} us | "
+                 f"{med['server_cpu_per_delivery_us']:.2f} us | {receiver} | "
                  f"{sender} | {redis} | {redis_msg} | {'none' if ok else '**yes**'} |")
     problems = sorted({p for *_, ps in rows for p in ps})
     if problems:

@@ -141,6 +141,10 @@ enum LoadMode {
         /// every delivery crosses nodes.
         #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
         senders_at: Option<Address>,
+        /// Connect every other connection (receivers and senders alike) here: another node of
+        /// the same --cluster, so both nodes have members and half the deliveries cross.
+        #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "senders_at")]
+        half_at: Option<Address>,
         /// After -T, how long to wait for deliveries still in flight.
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
@@ -526,6 +530,7 @@ fn load(args: LoadArgs) -> ExitCode {
             rate_per_conn,
             size,
             senders_at,
+            half_at,
             drain_timeout,
             common,
         } => {
@@ -534,7 +539,8 @@ fn load(args: LoadArgs) -> ExitCode {
                 ProtocolArg::Hub => FanoutProtocol::Hub,
             };
             let rate = total_rate(rate, rate_per_conn, senders);
-            let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size, senders_at });
+            let mode =
+                Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size, senders_at, half_at });
             return run_load(addr, common, mode, drain_timeout);
         }
     };

@@ -402,9 +402,10 @@ fn a_node_that_shuts_down_says_goodbye_at_once_and_gives_its_names_back() {
     assert!(took < Duration::from_millis(600), "offline after {took:?}");
 }
 
-/// `netloop load fanout` with its senders on one node and its receivers on another: every
-/// delivery crosses Redis, and none is lost, duplicated or reordered.
-fn load_across(protocol: &str) {
+/// `netloop load fanout` with its senders on one node and its receivers on another (every
+/// delivery crosses Redis), or with both on both (`--half-at`): none is lost, duplicated or
+/// reordered.
+fn load_across(protocol: &str, split: &str) {
     let redis = Redis::start();
     let url = redis.url();
     let flag = format!("--{protocol}");
@@ -412,7 +413,7 @@ fn load_across(protocol: &str) {
     let a = Netloop::serve(&args, 1);
     let b = Netloop::serve(&args, 1);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
-        .args(["load", "fanout", &b.addr(protocol), "--senders-at", &a.addr(protocol)])
+        .args(["load", "fanout", &b.addr(protocol), split, &a.addr(protocol)])
         .args(["--protocol", protocol, "-c", "20", "--senders", "2", "-r", "200", "-T", "1s", "-q", "--json"])
         .output()
         .unwrap();
@@ -428,12 +429,17 @@ fn load_across(protocol: &str) {
 
 #[test]
 fn load_fanout_with_senders_on_another_hub_node_delivers_everything() {
-    load_across("hub");
+    load_across("hub", "--senders-at");
+}
+
+#[test]
+fn load_fanout_with_receivers_and_senders_on_both_hub_nodes_delivers_everything() {
+    load_across("hub", "--half-at");
 }
 
 #[test]
 fn load_fanout_with_senders_on_another_chat_node_delivers_everything() {
-    load_across("chat");
+    load_across("chat", "--senders-at");
 }
 
 #[test]

@@ -82,6 +82,10 @@ pub struct FanoutConfig {
     /// Where the senders connect when not to the receivers' server (`--senders-at`): another
     /// node of the same cluster, so every delivery crosses nodes.
     pub senders_at: Option<crate::addr::Address>,
+    /// Where every other connection (receivers and senders alike) connects (`--half-at`):
+    /// another node of the same cluster, so there are members on both and half of the
+    /// deliveries cross nodes.
+    pub half_at: Option<crate::addr::Address>,
 }
 
 #[derive(Debug)]
@@ -622,6 +626,7 @@ mod tests {
             rate: 10,
             size: 0,
             senders_at: None,
+            half_at: None,
         })
     }
 
@@ -729,6 +734,7 @@ mod tests {
                 rate: 1,
                 size: 100,
                 senders_at: None,
+                half_at: None,
             });
             l.compose(2, 17, 123_456_789);
             let line = l.msg.strip_suffix(b"\n").expect("newline-terminated").to_vec();

@@ -116,7 +116,10 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
     }
     let split_target = match mode {
         Mode::Fanout(FanoutConfig { receivers, senders_at: Some(addr), .. }) => {
-            Some((*receivers, addr.resolve_one()?))
+            Some((runner::SlotSplit::From(*receivers), addr.resolve_one()?))
+        }
+        Mode::Fanout(FanoutConfig { half_at: Some(addr), .. }) => {
+            Some((runner::SlotSplit::Odd, addr.resolve_one()?))
         }
         _ => None,
     };
