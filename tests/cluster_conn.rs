@@ -127,8 +127,8 @@ impl Running {
         let thread = std::thread::spawn(move || {
             let mut lp = EventLoop::new().unwrap();
             let mut node = Node {
-                commands: Conn::commands("commands", endpoint.clone(), timing),
-                subscriber: Conn::subscriber("subscriber", endpoint, timing, vec![b"ch".to_vec()]),
+                commands: Conn::commands("commands".into(), endpoint.clone(), timing),
+                subscriber: Conn::subscriber("subscriber".into(), endpoint, timing, vec![b"ch".to_vec()]),
                 asks: ask_rx,
                 events: ev_tx,
                 tick: None,

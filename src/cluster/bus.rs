@@ -116,7 +116,7 @@ pub struct RedisBus {
     members_here: std::collections::HashSet<String>,
     members: u64,
     /// Claims sent to Redis, awaiting its answer.
-    claims: Vec<(MemberId, String)>,
+    claims: std::collections::HashSet<(MemberId, String)>,
     /// An announcement is open: `Announcing` was sent, `Announced` follows.
     announcing: bool,
     out: Vec<u8>,
@@ -131,9 +131,9 @@ impl RedisBus {
         let channel = format!("netloop:{service}:bus").into_bytes();
         let timing = config.timing;
         RedisBus {
-            commands: Conn::commands("commands", config.endpoint.clone(), timing),
+            commands: Conn::commands(format!("{service} commands"), config.endpoint.clone(), timing),
             subscriber: Conn::subscriber(
-                "subscriber",
+                format!("{service} subscriber"),
                 config.endpoint.clone(),
                 timing,
                 vec![channel.clone()],
@@ -154,7 +154,7 @@ impl RedisBus {
             outage: None,
             members_here: std::collections::HashSet::new(),
             members: 0,
-            claims: Vec::new(),
+            claims: std::collections::HashSet::new(),
             announcing: false,
             out: Vec::new(),
             left: false,
@@ -263,7 +263,7 @@ impl RedisBus {
         if commands {
             self.up.0 = false;
             // Claims awaiting an answer will get none: granted for now, asserted once back.
-            let pending: Vec<(MemberId, String)> = std::mem::take(&mut self.claims);
+            let pending = std::mem::take(&mut self.claims);
             for (member, name) in pending {
                 self.events.push_back(BusEvent::Granted(member, name));
             }
@@ -352,9 +352,7 @@ impl RedisBus {
                 }
             }
             Purpose::Claim(member, name) => {
-                if let Some(at) = self.claims.iter().position(|(m, n)| *m == member && *n == name) {
-                    self.claims.swap_remove(at);
-                } else {
+                if !self.claims.remove(&(member, name.clone())) {
                     return; // already answered (the connection dropped meanwhile)
                 }
                 if granted(&value, 0) {
@@ -401,7 +399,7 @@ impl Bus for RedisBus {
         let args: [&[u8]; 6] =
             [b"EVAL", CLAIM_SCRIPT.as_bytes(), b"1", key.as_bytes(), me.as_bytes(), lease.as_bytes()];
         if self.commands.send(cx, Purpose::Claim(member, name.to_string()), &args) {
-            self.claims.push((member, name.to_string()));
+            self.claims.insert((member, name.to_string()));
             Claim::Pending
         } else {
             // Redis unreachable: granted for now, asserted when it is back (the member may

@@ -143,7 +143,8 @@ enum Awaited<T> {
 /// One Redis connection; `T` tags the owner's commands so replies find their purpose.
 #[derive(Debug)]
 pub struct Conn<T> {
-    name: &'static str,
+    /// What the logs call it (`hub commands`, `chat subscriber`).
+    name: String,
     endpoint: Endpoint,
     timing: Timing,
     /// Channels to subscribe to on every connection; empty for a command connection.
@@ -166,21 +167,16 @@ pub struct Conn<T> {
 
 impl<T> Conn<T> {
     /// A command connection (not started: call [`Conn::tick`]).
-    pub fn commands(name: &'static str, endpoint: Endpoint, timing: Timing) -> Self {
+    pub fn commands(name: String, endpoint: Endpoint, timing: Timing) -> Self {
         Self::new(name, endpoint, timing, Vec::new())
     }
 
     /// A subscriber to `channels`.
-    pub fn subscriber(
-        name: &'static str,
-        endpoint: Endpoint,
-        timing: Timing,
-        channels: Vec<Vec<u8>>,
-    ) -> Self {
+    pub fn subscriber(name: String, endpoint: Endpoint, timing: Timing, channels: Vec<Vec<u8>>) -> Self {
         Self::new(name, endpoint, timing, channels)
     }
 
-    fn new(name: &'static str, endpoint: Endpoint, timing: Timing, channels: Vec<Vec<u8>>) -> Self {
+    fn new(name: String, endpoint: Endpoint, timing: Timing, channels: Vec<Vec<u8>>) -> Self {
         Conn {
             name,
             endpoint,
@@ -490,7 +486,7 @@ mod tests {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_millis(800),
         };
-        let mut c: Conn<()> = Conn::commands("t", Endpoint::parse("unix:/x").unwrap(), timing);
+        let mut c: Conn<()> = Conn::commands("t".into(), Endpoint::parse("unix:/x").unwrap(), timing);
         let mut seen = Vec::new();
         for n in 1..=8 {
             c.failures = n;
