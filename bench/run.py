@@ -214,6 +214,8 @@ class Server:
     spawned_at: float = 0.0
     listening_at: float = 0.0
     stderr_path: str = ""
+    # CPUs the server may run on; None: CPU 0 (SERVER_CPU). Workers get every core.
+    cpus: set[int] | None = None
     _lines: list[str] = field(default_factory=list)
     _line_event: threading.Event = field(default_factory=threading.Event)
 
@@ -233,7 +235,7 @@ class Server:
         # The server inherits the CPU affinity of the thread that spawns it: set CPU 0 for the
         # spawn (same as `taskset -c 0`, without an extra exec inside the start-up time).
         before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {SERVER_CPU})
+        os.sched_setaffinity(0, self.cpus or {SERVER_CPU})
         try:
             self.spawned_at = time.monotonic()
             self.proc = _register(subprocess.Popen(
@@ -1314,11 +1316,12 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
             L.extend(notes)
         L.append("")
     text = "\n".join(L).rstrip() + "\n"
-    # The cluster section comes from bench/cluster.py (its own runner): kept as it was.
+    # Sections written by their own runners (bench/workers.py, bench/cluster.py): kept as they were.
     old = path.read_text() if path.exists() else ""
-    begin, end = "<!-- cluster:begin -->", "<!-- cluster:end -->"
-    if begin in old and end in old:
-        text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    for name in ("workers", "cluster"):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin in old and end in old:
+            text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     path.write_text(text)
     return text
 
@@ -1526,6 +1529,9 @@ def main() -> int:
                     "(default: the --netloop binary)")
     ap.add_argument("--node", default="node", help="node binary (default: node on PATH)")
     ap.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
+    ap.add_argument("--workers", action="store_true", help="then run bench/workers.py --write: the "
+                    "Workers section (100,000 idle connections over 6 workers; echo with 1, 2 and auto "
+                    "workers), about 4 more minutes")
     ap.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md/.svg go (default docs/)")
     args = ap.parse_args()
 
@@ -1613,6 +1619,11 @@ def main() -> int:
     print()
     print(text[text.index("## Targets"):text.index("![")].rstrip())
     print(f"\nbench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.svg'} in {elapsed:.0f}s")
+    if args.workers:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        print("bench: bench/workers.py --write", flush=True)
+        return subprocess.run([sys.executable, str(REPO / "bench" / "workers.py"), "--write",
+                               "--netloop", netloop], cwd=REPO).returncode
     return 0
 
 

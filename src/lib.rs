@@ -26,6 +26,8 @@
 //!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
 //!   loop's own repeated warnings, budgeted and summarised.
+//! - [`systemd`]: socket activation and readiness notification.
+//! - [`workers`]: `serve --workers N`, the supervisor and its worker processes.
 //! - [`input_budget`]: the bound on unfinished input held for all sockets together.
 //! - [`addr`], [`units`], [`options`], [`limits`], [`error`]: small supporting pieces.
 //!
@@ -62,11 +64,13 @@ mod socket;
 pub mod socket_error;
 pub mod stats;
 pub mod stdin;
+pub mod systemd;
 pub mod text;
 pub mod timers;
 pub mod units;
 mod warnings;
 pub mod wire;
+pub mod workers;
 mod wrap;
 pub mod write_queue;
 

@@ -1,5 +1,6 @@
 //! The `netloop` command: parse arguments, hand them to the library, report errors.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use netloop::serve::{settle_max_sockets, Serve, ServeConfig, ServiceKind};
 use netloop::services::chat::ChatConfig;
 use netloop::services::hub::HubConfig;
 use netloop::units::{parse_duration, parse_size};
+use netloop::workers::{SupervisorConfig, WorkerSetup};
 use netloop::{Address, EventLoop, ServerOptions, SocketOptions};
 
 #[derive(Parser, Debug)]
@@ -190,6 +192,41 @@ struct LoadCommon {
     /// No progress line on stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
+
+    /// Split the run over this many processes, each one loop (auto: one per core): each
+    /// opens its share of -c and sends its share of -r from its own source addresses; the
+    /// report merges theirs (counts added, percentiles from the merged histograms). Idle and
+    /// echo only.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
+    workers: usize,
+
+    /// Set by a split run: this process runs share I of N.
+    #[arg(long, hide = true, value_name = "I/N", value_parser = parse_part)]
+    worker_part: Option<(usize, usize)>,
+}
+
+/// `--worker-part I/N`.
+fn parse_part(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+    match parsed {
+        Some((i, n)) if i < n => Ok((i, n)),
+        _ => Err(format!("expected I/N with I < N, got {s:?}")),
+    }
+}
+
+/// The `load` arguments as typed, without those a split run sets for its processes.
+fn load_part_args(argv: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut args = argv.skip_while(|a| a != "load").skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--workers" {
+            args.next();
+        } else if !(text.starts_with("--workers=") || ["--json", "--quiet", "-q"].contains(&text.as_ref())) {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -317,9 +354,41 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
 
+    /// Worker processes, each one loop, all accepting on every address (auto: one per core).
+    /// Echo; chat and hub only with --cluster (every worker a node of the cluster), since they
+    /// keep their members in one process. --max-connections is per worker.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
+    workers: usize,
+
+    /// Set by the supervisor: this process is worker I.
+    #[arg(long, hide = true, value_name = "I")]
+    worker: Option<usize>,
+
+    /// Set by the supervisor: the descriptor of the channel to it.
+    #[arg(long, hide = true, value_name = "FD")]
+    worker_report_fd: Option<i32>,
+
+    /// Set by the supervisor: the inherited listening sockets, in the order of the listeners.
+    #[arg(long, hide = true, value_name = "FD,...", value_delimiter = ',')]
+    worker_listeners: Vec<i32>,
+
     #[cfg(feature = "cluster")]
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// Most workers: far past any core count, low enough that a typo does not fork-bomb.
+const MAX_WORKERS: usize = 1024;
+
+/// `--workers`: a count, or `auto` for one per core.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected auto or a whole number from 1 to {MAX_WORKERS}, got {s:?}")),
+    }
 }
 
 /// Chat and hub across processes and machines (see docs/operations.md, "Cluster").
@@ -343,10 +412,10 @@ struct ClusterArgs {
 
 /// The cluster settings, after checking (unless told to retry) that Redis answers.
 #[cfg(feature = "cluster")]
-fn cluster_config(args: ClusterArgs) -> std::io::Result<Option<netloop::cluster::ClusterConfig>> {
+fn cluster_config(args: &ClusterArgs) -> std::io::Result<Option<netloop::cluster::ClusterConfig>> {
     use netloop::cluster::{conn::Endpoint, probe, ClusterConfig};
-    let Some(url) = args.cluster else { return Ok(None) };
-    let endpoint = Endpoint::parse(&url).map_err(std::io::Error::other)?;
+    let Some(url) = &args.cluster else { return Ok(None) };
+    let endpoint = Endpoint::parse(url).map_err(std::io::Error::other)?;
     if args.cluster_heartbeat < Duration::from_millis(50) || args.cluster_heartbeat > Duration::from_secs(60)
     {
         return Err(std::io::Error::other("--cluster-heartbeat must be between 50ms and 60s"));
@@ -437,18 +506,44 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// The `serve` arguments as typed, without the ones only the supervisor acts on: `--workers`,
+/// `--stats-interval` (it logs the workers' sum itself) and the listeners (it gives each
+/// worker the addresses it bound, real ports and sockets handed over by systemd included).
+fn worker_args(argv: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    const SUPERVISOR_ONLY: [&str; 5] = ["--workers", "--stats-interval", "--echo", "--chat", "--hub"];
+    let mut out = Vec::new();
+    let mut args = argv.skip_while(|a| a != "serve").skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if SUPERVISOR_ONLY.contains(&text.as_ref()) {
+            args.next();
+        } else if !SUPERVISOR_ONLY.iter().any(|f| text.starts_with(&format!("{f}="))) {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 /// Runs the services until every connection closed after a signal (`Ok(None)`), or a second
 /// signal asked to exit at once (`Ok(Some(128 + signal))`).
 fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     let mut listeners: Vec<(ServiceKind, Address)> = Vec::new();
-    listeners.extend(args.echo.into_iter().map(|a| (ServiceKind::Echo, a)));
-    listeners.extend(args.chat.into_iter().map(|a| (ServiceKind::Chat, a)));
-    listeners.extend(args.hub.into_iter().map(|a| (ServiceKind::Hub, a)));
+    listeners.extend(args.echo.iter().map(|a| (ServiceKind::Echo, a.clone())));
+    listeners.extend(args.chat.iter().map(|a| (ServiceKind::Chat, a.clone())));
+    listeners.extend(args.hub.iter().map(|a| (ServiceKind::Hub, a.clone())));
+    if args.worker.is_none() {
+        netloop::systemd::init_notify();
+        let activated = netloop::systemd::take_activated_sockets()?;
+        add_activated(&mut listeners, &activated)?;
+    }
     if listeners.is_empty() {
         let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
         listeners.push((ServiceKind::Echo, local(8080)));
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
+    }
+    if args.workers > 1 && args.worker.is_none() {
+        return supervise(&args, &listeners);
     }
     let largest_unit = args.max_line.max(args.max_frame);
     if args.max_input_total > 0 && largest_unit > args.max_input_total {
@@ -460,7 +555,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     }
     let max_sockets = settle_max_sockets(args.max_connections);
     #[cfg(feature = "cluster")]
-    let cluster = cluster_config(args.cluster)?;
+    let cluster = cluster_config(&args.cluster)?;
     let config = ServeConfig {
         #[cfg(feature = "cluster")]
         cluster,
@@ -488,7 +583,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
         },
         hub: HubConfig {
             max_frame: args.max_frame,
-            token: args.hub_token,
+            token: args.hub_token.clone(),
             register_timeout: (!args.register_timeout.is_zero()).then_some(args.register_timeout),
         },
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
@@ -498,14 +593,105 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
             timeout: (!args.input_timeout.is_zero()).then_some(args.input_timeout),
         },
     };
+    if let (Some(index), Some(report_fd)) = (args.worker, args.worker_report_fd) {
+        let setup = WorkerSetup { index, report_fd, listener_fds: args.worker_listeners.clone() };
+        let addresses: Vec<Address> = config.listeners.iter().map(|(_, a)| a.clone()).collect();
+        // SAFETY: the supervisor opened these descriptors for us and nothing else uses them.
+        unsafe { netloop::workers::become_worker(&setup, &addresses)? };
+    }
     let mut event_loop = EventLoop::new()?;
     let mut app = Serve::start(event_loop.context(), &config)?;
+    netloop::workers::worker::report_ready();
+    netloop::systemd::notify(&format!("READY=1\n{}", netloop::systemd::status_line(0, None)));
     event_loop.run(&mut app)?;
     if let Some(status) = app.exit_status() {
         return Ok(Some(u8::try_from(status).unwrap_or(u8::MAX)));
     }
     log::info!("all connections closed; exiting");
     Ok(None)
+}
+
+/// Sockets handed over by systemd: each serves the listener given for its address, or, if
+/// none is, the service it is named after (`FileDescriptorName=echo|chat|hub`).
+fn add_activated(
+    listeners: &mut Vec<(ServiceKind, Address)>,
+    activated: &[netloop::systemd::ActivatedSocket],
+) -> std::io::Result<()> {
+    for socket in activated {
+        let claimed = listeners.iter().any(|(_, a)| a.resolve_one().ok().as_ref() == Some(&socket.address));
+        if claimed {
+            continue;
+        }
+        let kind = match socket.name.as_str() {
+            "echo" => ServiceKind::Echo,
+            "chat" => ServiceKind::Chat,
+            "hub" => ServiceKind::Hub,
+            other => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "socket activation passed {} (name {other:?}), which no --echo/--chat/--hub names: \
+                         add FileDescriptorName=echo, chat or hub to its socket unit, or give its address \
+                         to the service flag",
+                        socket.address
+                    ),
+                ))
+            }
+        };
+        let address = match &socket.address {
+            netloop::SocketAddress::Inet(a) => Address::Tcp { host: a.ip().to_string(), port: a.port() },
+            netloop::SocketAddress::Unix(p) => Address::Unix(p.clone()),
+            netloop::SocketAddress::UnnamedUnix => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "socket activation passed an unnamed Unix socket",
+                ))
+            }
+        };
+        listeners.push((kind, address));
+    }
+    Ok(())
+}
+
+/// `--workers N` with N > 1: this process supervises N workers. Chat and hub keep their
+/// members in one process, so they would split into N rooms that cannot see each other,
+/// unless `--cluster` makes every worker a node of one cluster.
+fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, Address)]) -> std::io::Result<Option<u8>> {
+    #[cfg(feature = "cluster")]
+    let clustered = cluster_config(&args.cluster)?.is_some();
+    #[cfg(not(feature = "cluster"))]
+    let clustered = false;
+    let unshared = listeners.iter().find(|(k, _)| *k != ServiceKind::Echo && !clustered);
+    if let Some((kind, addr)) = unshared {
+        let name = service_name(*kind);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "--workers {} applies to echo only: {name} ({addr}) keeps its members in one process, so \
+                 workers would split them into rooms that cannot see each other. Run {name} with \
+                 --workers 1 (the default), in its own `netloop serve --{name} ...` next to the echo workers, \
+                 or give --cluster URL so every worker is a node of one cluster through Redis",
+                args.workers
+            ),
+        ));
+    }
+    let config = SupervisorConfig {
+        workers: args.workers,
+        listeners: listeners.iter().map(|(k, a)| (service_name(*k), a.clone())).collect(),
+        backlog: args.backlog,
+        worker_args: worker_args(std::env::args_os()),
+        shutdown_timeout: args.shutdown_timeout,
+        stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
+    };
+    netloop::workers::run(config)
+}
+
+fn service_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Echo => "echo",
+        ServiceKind::Chat => "chat",
+        ServiceKind::Hub => "hub",
+    }
 }
 
 fn connect(args: ConnectArgs) -> std::io::Result<()> {
@@ -553,6 +739,18 @@ fn total_rate(total: u64, per_conn: Option<u64>, connections: usize) -> u64 {
 }
 
 fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {
+    if common.workers > 1 && common.worker_part.is_none() {
+        let report = match mode {
+            Mode::Fanout(_) => Err(netloop::load::split::refuse_fanout(common.workers)),
+            _ => netloop::load::split::run(
+                &load_part_args(std::env::args_os()),
+                common.workers,
+                mode.name(),
+                &addr.to_string(),
+            ),
+        };
+        return print_report(report, &mode, common.json);
+    }
     let config = LoadConfig {
         target: addr,
         duration: common.duration,
@@ -562,15 +760,30 @@ fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Durati
         drain_timeout,
         sources: (!common.source.is_empty()).then_some(common.source),
         progress: !common.quiet,
+        part: common.worker_part,
     };
-    let report = match netloop::load::run(&config, &mode) {
+    let report = netloop::load::run(&config, &mode);
+    if let (Some(_), Ok(r)) = (common.worker_part, &report) {
+        println!("{}", netloop::load::split::part_json(r));
+        return ExitCode::SUCCESS;
+    }
+    print_report(report, &mode, common.json)
+}
+
+/// Prints the report (table or JSON); the exit status says whether every check passed.
+fn print_report(report: std::io::Result<netloop::load::Report>, mode: &Mode, json: bool) -> ExitCode {
+    let report = match report {
         Ok(r) => r,
         Err(e) => {
+            if let Some(signal) = netloop::load::SecondSignal::of(&e) {
+                eprintln!("netloop: {e}");
+                return ExitCode::from((128 + signal).clamp(0, 255) as u8);
+            }
             eprintln!("netloop: load {}: {e}", mode.name());
             return ExitCode::FAILURE;
         }
     };
-    let text = if common.json { format!("{}\n", report.to_json()) } else { report.to_table() };
+    let text = if json { format!("{}\n", report.to_json()) } else { report.to_table() };
     let mut out = std::io::stdout().lock();
     let _ = std::io::Write::write_all(&mut out, text.as_bytes());
     let _ = std::io::Write::flush(&mut out);
@@ -585,7 +798,18 @@ fn main() -> ExitCode {
     // Warnings only for the client commands: their stdout/stderr belong to the user.
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    if let Command::Serve(ServeArgs { worker: Some(index), .. }) = &cli.command {
+        // Workers share the supervisor's stderr: each line says whose it is.
+        let index = *index;
+        logger.format(move |buf, record| {
+            use std::io::Write;
+            let ts = buf.timestamp();
+            writeln!(buf, "[{ts} {} worker {index}] {}", record.level(), record.args())
+        });
+    }
+    logger.init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Connect(args) => connect(args).map(|()| None),
@@ -612,6 +836,50 @@ mod tests {
             Command::Serve(a) => a,
             other => panic!("not serve: {other:?}"),
         }
+    }
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn workers_get_the_serve_arguments_without_the_supervisors_own() {
+        let argv = os(&[
+            "netloop",
+            "serve",
+            "--echo",
+            "127.0.0.1:0",
+            "--workers",
+            "4",
+            "--echo-banner",
+            "hi",
+            "--stats-interval=1s",
+            "--idle-timeout",
+            "5s",
+            "--echo=unix:/tmp/x",
+        ]);
+        assert_eq!(worker_args(argv.into_iter()), os(&["--echo-banner", "hi", "--idle-timeout", "5s"]));
+    }
+
+    #[test]
+    fn load_parts_get_the_load_arguments_without_output_and_split_flags() {
+        let argv = os(&[
+            "netloop",
+            "load",
+            "echo",
+            "127.0.0.1:1",
+            "-c",
+            "10",
+            "--workers=2",
+            "--json",
+            "-q",
+            "-T",
+            "1s",
+        ]);
+        assert_eq!(load_part_args(argv.into_iter()), os(&["echo", "127.0.0.1:1", "-c", "10", "-T", "1s"]));
+        assert_eq!(parse_part("1/3"), Ok((1, 3)));
+        assert!(parse_part("3/3").is_err() && parse_part("x").is_err());
+        assert!(parse_workers("0").is_err() && parse_workers("auto").is_ok_and(|n| n >= 1));
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Serve {
     shutdown: Option<TimerId>,
     /// The `--stats-interval` timer.
     stats_timer: Option<TimerId>,
+    /// Refreshes systemd's `STATUS=` line, when systemd asked for notifications.
+    status_timer: Option<TimerId>,
     /// Set by a second signal: the loop stops and the process exits with this status.
     exit_status: Option<i32>,
 }
@@ -149,8 +151,14 @@ impl Serve {
             shutdown_timeout: config.shutdown_timeout,
             shutdown: None,
             stats_timer: None,
+            status_timer: None,
             exit_status: None,
         };
+        if crate::systemd::notifying() {
+            let timer = cx.set_interval(crate::systemd::STATUS_EVERY);
+            cx.set_timer_ref(timer, false);
+            serve.status_timer = Some(timer);
+        }
         if let Some(every) = config.stats_interval {
             let timer = cx.set_interval(every);
             // Counters alone must not keep a shutting-down server alive.
@@ -254,6 +262,7 @@ impl Serve {
     /// First signal: stop accepting, end every socket (queued output is flushed first), and
     /// give stragglers `shutdown_timeout` before they are closed.
     fn begin_shutdown(&mut self, cx: &mut Context) {
+        crate::systemd::notify("STOPPING=1");
         for service in &mut self.services {
             service.on_shutdown(cx);
         }
@@ -383,6 +392,10 @@ impl Handler for Serve {
             self.services.iter().for_each(|s| s.log_counters());
             return;
         }
+        if self.status_timer == Some(timer) {
+            crate::systemd::notify(&crate::systemd::status_line(cx.socket_count() as u64, None));
+            return;
+        }
         if self.shutdown == Some(timer) {
             let left = cx.sockets();
             if !left.is_empty() {
@@ -431,31 +444,13 @@ impl Handler for Serve {
     }
 }
 
-/// The counters at info level: every `--stats-interval` and on SIGUSR1.
+/// The counters at info level: every `--stats-interval` and on SIGUSR1. A worker sends them
+/// to its supervisor instead, which logs the sum.
 fn log_counters(cx: &Context) {
-    let st = cx.stats();
-    log::info!(
-        "stats: connections={} accepted={} rejected={} rejected_no_fd={} \
-         disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-         sender_stalls={} sender_stall_ms={} auth_failures={} auth_throttled={} input_held={} \
-         bytes_in={} bytes_out={}",
-        cx.socket_count(),
-        st.accepted,
-        st.rejected,
-        st.rejected_no_fd,
-        st.output_limit_disconnects,
-        st.input_limit_disconnects,
-        st.input_total_disconnects,
-        st.input_timeout_disconnects,
-        st.timeout_disconnects,
-        st.sender_stalls,
-        st.sender_stall_ms,
-        st.auth_failures,
-        st.auth_throttled,
-        cx.total_held_input(),
-        st.bytes_in,
-        st.bytes_out
-    );
+    let counters = crate::workers::Counters::of(cx);
+    if !crate::workers::worker::report_counters(&counters) {
+        log::info!("stats: {counters}");
+    }
 }
 
 /// Raises the fd limit and settles the loop-wide socket cap (`--max-connections`): the user's

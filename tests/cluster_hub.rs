@@ -556,3 +556,41 @@ fn a_hung_redis_never_hangs_the_node() {
     // Back: cat's name is asserted in Redis.
     redis.wait_for(&["EXISTS", "netloop:hub:name:cat"], "cat's lease asserted", |r| r == ":1");
 }
+
+#[test]
+fn with_workers_every_worker_is_a_node_and_the_hub_is_one_community() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let mut hub = Netloop::serve(
+        &["--hub", "127.0.0.1:0", "--workers", "2", "--cluster", &url, "--cluster-heartbeat", HEARTBEAT],
+        1,
+    );
+    let addr = hub.tcp("hub");
+    // Two workers, two nodes: each subscribed once.
+    redis.wait_for(&["PUBLISH", "netloop:hub:bus", "probe"], "both workers subscribed", |r| r == ":2");
+    let mut clients: Vec<LineClient> = (0..8).map(|i| named(addr, &format!("c{i}"))).collect();
+    for c in clients.iter_mut() {
+        list_until(c, "all eight", |v| v["count"] == 8);
+    }
+    clients[0].send(r#"{"type":"broadcast","message":"to everyone"}"#);
+    for c in clients.iter_mut().skip(1) {
+        assert_eq!(
+            c.skip_until(100, not_presence),
+            r#"{"type":"broadcast","from":"c0","message":"to everyone"}"#
+        );
+    }
+    drop(clients);
+    hub.signal(15);
+    assert!(hub.wait_exit(WAIT).is_some_and(|st| st.success()));
+}
+
+#[test]
+fn with_workers_chat_and_hub_without_cluster_are_still_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["serve", "--hub", "127.0.0.1:0", "--workers", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cluster URL"), "{err}");
+}

@@ -525,7 +525,7 @@ fn load_idle_names_the_fd_limit_that_stops_it() {
     let limit = report["connections"]["limit"].as_str().unwrap_or_default();
     assert!(limit.contains("open file limit 300") && limit.contains("ulimit -Hn"), "{report:#}");
     // And how to go past one process.
-    assert!(limit.contains("run more netloop load processes") && limit.contains("--source"), "{report:#}");
+    assert!(limit.contains("split the run over processes with --workers N"), "{report:#}");
 }
 
 #[test]
@@ -825,4 +825,39 @@ fn every_report_key_of_every_mode_is_the_documented_schema() {
             assert_eq!(keys.contains(key), expected, "{mode}: documented key {key}: {report:#}");
         }
     }
+}
+
+#[test]
+fn a_second_signal_stops_load_at_once_with_128_plus_the_signal() {
+    let server = Netloop::serve(&["--echo", "127.0.0.1:0"], 1);
+    let mut load = Command::new(env!("CARGO_BIN_EXE_netloop"))
+        .args(["load", "idle", &server.addr("echo"), "-c", "5", "-T", "60s", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run netloop load");
+    std::thread::sleep(Duration::from_millis(300));
+    // Both signals pending when the loop next wakes: the first one ends the run, the second
+    // must stop it there, without a report.
+    let pid = load.id() as i32;
+    for sig in [libc::SIGSTOP, libc::SIGINT, libc::SIGTERM, libc::SIGCONT] {
+        // SAFETY: kill has no memory effects; the pid is our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = load.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "load did not stop after two signals");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    load.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    let mut out = String::new();
+    load.stdout.take().expect("stdout").read_to_string(&mut out).expect("stdout");
+    let code = status.code().expect("an exit status, not a signal");
+    assert!(code == 128 + libc::SIGINT || code == 128 + libc::SIGTERM, "exit {code}: {err}");
+    assert!(err.contains("second signal"), "{err}");
+    assert!(out.is_empty(), "no report after a second signal: {out}");
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::load::report::{EchoReport, LatencyFrom, ModeReport};
+use crate::load::report::{EchoReport, Histograms, LatencyFrom, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
 use crate::load::schedule::Schedule;
 use crate::load::stats::{fmt_mb_per_s, fmt_ns, fmt_rate, per_second, LatencyRecorder};
@@ -356,7 +356,13 @@ impl Workload for EchoLoad {
             schedule.check(duration_s, &advice, problems);
         }
         let messages_sent = self.bytes_sent / self.cfg.size as u64;
+        let histograms = Histograms {
+            latency: Some(self.latency.histogram().clone()),
+            send_delay: self.schedule.as_ref().map(|s| s.delay_histogram().clone()),
+            connect_time: None,
+        };
         Summary {
+            histograms,
             completed: self.round_trips,
             bytes: self.bytes_received,
             latency: self.latency.percentiles(),

@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::line::LineSplitter;
-use crate::load::report::{FanoutReport, LatencyFrom, ModeReport};
+use crate::load::report::{FanoutReport, Histograms, LatencyFrom, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
 use crate::load::schedule::Schedule;
 use crate::load::stats::{fmt_count, fmt_ns, fmt_rate, per_second, LatencyRecorder};
@@ -559,6 +559,11 @@ impl Workload for FanoutLoad {
             );
         }
         Summary {
+            histograms: Histograms {
+                latency: Some(self.latency.histogram().clone()),
+                send_delay: self.schedule.as_ref().map(|s| s.delay_histogram().clone()),
+                connect_time: None,
+            },
             completed: self.deliveries,
             bytes: self.delivered_bytes,
             latency: self.latency.percentiles(),

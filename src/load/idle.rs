@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::load::report::{IdleReport, ModeReport};
+use crate::load::report::{Histograms, IdleReport, ModeReport};
 use crate::load::runner::{Handshake, Summary, Workload};
 
 /// Holds connections and reads (and drops) whatever the server sends, so a server's banner or
@@ -57,6 +57,7 @@ impl Workload for IdleLoad {
             latency: None,
             latency_from: None,
             details: ModeReport::Idle(IdleReport { bytes_received: self.bytes_received }),
+            histograms: Histograms::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod report;
 mod runner;
 mod schedule;
 mod sources;
+pub mod split;
 pub mod stats;
 
 use std::io;
@@ -56,6 +57,9 @@ pub struct LoadConfig {
     pub sources: Option<Vec<IpAddr>>,
     /// Print the once-a-second progress line on stderr.
     pub progress: bool,
+    /// This process runs share `.0` of `.1` of a split run (`--workers`): its part of the
+    /// connections and of the rate, from its own source addresses.
+    pub part: Option<(usize, usize)>,
 }
 
 /// The mode and its own settings.
@@ -73,6 +77,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Connections the mode opens (fan-out: receivers and senders).
+    pub fn connections(&self) -> usize {
+        match self {
+            Mode::Idle { connections } => *connections,
+            Mode::Echo(e) => e.connections,
+            Mode::Fanout(f) => f.receivers + f.senders,
+        }
+    }
+
     /// The mode's name as typed and reported.
     pub fn name(&self) -> &'static str {
         match self {
@@ -87,6 +100,14 @@ impl Mode {
 /// when the run could not start: the target does not resolve, settings are impossible, or the
 /// poll cannot be created. Everything that goes wrong during the run is in the report.
 pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
+    let share;
+    let mode = match config.part {
+        Some((part, parts)) => {
+            share = split::share_of(mode, part, parts)?;
+            &share
+        }
+        None => mode,
+    };
     check_memory_bounds(mode)?;
     let target = config.target.resolve_one()?;
     // Our own descriptors: the poll, the signal pipe, stdio, the EMFILE reserve; the rest may
@@ -99,7 +120,10 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
         log::warn!("could not raise the open file limit: {e}");
     }
     let fd_capacity = limits::connection_capacity(fd_limit);
-    let sources = SourcePlan::new(&target, config.sources.as_deref());
+    let mut sources = SourcePlan::new(&target, config.sources.as_deref());
+    if let Some((part, parts)) = config.part {
+        sources = sources.for_part(part, parts, mode.connections());
+    }
     if let Mode::Fanout(f) = mode {
         let needed = f.receivers + f.senders;
         let allowed = fd_capacity.min(sources.capacity());
@@ -129,7 +153,11 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
         split_target,
         target_text: config.target.to_string(),
         duration: config.duration,
-        connect_rate: config.connect_rate,
+        // A split run's connect rate is the total, as -r is.
+        connect_rate: match config.part {
+            Some((part, parts)) => split::split(u64::from(config.connect_rate), part, parts) as u32,
+            None => config.connect_rate,
+        },
         max_connecting: config.max_connecting.max(1),
         connect_timeout: config.connect_timeout,
         drain_timeout: config.drain_timeout,
@@ -160,7 +188,30 @@ fn drive<W: Workload>(workload: W, settings: RunSettings) -> io::Result<Report> 
     let mut runner = Runner::new(workload, settings);
     runner.begin(cx)?;
     event_loop.run(&mut runner)?;
+    if let Some(signal) = runner.second_signal() {
+        return Err(io::Error::other(SecondSignal(signal)));
+    }
     Ok(runner.into_report())
+}
+
+/// A run stopped by a second SIGINT/SIGTERM, with no report: the process should exit with
+/// 128 + [`SecondSignal::0`], as a shell reports a process killed by that signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondSignal(pub i32);
+
+impl std::fmt::Display for SecondSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "second signal ({}), exiting now", self.0)
+    }
+}
+
+impl std::error::Error for SecondSignal {}
+
+impl SecondSignal {
+    /// The second signal behind `err`, if that is what ended the run.
+    pub fn of(err: &io::Error) -> Option<i32> {
+        err.get_ref().and_then(|e| e.downcast_ref::<SecondSignal>()).map(|s| s.0)
+    }
 }
 
 /// Most per-pair tracking entries (echo: connections x pipeline send stamps; fan-out:

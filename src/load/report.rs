@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::load::stats::{fmt_count, fmt_mb_per_s, fmt_rate, fmt_us, Percentiles};
@@ -41,6 +42,20 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Set when a signal cut the run short.
     pub interrupted: bool,
+    /// The distributions behind the percentiles, so that the reports of the processes of a
+    /// split run (`--workers`) merge exactly.
+    pub histograms: Histograms,
+}
+
+/// Latency distributions of a run (nanoseconds), kept whole for merging.
+#[derive(Debug, Clone, Default)]
+pub struct Histograms {
+    /// Round-trip or delivery latency.
+    pub latency: Option<Histogram<u64>>,
+    /// Time from `connect()` to established.
+    pub connect_time: Option<Histogram<u64>>,
+    /// With a rate: how late messages were sent.
+    pub send_delay: Option<Histogram<u64>>,
 }
 
 /// Where a latency is measured from.

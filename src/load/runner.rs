@@ -20,7 +20,7 @@ use crate::addr::SocketAddress;
 use crate::context::Context;
 use crate::error;
 use crate::handler::{Handler, SocketId};
-use crate::load::report::{ConnectionReport, LatencyFrom, ModeReport, Report};
+use crate::load::report::{ConnectionReport, Histograms, LatencyFrom, ModeReport, Report};
 use crate::load::sources::SourcePlan;
 use crate::load::stats::{
     fmt_count, fmt_rate, new_histogram, per_second, percentiles_of, Clock, Percentiles,
@@ -31,9 +31,8 @@ use crate::timers::TimerId;
 /// How to hold more connections than one process's open file limit allows. Each process needs
 /// source addresses of its own: they would otherwise share the same ephemeral ports.
 pub(crate) const PAST_ONE_PROCESS: &str =
-    "to go past one process's limit, run more netloop load processes side by \
-     side, each with source addresses of its own (--source 127.0.0.2,127.0.0.3 for one, --source \
-     127.0.0.4,127.0.0.5 for the next)";
+    "to go past one process's limit, split the run over processes with --workers N \
+     (each opens its share from source addresses of its own; the report adds them up)";
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -64,6 +63,8 @@ pub(crate) struct Summary {
     pub latency_from: Option<LatencyFrom>,
     /// The mode's own figures.
     pub details: ModeReport,
+    /// The distributions behind its percentiles (the connect times are the runner's).
+    pub histograms: Histograms,
 }
 
 /// One load mode. Slots are `0..connections()` in launch order.
@@ -218,6 +219,8 @@ pub(crate) struct Runner<W: Workload> {
     last_progress_ns: u64,
     established_at_last_progress: u64,
     interrupted: Option<i32>,
+    /// A second signal: the run stops at once, with no report.
+    second_signal: Option<i32>,
 }
 
 impl<W: Workload> std::fmt::Debug for Runner<W> {
@@ -266,6 +269,7 @@ impl<W: Workload> Runner<W> {
             last_progress_ns: 0,
             established_at_last_progress: 0,
             interrupted: None,
+            second_signal: None,
         }
     }
 
@@ -480,6 +484,11 @@ impl<W: Workload> Runner<W> {
     }
 
     /// The report of the finished run.
+    /// The second signal that stopped the run, if one did: there is no report then.
+    pub(crate) fn second_signal(&self) -> Option<i32> {
+        self.second_signal
+    }
+
     pub(crate) fn into_report(mut self) -> Report {
         let now = if self.done_ns > 0 { self.done_ns } else { self.clock.now_ns() };
         let ramp_end = self.ramp_end_ns.unwrap_or(now);
@@ -546,6 +555,7 @@ impl<W: Workload> Runner<W> {
             details: summary.details,
             problems,
             interrupted: self.interrupted.is_some(),
+            histograms: Histograms { connect_time: Some(self.connect_times.clone()), ..summary.histograms },
         }
     }
 }
@@ -690,8 +700,10 @@ impl<W: Workload> Handler for Runner<W> {
 
     fn on_signal(&mut self, cx: &mut Context, signal: i32) {
         if self.interrupted.is_some() {
-            eprintln!("netloop: second signal, exiting now");
-            std::process::exit(128 + signal);
+            // The caller exits with 128 + the signal, as a shell reports a process it killed.
+            self.second_signal = Some(signal);
+            cx.stop();
+            return;
         }
         self.interrupted = Some(signal);
         match self.phase {

@@ -109,6 +109,11 @@ impl Schedule {
         self.behind() as f64 > self.asked as f64 * RATE_TOLERANCE
     }
 
+    /// How late messages were sent (ns), for merging.
+    pub(crate) fn delay_histogram(&self) -> &Histogram<u64> {
+        &self.delay
+    }
+
     /// Send-delay percentiles of the run.
     pub(crate) fn delay(&self) -> Option<Percentiles> {
         percentiles_of(&self.delay)

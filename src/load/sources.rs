@@ -28,6 +28,9 @@ pub(crate) struct SourcePlan {
     per_source: usize,
     /// Automatic spreading moves to the next address after this many (the fast half).
     spread_every: usize,
+    /// Automatic spreading starts this many addresses past 127.0.0.1: one process of a split
+    /// run (`--workers`) keeps clear of the addresses the others use.
+    first: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +57,24 @@ impl SourcePlan {
             (SocketAddress::Inet(_), _) => Kind::Default,
             _ => Kind::Unlimited,
         };
-        SourcePlan { kind, per_source, spread_every: (per_source / 2).max(1) }
+        SourcePlan { kind, per_source, spread_every: (per_source / 2).max(1), first: 0 }
+    }
+
+    /// The plan of process `part` of `parts` that split a run, each opening up to
+    /// `connections`: automatic sources start past the addresses of the processes before it;
+    /// an explicit list is dealt out (`part`, `part + parts`, ...) when it has enough entries.
+    pub(crate) fn for_part(mut self, part: usize, parts: usize, connections: usize) -> Self {
+        match &mut self.kind {
+            Kind::LoopbackSpread => {
+                let per_part = connections.div_ceil(self.spread_every).max(1);
+                self.first = part * per_part;
+            }
+            Kind::Explicit(list) if list.len() >= parts => {
+                *list = list.iter().skip(part).step_by(parts).copied().collect();
+            }
+            _ => {}
+        }
+        self
     }
 
     /// The source for connection slot `slot` (`None`: let the kernel choose).
@@ -62,7 +82,7 @@ impl SourcePlan {
         match &self.kind {
             Kind::Unlimited | Kind::Default => None,
             Kind::LoopbackSpread => {
-                let k = slot / self.spread_every;
+                let k = slot / self.spread_every + self.first;
                 // 127.0.0.1 + k, kept inside 127.0.0.0/8.
                 (k > 0).then(|| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + k as u32)))
             }
@@ -101,6 +121,15 @@ impl SourcePlan {
     /// 127.0.0.2`), `None` when only the kernel's default is used.
     pub(crate) fn describe(&self, n: usize) -> Option<String> {
         match &self.kind {
+            Kind::LoopbackSpread if self.first > 0 => {
+                let first = self.source_for(0).map_or_else(String::new, |ip| ip.to_string());
+                let last = self.source_for(n.max(1) - 1).map_or_else(String::new, |ip| ip.to_string());
+                Some(if first == last {
+                    format!("{first} (automatic)")
+                } else {
+                    format!("{first} .. {last} (automatic)")
+                })
+            }
             Kind::LoopbackSpread if n > self.spread_every => {
                 let last = self.source_for(n - 1).map_or_else(String::new, |ip| ip.to_string());
                 Some(if last == "127.0.0.2" {
@@ -153,6 +182,19 @@ mod tests {
         assert_eq!(plan.source_for(2 * per), Some("127.0.0.3".parse().expect("ip")));
         assert_eq!(plan.source_for(300 * per), Some("127.0.1.45".parse().expect("ip")));
         assert!(plan.capacity() > 1_000_000);
+    }
+
+    #[test]
+    fn the_processes_of_a_split_run_use_separate_source_addresses() {
+        let per = SourcePlan::new(&inet("127.0.0.1:80"), None).spread_every;
+        let part = |i| SourcePlan::new(&inet("127.0.0.1:80"), None).for_part(i, 3, per + 1);
+        assert_eq!(part(0).source_for(0), None);
+        assert_eq!(part(0).source_for(per), Some("127.0.0.2".parse().expect("ip")));
+        assert_eq!(part(1).source_for(0), Some("127.0.0.3".parse().expect("ip")));
+        assert_eq!(part(2).source_for(per), Some("127.0.0.6".parse().expect("ip")));
+        let list: Vec<IpAddr> = (1..=4).map(|i| format!("127.0.0.{i}").parse().expect("ip")).collect();
+        let p1 = SourcePlan::new(&inet("127.0.0.1:80"), Some(&list)).for_part(1, 2, 10);
+        assert_eq!((p1.source_for(0), p1.source_for(1)), (Some(list[1]), Some(list[3])));
     }
 
     #[test]

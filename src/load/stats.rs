@@ -78,6 +78,11 @@ impl LatencyRecorder {
         p99
     }
 
+    /// The whole run's histogram.
+    pub(crate) fn histogram(&self) -> &Histogram<u64> {
+        &self.total
+    }
+
     /// Percentiles of the whole run, `None` if nothing was recorded.
     pub(crate) fn percentiles(&self) -> Option<Percentiles> {
         percentiles_of(&self.total)
