@@ -86,3 +86,20 @@ fn lines_sent_right_after_a_nick_come_from_the_new_nick_as_on_one_node() {
     assert_eq!(bob.skip_until(100, |l| l.contains("hello")), "ann: hello");
     assert_eq!(bob.skip_until(100, |l| l.contains("again")), "ann2: again");
 }
+
+#[test]
+fn joins_and_leaves_are_told_on_every_node() {
+    let redis = Redis::start();
+    let (_a, a) = node(&redis);
+    let (_b, b) = node(&redis);
+    let (mut ann, _) = join(a);
+    let (mut bob, _) = join(b);
+    let joined = ann.skip_until(100, |l| l.starts_with("* ") && l.contains("joined"));
+    assert_eq!(joined, format!("* {} joined, online now: 2", bob.id));
+    bob.send("/nick bob\n");
+    bob.expect("* you are now bob");
+    who_until(&mut ann, "bob's nick", |l| l.contains("bob"));
+    drop(bob);
+    let left = ann.skip_until(100, |l| l.starts_with("* ") && l.contains("left"));
+    assert_eq!(left, "* bob left, online now: 1");
+}

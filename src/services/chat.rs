@@ -466,6 +466,7 @@ impl Chat {
         presence::write_single(&mut self.notice, change, name, self.in_room + self.bus.members_elsewhere());
         let except = (change == Change::Joined).then_some(id);
         send_to_room(&self.members.roster, cx, &self.notice, except);
+        self.publish_notice(cx);
         if self.presence_timer.is_none() {
             self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
         }
@@ -479,6 +480,7 @@ impl Chat {
         let online = self.in_room + self.bus.members_elsewhere();
         let except = self.presence.take_notice(online, &mut self.notice);
         send_to_room(&self.members.roster, cx, &self.notice, except);
+        self.publish_notice(cx);
     }
 
     /// Sends the line in `out` to every member in the room except `except`, encoded once and

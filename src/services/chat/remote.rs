@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{send_to_room, Chat};
-use crate::bus::{BusEvent, MemberView};
+use super::{send_to_room, Chat, MESSAGE};
+use crate::bus::{Audience, BusEvent, MemberView, Published};
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::services::member::{self, MemberId, Outgoing};
@@ -74,6 +74,14 @@ impl Chat {
         let session = session_of(id);
         let view = MemberView { session: &session, name: Some(&m.name), rooms: Vec::new() };
         self.bus.member_changed(cx, &view);
+    }
+
+    /// The other nodes' rooms hear the join or leave notice in `notice` too (already coalesced
+    /// here, so a storm costs them what it costs this node's members).
+    pub(super) fn publish_notice(&mut self, cx: &mut Context) {
+        let published =
+            Published { audience: Audience::Everyone, from: None, kind: MESSAGE, line: &self.notice };
+        self.bus.publish(cx, &published);
     }
 
     /// The names of the other nodes' members, for `/who`.
