@@ -115,11 +115,37 @@ impl super::Service for Hub {
     // Drain needs nothing: hub never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
+    fn start(&mut self, cx: &mut Context) {
+        self.core.start_bus(cx);
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Context) {
+        self.core.leave_bus(cx);
+    }
+
+    fn log_counters(&self) {
+        if let Some(counters) = self.core.bus_counters() {
+            log::info!("hub cluster: {counters}");
+        }
+    }
+
+    /// The bus's own connections (to Redis) are the hub's.
+    fn opened(&self, socket: SocketId) -> bool {
+        self.core.bus_owns(socket)
+    }
+
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        self.core.bus_connected(cx, socket);
+    }
+
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
         self.lines.on_connection(cx, &mut self.core, socket);
     }
 
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        if self.core.bus_owns(socket) {
+            return self.core.bus_data(cx, socket, data);
+        }
         self.lines.on_data(cx, &mut self.core, socket, data);
     }
 
@@ -138,6 +164,9 @@ impl super::Service for Hub {
     /// The socket closed (any reason, including the output limit): its member leaves if it
     /// had not.
     fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        if self.core.bus_owns(socket) {
+            return self.core.bus_closed(cx, socket);
+        }
         if let Some(member) = self.lines.detach(socket) {
             self.core.depart(cx, member);
         }
