@@ -1316,11 +1316,12 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
             L.extend(notes)
         L.append("")
     text = "\n".join(L).rstrip() + "\n"
-    # The workers section is written by bench/workers.py (its own runs): keep it.
-    begin, end = "<!-- workers:begin -->", "<!-- workers:end -->"
+    # Sections written by their own runners (bench/workers.py, bench/cluster.py): kept as they were.
     old = path.read_text() if path.exists() else ""
-    if begin in old and end in old:
-        text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    for name in ("workers", "cluster"):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin in old and end in old:
+            text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     path.write_text(text)
     return text
 

@@ -21,6 +21,7 @@
 //! - [`wire`]: each protocol's messages defined once, for the services and the clients.
 //! - [`services`]: echo (and the services built on it).
 //! - [`connect`]: the `netloop connect` client; [`load`]: the `netloop load` generator.
+//! - `cluster` (feature `cluster`, on by default): hub and chat across processes through Redis.
 //! - `wrap`: adopting an already connected stream; [`stdin`](mod@stdin): stdin as a socket
 //!   for the programs built on the loop (its copying thread lives there, not in the core).
 //! - [`log_limit`]: rate-limited log lines for events any peer can trigger; `warnings`: the
@@ -39,6 +40,8 @@
 pub mod addr;
 pub mod bus;
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod connect;
 pub mod context;
 pub mod error;

@@ -139,6 +139,14 @@ enum LoadMode {
         /// Pad each message text to this size (0: about 40 bytes, unpadded).
         #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
         size: usize,
+        /// Connect the senders here instead of ADDR: another node of the same --cluster, so
+        /// every delivery crosses nodes.
+        #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+        senders_at: Option<Address>,
+        /// Connect every other connection (receivers and senders alike) here: another node of
+        /// the same --cluster, so both nodes have members and half the deliveries cross.
+        #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "senders_at")]
+        half_at: Option<Address>,
         /// After -T, how long to wait for deliveries still in flight.
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
@@ -359,8 +367,8 @@ struct ServeArgs {
     shutdown_timeout: Duration,
 
     /// Worker processes, each one loop, all accepting on every address (auto: one per core).
-    /// Echo only: chat and hub keep their members in one process. --max-connections is per
-    /// worker.
+    /// Echo; chat and hub only with --cluster (every worker a node of the cluster), since they
+    /// keep their members in one process. --max-connections is per worker.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
     workers: usize,
 
@@ -375,6 +383,10 @@ struct ServeArgs {
     /// Set by the supervisor: the inherited listening sockets, in the order of the listeners.
     #[arg(long, hide = true, value_name = "FD,...", value_delimiter = ',')]
     worker_listeners: Vec<i32>,
+
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Most workers: far past any core count, low enough that a typo does not fork-bomb.
@@ -389,6 +401,47 @@ fn parse_workers(s: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
         _ => Err(format!("expected auto or a whole number from 1 to {MAX_WORKERS}, got {s:?}")),
     }
+}
+
+/// Chat and hub across processes and machines (see docs/operations.md, "Cluster").
+#[cfg(feature = "cluster")]
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Chat and hub: be one node of a cluster through this Redis: redis://[:PASSWORD@]HOST:PORT
+    /// or unix:PATH. Unreachable at start: an error, unless --cluster-retry.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
+    /// With --cluster: start even if Redis is unreachable, serve alone and keep retrying.
+    #[arg(long, requires = "cluster")]
+    cluster_retry: bool,
+
+    /// With --cluster: how often a node tells it is alive; it is gone for the others after
+    /// three missed, and so are its names.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    cluster_heartbeat: Duration,
+}
+
+/// The cluster settings, after checking (unless told to retry) that Redis answers.
+#[cfg(feature = "cluster")]
+fn cluster_config(args: &ClusterArgs) -> std::io::Result<Option<netloop::cluster::ClusterConfig>> {
+    use netloop::cluster::{conn::Endpoint, probe, ClusterConfig};
+    let Some(url) = &args.cluster else { return Ok(None) };
+    let endpoint = Endpoint::parse(url).map_err(std::io::Error::other)?;
+    if args.cluster_heartbeat < Duration::from_millis(50) || args.cluster_heartbeat > Duration::from_secs(60)
+    {
+        return Err(std::io::Error::other("--cluster-heartbeat must be between 50ms and 60s"));
+    }
+    let mut config = ClusterConfig::new(endpoint);
+    config.heartbeat = args.cluster_heartbeat;
+    if !args.cluster_retry {
+        probe(&config.endpoint, Duration::from_secs(3)).map_err(|e| {
+            std::io::Error::other(format!(
+                "--cluster: {e}; start Redis, fix the URL, or pass --cluster-retry to serve alone until it answers"
+            ))
+        })?;
+    }
+    Ok(Some(config))
 }
 
 fn parse_addr(s: &str) -> Result<Address, String> {
@@ -517,7 +570,11 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
         );
     }
     let max_sockets = settle_max_sockets(args.max_connections);
+    #[cfg(feature = "cluster")]
+    let cluster = cluster_config(&args.cluster)?;
     let config = ServeConfig {
+        #[cfg(feature = "cluster")]
+        cluster,
         listeners,
         max_sockets: Some(max_sockets),
         server: ServerOptions {
@@ -622,16 +679,23 @@ fn add_activated(
 }
 
 /// `--workers N` with N > 1: this process supervises N workers. Chat and hub keep their
-/// members in one process, so they would split into N rooms that cannot see each other.
+/// members in one process, so they would split into N rooms that cannot see each other,
+/// unless `--cluster` makes every worker a node of one cluster.
 fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, Address)]) -> std::io::Result<Option<u8>> {
-    if let Some((kind, addr)) = listeners.iter().find(|(k, _)| *k != ServiceKind::Echo) {
+    #[cfg(feature = "cluster")]
+    let clustered = cluster_config(&args.cluster)?.is_some();
+    #[cfg(not(feature = "cluster"))]
+    let clustered = false;
+    let unshared = listeners.iter().find(|(k, _)| *k != ServiceKind::Echo && !clustered);
+    if let Some((kind, addr)) = unshared {
         let name = service_name(*kind);
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!(
                 "--workers {} applies to echo only: {name} ({addr}) keeps its members in one process, so \
                  workers would split them into rooms that cannot see each other. Run {name} with \
-                 --workers 1 (the default), in its own `netloop serve --{name} ...` next to the echo workers",
+                 --workers 1 (the default), in its own `netloop serve --{name} ...` next to the echo workers, \
+                 or give --cluster URL so every worker is a node of one cluster through Redis",
                 args.workers
             ),
         ));
@@ -678,6 +742,8 @@ fn load(args: LoadArgs) -> ExitCode {
             rate,
             rate_per_conn,
             size,
+            senders_at,
+            half_at,
             drain_timeout,
             common,
         } => {
@@ -686,7 +752,8 @@ fn load(args: LoadArgs) -> ExitCode {
                 ProtocolArg::Hub => FanoutProtocol::Hub,
             };
             let rate = total_rate(rate, rate_per_conn, senders);
-            let mode = Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size });
+            let mode =
+                Mode::Fanout(FanoutConfig { protocol, receivers, senders, rate, size, senders_at, half_at });
             return run_load(addr, common, mode, drain_timeout);
         }
     };

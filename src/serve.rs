@@ -69,6 +69,9 @@ pub struct ServeConfig {
     /// Bounds on the unfinished lines and frames chat and hub hold (`--max-input-total`,
     /// `--input-timeout`). Echo holds none: it is a pipe.
     pub input: InputLimits,
+    /// `--cluster`: chat and hub are nodes of a cluster through Redis.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServeConfig {
@@ -86,6 +89,8 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: None,
             input: InputLimits::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -152,6 +157,9 @@ impl Serve {
             }
             let _ = server;
         }
+        for service in &mut serve.services {
+            service.start(cx);
+        }
         Ok(serve)
     }
 
@@ -206,6 +214,16 @@ impl Serve {
         }
         let service: Box<dyn Service> = match kind {
             ServiceKind::Echo => Box::new(Echo { banner: config.echo_banner.clone() }),
+            #[cfg(feature = "cluster")]
+            ServiceKind::Chat if config.cluster.is_some() => {
+                let bus = crate::cluster::RedisBus::new("chat", config.cluster.clone().unwrap());
+                Box::new(Chat::with_bus(config.chat.clone(), Box::new(bus)))
+            }
+            #[cfg(feature = "cluster")]
+            ServiceKind::Hub if config.cluster.is_some() => {
+                let bus = crate::cluster::RedisBus::new("hub", config.cluster.clone().unwrap());
+                Box::new(Hub::with_bus(config.hub.clone(), Box::new(bus)))
+            }
             ServiceKind::Chat => Box::new(Chat::new(config.chat.clone())),
             ServiceKind::Hub => Box::new(Hub::new(config.hub.clone())),
             #[cfg(feature = "web")]
@@ -275,6 +293,9 @@ impl Serve {
     /// give stragglers `shutdown_timeout` before they are closed.
     fn begin_shutdown(&mut self, cx: &mut Context) {
         crate::systemd::notify("STOPPING=1");
+        for service in &mut self.services {
+            service.on_shutdown(cx);
+        }
         for server in cx.servers() {
             cx.close_server(server);
         }
@@ -401,6 +422,7 @@ impl Handler for Serve {
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) {
         if self.stats_timer == Some(timer) {
             log_counters(cx);
+            self.services.iter().for_each(|s| s.log_counters());
             return;
         }
         if self.status_timer == Some(timer) {
@@ -433,7 +455,11 @@ impl Handler for Serve {
                 log::info!("SIGHUP: ignored (netloop has nothing to reload; SIGTERM stops it)");
                 return;
             }
-            signal_hook::consts::SIGUSR1 => return log_counters(cx),
+            signal_hook::consts::SIGUSR1 => {
+                log_counters(cx);
+                self.services.iter().for_each(|s| s.log_counters());
+                return;
+            }
             _ => {}
         }
         if self.shutdown.is_some() {

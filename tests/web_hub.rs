@@ -159,3 +159,58 @@ fn a_browser_over_the_connection_cap_gets_503() {
     assert_eq!(reply.status, 503, "{reply:?}");
     assert_eq!(reply.header("retry-after"), Some("1"));
 }
+
+/// Web members of one node and TCP members of another, through a private Redis: broadcasts
+/// and directed messages cross nodes whatever carries the members.
+#[cfg(feature = "cluster")]
+#[test]
+fn web_members_get_deliveries_from_other_cluster_nodes() {
+    let redis = support::redis::Redis::start();
+    let url = redis.url();
+    let cluster = ["--cluster", url.as_str(), "--cluster-heartbeat", "200ms"];
+    let mut args = vec!["--hub", "127.0.0.1:0", "--web", "127.0.0.1:0"];
+    args.extend_from_slice(&cluster);
+    let a = Netloop::serve(&args, 2);
+    let mut args = vec!["--hub", "127.0.0.1:0"];
+    args.extend_from_slice(&cluster);
+    let b = Netloop::serve(&args, 1);
+
+    let web: std::net::SocketAddr = a.addr("web").parse().unwrap();
+    let mut ws = web_support::ws_connect(web, "/ws");
+    ws.write_all(&web_support::frame(0x81, br#"{"type":"sync","clientName":"webby"}"#)).unwrap();
+    let wait_ws = |ws: &mut std::net::TcpStream, want: &str| {
+        for _ in 0..100 {
+            let text = web_support::read_text(ws);
+            if text.contains(want) {
+                return text;
+            }
+        }
+        panic!("no {want} on the WebSocket");
+    };
+    wait_ws(&mut ws, r#""type":"synced""#);
+
+    let mut tcp = support::LineClient::connect(b.tcp("hub"));
+    tcp.send(br#"{"type":"sync","clientName":"tcpy"}"#);
+    tcp.skip_until(100, |l| l.contains(r#""type":"synced""#));
+    // Until the other node has seen webby, a directed message could miss; retry until it lands.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // A delivered `info` has no reply; the `stats` reply after it says the error did not come.
+        tcp.send(br#"{"type":"info","to":"webby","message":"across"}{"type":"stats"}"#);
+        let reply =
+            tcp.skip_until(100, |l| l.contains(r#""type":"error""#) || l.contains(r#""type":"stats""#));
+        if reply.contains(r#""type":"stats""#) {
+            break;
+        }
+        tcp.skip_until(100, |l| l.contains(r#""type":"stats""#));
+        assert!(Instant::now() < deadline, "webby never became reachable from the other node");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = wait_ws(&mut ws, r#""type":"info""#);
+    assert_eq!(got, r#"{"type":"info","from":"tcpy","message":"across"}"#);
+    tcp.send(br#"{"type":"broadcast","message":"to all nodes"}"#);
+    let got = wait_ws(&mut ws, r#""type":"broadcast""#);
+    assert_eq!(got, r#"{"type":"broadcast","from":"tcpy","message":"to all nodes"}"#);
+    ws.write_all(&web_support::frame(0x81, br#"{"type":"broadcast","message":"from the web"}"#)).unwrap();
+    tcp.skip_until(100, |l| l == r#"{"type":"broadcast","from":"webby","message":"from the web"}"#);
+}

@@ -79,6 +79,13 @@ pub struct FanoutConfig {
     pub rate: u64,
     /// Pad each message text to this many bytes (`--size`); 0 = no padding.
     pub size: usize,
+    /// Where the senders connect when not to the receivers' server (`--senders-at`): another
+    /// node of the same cluster, so every delivery crosses nodes.
+    pub senders_at: Option<crate::addr::Address>,
+    /// Where every other connection (receivers and senders alike) connects (`--half-at`):
+    /// another node of the same cluster, so there are members on both and half of the
+    /// deliveries cross nodes.
+    pub half_at: Option<crate::addr::Address>,
 }
 
 #[derive(Debug)]
@@ -617,7 +624,15 @@ mod tests {
     use super::*;
 
     fn load(protocol: FanoutProtocol) -> FanoutLoad {
-        FanoutLoad::new(FanoutConfig { protocol, receivers: 2, senders: 2, rate: 10, size: 0 })
+        FanoutLoad::new(FanoutConfig {
+            protocol,
+            receivers: 2,
+            senders: 2,
+            rate: 10,
+            size: 0,
+            senders_at: None,
+            half_at: None,
+        })
     }
 
     fn message(l: &FanoutLoad, line: &str) -> Option<(u32, usize, u64, u64)> {
@@ -717,8 +732,15 @@ mod tests {
     #[test]
     fn messages_are_padded_to_size_and_parse_back() {
         for protocol in [FanoutProtocol::Chat, FanoutProtocol::Hub] {
-            let mut l =
-                FanoutLoad::new(FanoutConfig { protocol, receivers: 1, senders: 3, rate: 1, size: 100 });
+            let mut l = FanoutLoad::new(FanoutConfig {
+                protocol,
+                receivers: 1,
+                senders: 3,
+                rate: 1,
+                size: 100,
+                senders_at: None,
+                half_at: None,
+            });
             l.compose(2, 17, 123_456_789);
             let line = l.msg.strip_suffix(b"\n").expect("newline-terminated").to_vec();
             let text = match protocol {

@@ -138,9 +138,19 @@ pub fn run(config: &LoadConfig, mode: &Mode) -> io::Result<Report> {
             ));
         }
     }
+    let split_target = match mode {
+        Mode::Fanout(FanoutConfig { receivers, senders_at: Some(addr), .. }) => {
+            Some((runner::SlotSplit::From(*receivers), addr.resolve_one()?))
+        }
+        Mode::Fanout(FanoutConfig { half_at: Some(addr), .. }) => {
+            Some((runner::SlotSplit::Odd, addr.resolve_one()?))
+        }
+        _ => None,
+    };
     let settings = RunSettings {
         mode: mode.name(),
         target,
+        split_target,
         target_text: config.target.to_string(),
         duration: config.duration,
         // A split run's connect rate is the total, as -r is.

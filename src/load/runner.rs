@@ -106,6 +106,24 @@ pub(crate) trait Workload {
     fn finish(&mut self, duration_s: f64, drain_s: f64, problems: &mut Vec<String>) -> Summary;
 }
 
+/// Which slots connect to the other address of a run that has two.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SlotSplit {
+    /// This slot and every later one (fan-out senders, placed after the receivers).
+    From(usize),
+    /// Every odd slot: half of the receivers and half of the senders.
+    Odd,
+}
+
+impl SlotSplit {
+    fn takes(self, slot: usize) -> bool {
+        match self {
+            SlotSplit::From(first) => slot >= first,
+            SlotSplit::Odd => slot % 2 == 1,
+        }
+    }
+}
+
 /// Settings of the generic half of a run.
 #[derive(Debug)]
 pub(crate) struct RunSettings {
@@ -113,6 +131,9 @@ pub(crate) struct RunSettings {
     pub mode: &'static str,
     /// Where to connect (resolved once, before the run).
     pub target: SocketAddress,
+    /// Slots that connect to this other address instead (fan-out connections on another node
+    /// of a cluster).
+    pub split_target: Option<(SlotSplit, SocketAddress)>,
     /// The target as the user typed it, for the report.
     pub target_text: String,
     /// The window (`-T`).
@@ -290,7 +311,11 @@ impl<W: Workload> Runner<W> {
         {
             let slot = self.next_slot;
             self.next_slot += 1;
-            let socket = cx.connect_from(&self.s.target, self.s.sources.source_for(slot));
+            let target = match &self.s.split_target {
+                Some((split, other)) if split.takes(slot) => other,
+                _ => &self.s.target,
+            };
+            let socket = cx.connect_from(target, self.s.sources.source_for(slot));
             if self.slot_of.len() <= socket.index() {
                 self.slot_of.resize(socket.index() + 1, u32::MAX);
             }

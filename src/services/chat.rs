@@ -133,6 +133,8 @@ pub struct Chat {
     notice: Vec<u8>,
     /// Answers to telnet negotiation, before they are sent.
     replies: Vec<u8>,
+    /// Lines of members whose `/nick` the bus is still deciding, held in order until it has.
+    deferred: remote::Deferred,
 }
 
 impl Chat {
@@ -158,6 +160,7 @@ impl Chat {
             presence_timer: None,
             notice: Vec::new(),
             replies: Vec::new(),
+            deferred: remote::Deferred::default(),
         }
     }
 
@@ -191,10 +194,11 @@ impl Chat {
         }
         me.in_room = true;
         self.in_room += 1;
-        wire::write_welcome(&mut self.out, &me.name, self.in_room);
+        wire::write_welcome(&mut self.out, &me.name, self.in_room + self.bus.members_elsewhere());
         send(cx, socket, &self.out);
         let name = me.name.clone();
         let Some(id) = self.members.id(socket) else { return };
+        self.tell_bus(cx, id);
         self.announce(cx, Change::Joined, id, &name);
     }
 
@@ -306,6 +310,9 @@ impl Chat {
     /// Handles one complete line. Returns false once the member has left (after `/quit`), so
     /// the rest of the read is ignored.
     fn on_line(&mut self, cx: &mut Context, socket: SocketId, line: &[u8]) -> bool {
+        if self.deferred.hold(socket, line) {
+            return true;
+        }
         let Some(me) = self.members.get_mut(socket) else { return false };
         if !me.spoke {
             me.spoke = true;
@@ -351,8 +358,10 @@ impl Chat {
         match command {
             Input::Nick(name) => self.nick(cx, socket, name),
             Input::Who => {
+                let elsewhere = self.names_elsewhere();
                 let names = self.members.iter().filter(|(_, m)| m.in_room).map(|(_, m)| m.name.as_str());
-                wire::write_who(&mut self.out, self.in_room, names);
+                let names = names.chain(elsewhere.iter().map(String::as_str));
+                wire::write_who(&mut self.out, self.in_room + elsewhere.len(), names);
                 send(cx, socket, &self.out);
             }
             Input::Quit => {
@@ -379,8 +388,9 @@ impl Chat {
         match self.bus.claim(cx, id, name) {
             Claim::Taken => self.nick_refused(cx, id, name),
             Claim::Granted => self.nick_granted(cx, id, name),
-            // A bus that asks elsewhere answers through `nick_granted` or `nick_refused`.
-            Claim::Pending => {}
+            // A bus that asks elsewhere answers through `nick_granted` or `nick_refused`;
+            // what the member sends meanwhile waits for the answer.
+            Claim::Pending => self.defer_until_named(cx, socket),
         }
     }
 
@@ -397,6 +407,7 @@ impl Chat {
         }
         me.has_nick = true;
         let link = me.link;
+        self.tell_bus(cx, id);
         wire::write_you_are_now(&mut self.out, name);
         member::send(cx, link, &Outgoing::new(NOTICE, &self.out));
         wire::write_renamed(&mut self.out, &old, name);
@@ -428,6 +439,7 @@ impl Chat {
     /// Removes the member, if still present, and tells the others if it was in the room.
     fn leave(&mut self, cx: &mut Context, socket: SocketId) {
         let Some((id, gone)) = self.members.remove(socket) else { return };
+        self.deferred.forget(socket);
         if gone.has_nick {
             self.bus.release(cx, id, &gone.name);
         }
@@ -437,6 +449,7 @@ impl Chat {
         }
         if gone.in_room {
             self.in_room -= 1;
+            self.bus.member_gone(cx, &session_of(id));
             self.announce(cx, Change::Left, id, &gone.name);
         }
     }
@@ -450,9 +463,10 @@ impl Chat {
         }
         self.presence_told += 1;
         self.notice.clear();
-        presence::write_single(&mut self.notice, change, name, self.in_room);
+        presence::write_single(&mut self.notice, change, name, self.in_room + self.bus.members_elsewhere());
         let except = (change == Change::Joined).then_some(id);
         send_to_room(&self.members.roster, cx, &self.notice, except);
+        self.publish_notice(cx);
         if self.presence_timer.is_none() {
             self.presence_timer = Some(unreferenced_timer(cx, PRESENCE_INTERVAL));
         }
@@ -463,8 +477,10 @@ impl Chat {
         if self.presence.is_empty() {
             return;
         }
-        let except = self.presence.take_notice(self.in_room, &mut self.notice);
+        let online = self.in_room + self.bus.members_elsewhere();
+        let except = self.presence.take_notice(online, &mut self.notice);
         send_to_room(&self.members.roster, cx, &self.notice, except);
+        self.publish_notice(cx);
     }
 
     /// Sends the line in `out` to every member in the room except `except`, encoded once and
@@ -480,6 +496,9 @@ impl Chat {
         send_to_room(&self.members.roster, cx, &self.out, except)
     }
 }
+
+mod remote;
+use remote::session_of;
 
 /// The type chat gives its broadcast lines, for transports that name messages.
 const MESSAGE: &str = "message";
@@ -560,6 +579,30 @@ impl super::Service for Chat {
     // Drain needs nothing: chat never pauses a reader, and a client that does not read is
     // bounded by the core's output limit instead.
 
+    fn start(&mut self, cx: &mut Context) {
+        self.bus.start(cx);
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Context) {
+        self.bus.leave(cx);
+    }
+
+    fn log_counters(&self) {
+        if let Some(counters) = self.bus.counters() {
+            log::info!("chat cluster: {counters}");
+        }
+    }
+
+    /// The bus's own connections (to Redis) are chat's.
+    fn opened(&self, socket: SocketId) -> bool {
+        self.bus.owns(socket)
+    }
+
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        self.bus.on_connect(cx, socket);
+        self.bus_events(cx);
+    }
+
     /// A client connected. It is welcomed, and the others told, when it first sends something
     /// or [`WELCOME_WAIT`] later, whichever comes first.
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
@@ -584,6 +627,10 @@ impl super::Service for Chat {
 
     /// Bytes arrived: telnet commands out, then split into lines and act on each, in order.
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
+        if self.bus.owns(socket) {
+            self.bus.on_data(cx, socket, data);
+            return self.bus_events(cx);
+        }
         let Some(member) = self.members.get_mut(socket) else { return };
         let data = member.telnet.filter(data, &mut self.replies);
         let in_room = member.in_room;
@@ -618,12 +665,18 @@ impl super::Service for Chat {
 
     /// The socket closed (any reason, including the output limit): it leaves if it had not.
     fn on_close(&mut self, cx: &mut Context, socket: SocketId) {
+        if self.bus.owns(socket) {
+            self.bus.on_close(cx, socket);
+            return self.bus_events(cx);
+        }
         self.leave(cx, socket);
     }
 
     /// A timer fired. Returns whether it was chat's.
     fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
-        if self.welcome_timer == Some(timer) {
+        if self.bus.on_timer(cx, timer) {
+            self.bus_events(cx);
+        } else if self.welcome_timer == Some(timer) {
             self.welcome_timer = None;
             self.welcome_due(cx);
         } else if self.presence_timer == Some(timer) {

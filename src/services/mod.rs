@@ -40,6 +40,18 @@ pub trait Service {
         false
     }
 
+    /// The server is up (every listener bound): start what the service runs on its own (a
+    /// bus's connections to the other nodes).
+    fn start(&mut self, cx: &mut Context) {}
+
+    /// Logs the service's own counters, if it keeps any, with the loop's (`--stats-interval`,
+    /// SIGUSR1).
+    fn log_counters(&self) {}
+
+    /// The first SIGINT/SIGTERM: about to end every socket. Say goodbye where others wait
+    /// for it (the other nodes of a cluster).
+    fn on_shutdown(&mut self, cx: &mut Context) {}
+
     /// Its listener `server` accepted `socket` (a service with several kinds of listener tells
     /// them apart by it).
     fn on_connection(&mut self, cx: &mut Context, server: ServerId, socket: SocketId) {}

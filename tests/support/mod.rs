@@ -9,6 +9,8 @@ use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod redis;
+
 /// Generous bound for anything a test waits on; CI machines are shared and noisy.
 pub const WAIT: Duration = Duration::from_secs(20);
 

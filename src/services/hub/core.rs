@@ -26,6 +26,12 @@ use crate::wire::hub::{
 };
 use crate::write_queue::SharedBytes;
 
+mod remote;
+
+/// The `list` cursor of the first member of other nodes (their position counts from here):
+/// past any admission sequence number of this node.
+const ELSEWHERE_CURSOR: u64 = 1 << 62;
+
 /// One hub member.
 #[derive(Debug)]
 struct Member {
@@ -198,6 +204,9 @@ pub struct HubCore {
     block_log: LogBudget,
     /// The `online`/`offline` notices being coalesced.
     presence: Presence,
+    /// What the bus needs kept here: requests held while a `sync` is decided, presence from
+    /// other nodes.
+    remote: remote::Remote,
 }
 
 impl HubCore {
@@ -218,6 +227,7 @@ impl HubCore {
             auth_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             block_log: LogBudget::new(AUTH_LOG_PER_SECOND),
             presence: Presence::default(),
+            remote: remote::Remote::default(),
         }
     }
 
@@ -274,7 +284,7 @@ impl HubCore {
         };
         let id = self.router.members.insert(member);
         if self.token.is_none() {
-            self.authenticate(id);
+            self.authenticate(cx, id);
         }
         if let Some(limit) = self.config.register_timeout {
             self.deadlines.push_back((cx.elapsed() + limit, id));
@@ -295,6 +305,9 @@ impl HubCore {
     /// Handles one frame from `member`. Returns false once the member has been hung up on,
     /// so the rest of its input is ignored.
     pub fn on_request(&mut self, cx: &mut Context, member: MemberId, frame: Frame<'_>) -> bool {
+        if self.remote.hold(member, &frame) {
+            return true;
+        }
         let parsed = crate::wire::hub::parse(frame);
         let Some(m) = self.router.members.get(member) else { return false };
         if !m.authed && !self.check_token(cx, member, &parsed) {
@@ -312,12 +325,13 @@ impl HubCore {
     }
 
     /// The member joins the visible hub: listed, and sent broadcasts and notices from now on.
-    fn authenticate(&mut self, id: MemberId) {
+    fn authenticate(&mut self, cx: &mut Context, id: MemberId) {
         let mark = self.presence.mark();
         let Some(member) = self.router.members.get_mut(id) else { return };
         member.authed = true;
         member.presence = mark;
         self.router.listed.insert(member.seq, id);
+        self.tell_bus(cx, id);
     }
 
     /// The first frame with `--hub-token` set: a `sync` carrying the token lets the member in;
@@ -335,7 +349,7 @@ impl HubCore {
             if let Some(source) = source {
                 self.throttle.succeeded(source);
             }
-            self.authenticate(id);
+            self.authenticate(cx, id);
             return true;
         }
         cx.stats_mut().auth_failures += 1;
@@ -402,7 +416,7 @@ impl HubCore {
             Claim::Taken => self.error(cx, id, ErrorCode::NameTaken, &format!("name {name} is taken")),
             Claim::Granted => self.name_granted(cx, id, name),
             // A bus that asks elsewhere answers through `name_granted` or `name_refused`.
-            Claim::Pending => {}
+            Claim::Pending => self.defer_until_named(cx, id),
         }
     }
 
@@ -418,6 +432,9 @@ impl HubCore {
         if let Some(old) = &previous {
             self.bus.release(cx, id, old);
         }
+        // The other nodes' directories know the name before they hear it is online.
+        self.tell_bus(cx, id);
+        let Some(me) = self.router.members.get(id) else { return };
         let (link, session_id) = (me.link, me.session_id.as_str());
         let reply = Reply::Synced { client_name: name.into(), session_id: session_id.into() };
         reply.encode(&mut self.out);
@@ -540,6 +557,7 @@ impl HubCore {
         } else {
             self.router.leave_room(id, room);
         }
+        self.tell_bus(cx, id);
         let room = room.into();
         let reply = if join { Reply::Joined { room } } else { Reply::Left { room } };
         self.reply(cx, id, &reply);
@@ -587,7 +605,8 @@ impl HubCore {
             Some(after) => Bound::Excluded(after),
         };
         let router = &self.router;
-        let mut page = ListPage::start(&mut self.out, router.listed.len());
+        let elsewhere = self.bus.members_elsewhere();
+        let mut page = ListPage::start(&mut self.out, router.listed.len() + elsewhere);
         let mut listed = 0;
         let mut next = None;
         for (&seq, &member) in router.listed.range((start, Bound::Unbounded)) {
@@ -599,6 +618,26 @@ impl HubCore {
             listed += 1;
             let rooms = with_rooms.then(|| m.rooms.iter().map(String::as_str));
             page.entry(m.name.as_deref(), &m.session_id, rooms);
+        }
+        if next.is_none() && elsewhere > 0 {
+            // Other nodes' members follow this node's; their cursors lie past every local one.
+            let from = match start {
+                Bound::Excluded(after) if after >= ELSEWHERE_CURSOR => {
+                    (after - ELSEWHERE_CURSOR + 1) as usize
+                }
+                _ => 0,
+            };
+            let mut at = from;
+            self.bus.members_elsewhere_from(from, &mut |m| {
+                if listed == limit || page.len() >= MAX_LIST_BYTES {
+                    next = Some(ELSEWHERE_CURSOR + at as u64 - 1);
+                    return false;
+                }
+                listed += 1;
+                at += 1;
+                page.entry(m.name, m.session, with_rooms.then(|| m.rooms.iter().copied()));
+                true
+            });
         }
         page.finish(next);
         if let Some(link) = self.router.members.get(id).map(|m| m.link) {
@@ -636,6 +675,10 @@ impl HubCore {
     /// `offline`.
     pub fn depart(&mut self, cx: &mut Context, id: MemberId) {
         let Some(mut gone) = self.router.remove(id) else { return };
+        self.remote.forget(id);
+        if gone.authed {
+            self.bus.member_gone(cx, &gone.session_id);
+        }
         let Some(name) = &gone.name else { return };
         self.bus.release(cx, id, name);
         let notice =
@@ -654,6 +697,10 @@ impl HubCore {
     /// if it ends a presence window, send what the window held. Returns whether the timer was
     /// the hub's.
     pub fn on_timer(&mut self, cx: &mut Context, timer: TimerId) -> bool {
+        if self.bus.on_timer(cx, timer) {
+            self.bus_events(cx);
+            return true;
+        }
         if self.presence.is_timer(timer) {
             self.presence.flush(cx, self.router.marks());
             return true;

@@ -140,9 +140,32 @@ impl super::Service for Hub {
         true
     }
 
-    #[cfg(feature = "web")]
+    fn start(&mut self, cx: &mut Context) {
+        self.core.start_bus(cx);
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Context) {
+        self.core.leave_bus(cx);
+    }
+
+    fn log_counters(&self) {
+        if let Some(counters) = self.core.bus_counters() {
+            log::info!("hub cluster: {counters}");
+        }
+    }
+
+    /// The bus's own connections (to Redis) are the hub's, and so are the web transport's
+    /// socket pairs.
     fn opened(&self, socket: SocketId) -> bool {
-        self.web.as_ref().is_some_and(|w| w.opened(socket))
+        #[cfg(feature = "web")]
+        if self.web.as_ref().is_some_and(|w| w.opened(socket)) {
+            return true;
+        }
+        self.core.bus_owns(socket)
+    }
+
+    fn on_connect(&mut self, cx: &mut Context, socket: SocketId) {
+        self.core.bus_connected(cx, socket);
     }
 
     fn on_connection(&mut self, cx: &mut Context, _server: ServerId, socket: SocketId) {
@@ -160,6 +183,9 @@ impl super::Service for Hub {
         #[cfg(feature = "web")]
         if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
             return web.on_data(cx, &mut self.core, socket, data);
+        }
+        if self.core.bus_owns(socket) {
+            return self.core.bus_data(cx, socket, data);
         }
         self.lines.on_data(cx, &mut self.core, socket, data);
     }
@@ -186,6 +212,9 @@ impl super::Service for Hub {
         #[cfg(feature = "web")]
         if let Some(web) = self.web.as_mut().filter(|w| w.owns(socket)) {
             return web.on_close(cx, &mut self.core, socket);
+        }
+        if self.core.bus_owns(socket) {
+            return self.core.bus_closed(cx, socket);
         }
         if let Some(member) = self.lines.detach(socket) {
             self.core.depart(cx, member);
