@@ -40,7 +40,7 @@ use std::rc::Rc;
 use clap::Parser;
 use netloop::text::Utf8Decoder;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketError, SocketId,
+    AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketError, SocketId,
     SocketOptions,
 };
 
@@ -100,7 +100,7 @@ impl Handler for ChatAll {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     // Node would queue without bound for a client that never reads; cap it per client.
     let socket = SocketOptions { max_buffer: Some(1 << 20), ..SocketOptions::default() };

@@ -34,7 +34,7 @@ use std::error::Error;
 use std::io::{self, Write};
 
 use clap::{Parser, Subcommand};
-use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
+use netloop::{AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
 
 #[derive(Parser)]
 #[command(about = "Seed 001's Hello World! + pipe server (default) or its client")]
@@ -120,7 +120,7 @@ impl Handler for Client {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     match args.mode {
         None => {

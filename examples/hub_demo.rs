@@ -58,8 +58,8 @@ use clap::{Parser, Subcommand};
 use netloop::frame::{Frame, FrameDecoder};
 use netloop::line::LineSplitter;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketError,
-    SocketId, TimerId,
+    AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress,
+    SocketError, SocketId, TimerId,
 };
 use serde_json::{json, Value};
 
@@ -271,7 +271,7 @@ impl Handler for HubClient {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr: SocketAddress = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr: SocketAddress = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     match args.mode {
         None => {

@@ -46,8 +46,8 @@ use std::rc::Rc;
 use clap::{Parser, Subcommand};
 use netloop::line::LineSplitter;
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress, SocketError,
-    SocketId, SocketOptions,
+    AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SharedBytes, SocketAddress,
+    SocketError, SocketId, SocketOptions,
 };
 
 /// Longest message, in bytes; a longer line closes the sender's connection.
@@ -209,7 +209,7 @@ fn stdin_socket(cx: &mut Context) -> io::Result<SocketId> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     let cx = event_loop.context();
     match args.mode {

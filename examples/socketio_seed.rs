@@ -28,7 +28,7 @@ use std::error::Error;
 
 use clap::Parser;
 use netloop::socketio::{Ack, Server, Socket, SocketHandler};
-use netloop::{Address, EventLoop, ServerOptions, SocketAddress};
+use netloop::{AddressSpec, EventLoop, ServerOptions, SocketAddress};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -65,7 +65,7 @@ impl SocketHandler for SeedChat {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     event_loop.context().listen(&addr, ServerOptions::default())?;
     event_loop.run(&mut Server::new(SeedChat, Default::default()))?;

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use netloop::text::Utf8Decoder;
-use netloop::{Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
+use netloop::{AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
 
 /// `socket.setTimeout(500)` on both sides.
 const IDLE: Duration = Duration::from_millis(500);
@@ -220,7 +220,7 @@ impl Handler for Pair {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     let cx = event_loop.context();
     let server = cx.listen(&addr, ServerOptions::default())?;

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use netloop::{
-    Address, Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId,
+    AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SocketAddress, SocketError, SocketId,
 };
 
 #[derive(Parser)]
@@ -118,7 +118,7 @@ impl Handler for Client {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let addr = format!("127.0.0.1:{}", args.port).parse::<Address>()?.resolve_one()?;
+    let addr = format!("127.0.0.1:{}", args.port).parse::<AddressSpec>()?.resolve_one()?;
     let mut event_loop = EventLoop::new()?;
     match args.mode {
         None => {

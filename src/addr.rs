@@ -1,8 +1,8 @@
-//! Addresses: what a user types ([`Address`]) and what a socket is bound or connected to
+//! Addresses: what a user types ([`AddressSpec`]) and what a socket is bound or connected to
 //! ([`SocketAddress`]).
 //!
 //! The command line accepts `HOST:PORT`, `PORT` (meaning `127.0.0.1:PORT`), `[V6]:PORT` and
-//! `unix:PATH`. [`Address`] is the parsed form; [`Address::resolve_one`] turns it into a
+//! `unix:PATH`. [`AddressSpec`] is the parsed form; [`AddressSpec::resolve_one`] turns it into a
 //! [`SocketAddress`], the union of TCP and Unix-domain addresses that Node folds into
 //! `listen(port, host)` / `listen(path)` and reports through `remoteAddress`/`remoteFamily`.
 
@@ -15,9 +15,11 @@ use std::str::FromStr;
 /// Host used when only a port is given.
 const DEFAULT_HOST: &str = "127.0.0.1";
 
-/// Where a server listens: a TCP host and port, or a Unix socket path.
+/// An address as the user wrote it, not yet resolved: a TCP host (a name such as `localhost`,
+/// or a literal) and port, or a Unix socket path. [`AddressSpec::resolve_one`] makes it a
+/// [`SocketAddress`], which is what a socket is bound or connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Address {
+pub enum AddressSpec {
     /// A TCP address. `host` is an IPv4 literal, an IPv6 literal (stored
     /// without brackets) or a host name such as `localhost`; port 0 asks the
     /// OS for a free port.
@@ -34,14 +36,14 @@ pub enum Address {
 /// Why an address string was rejected; its text names the input and the
 /// problem, so it can be shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressError {
+pub struct AddressSpecError {
     input: String,
     reason: String,
 }
 
-impl AddressError {
+impl AddressSpecError {
     fn new(input: &str, reason: impl Into<String>) -> Self {
-        AddressError { input: input.to_string(), reason: reason.into() }
+        AddressSpecError { input: input.to_string(), reason: reason.into() }
     }
 
     /// The rejected input, as given.
@@ -55,7 +57,7 @@ impl AddressError {
     }
 }
 
-impl fmt::Display for AddressError {
+impl fmt::Display for AddressSpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -65,64 +67,64 @@ impl fmt::Display for AddressError {
     }
 }
 
-impl std::error::Error for AddressError {}
+impl std::error::Error for AddressSpecError {}
 
-impl FromStr for Address {
-    type Err = AddressError;
+impl FromStr for AddressSpec {
+    type Err = AddressSpecError;
 
     /// Parses `unix:PATH`, `PORT`, `HOST:PORT` (IPv4 literal or host name) or
     /// `[V6]:PORT`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(AddressError::new(s, "empty unix socket path"));
+                return Err(AddressSpecError::new(s, "empty unix socket path"));
             }
-            return Ok(Address::Unix(PathBuf::from(path)));
+            return Ok(AddressSpec::Unix(PathBuf::from(path)));
         }
         if s.is_empty() {
-            return Err(AddressError::new(s, "empty address"));
+            return Err(AddressSpecError::new(s, "empty address"));
         }
         if let Some(rest) = s.strip_prefix('[') {
             let Some((v6, after)) = rest.split_once(']') else {
-                return Err(AddressError::new(s, "missing ']' after IPv6 address"));
+                return Err(AddressSpecError::new(s, "missing ']' after IPv6 address"));
             };
             if v6.parse::<Ipv6Addr>().is_err() {
-                return Err(AddressError::new(s, format!("invalid IPv6 address {v6:?}")));
+                return Err(AddressSpecError::new(s, format!("invalid IPv6 address {v6:?}")));
             }
             let Some(port) = after.strip_prefix(':') else {
-                return Err(AddressError::new(s, "expected ':PORT' after ']'"));
+                return Err(AddressSpecError::new(s, "expected ':PORT' after ']'"));
             };
             let port = parse_port(s, port)?;
-            return Ok(Address::Tcp { host: v6.to_string(), port });
+            return Ok(AddressSpec::Tcp { host: v6.to_string(), port });
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
             let port = parse_port(s, s)?;
-            return Ok(Address::Tcp { host: DEFAULT_HOST.to_string(), port });
+            return Ok(AddressSpec::Tcp { host: DEFAULT_HOST.to_string(), port });
         }
         let Some((host, port)) = s.rsplit_once(':') else {
-            return Err(AddressError::new(s, "missing port"));
+            return Err(AddressSpecError::new(s, "missing port"));
         };
         if host.contains(':') || host.parse::<Ipv6Addr>().is_ok() {
-            return Err(AddressError::new(s, "IPv6 addresses must be in brackets, e.g. [::1]:8080"));
+            return Err(AddressSpecError::new(s, "IPv6 addresses must be in brackets, e.g. [::1]:8080"));
         }
         validate_host(s, host)?;
         let port = parse_port(s, port)?;
-        Ok(Address::Tcp { host: host.to_string(), port })
+        Ok(AddressSpec::Tcp { host: host.to_string(), port })
     }
 }
 
-impl fmt::Display for Address {
+impl fmt::Display for AddressSpec {
     /// Canonical text: `127.0.0.1:8080`, `[::1]:8080`, `localhost:80`, `unix:/p`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Address::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            Address::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            AddressSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            AddressSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
+            AddressSpec::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
 
-impl Address {
+impl AddressSpec {
     /// Resolves a TCP address to the socket addresses to bind or connect.
     ///
     /// IP literals are converted directly, without any DNS lookup; host names go
@@ -132,11 +134,11 @@ impl Address {
     /// address and gives [`io::ErrorKind::InvalidInput`].
     pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         match self {
-            Address::Unix(_) => Err(io::Error::new(
+            AddressSpec::Unix(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{self} is a unix socket address, not a TCP one"),
             )),
-            Address::Tcp { host, port } => {
+            AddressSpec::Tcp { host, port } => {
                 if let Ok(ip) = host.parse::<IpAddr>() {
                     return Ok(vec![SocketAddr::new(ip, *port)]);
                 }
@@ -156,7 +158,7 @@ impl Address {
     }
 }
 
-/// Formats a resolved socket address like [`Address`]'s `Display`:
+/// Formats a resolved socket address like [`AddressSpec`]'s `Display`:
 /// `127.0.0.1:54321` or `[::1]:54321`.
 ///
 /// It exists because the contract's chat labels, hub session ids and
@@ -170,42 +172,43 @@ pub fn display_socket_addr(a: &SocketAddr) -> String {
 }
 
 /// Parses a port number, rejecting non-digits and values above 65535.
-fn parse_port(input: &str, port: &str) -> Result<u16, AddressError> {
+fn parse_port(input: &str, port: &str) -> Result<u16, AddressSpecError> {
     if port.is_empty() {
-        return Err(AddressError::new(input, "missing port"));
+        return Err(AddressSpecError::new(input, "missing port"));
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AddressError::new(input, format!("invalid port {port:?}")));
+        return Err(AddressSpecError::new(input, format!("invalid port {port:?}")));
     }
-    port.parse::<u16>().map_err(|_| AddressError::new(input, format!("port {port} out of range (0-65535)")))
+    port.parse::<u16>()
+        .map_err(|_| AddressSpecError::new(input, format!("port {port} out of range (0-65535)")))
 }
 
 /// Accepts an IPv4 literal or a plausible host name (ASCII letters, digits,
 /// `-`, `_` and `.`); rejects malformed dotted-decimal such as `999.1.1.1`.
-fn validate_host(input: &str, host: &str) -> Result<(), AddressError> {
+fn validate_host(input: &str, host: &str) -> Result<(), AddressSpecError> {
     if host.is_empty() {
-        return Err(AddressError::new(input, "empty host"));
+        return Err(AddressSpecError::new(input, "empty host"));
     }
     if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return match host.parse::<Ipv4Addr>() {
             Ok(_) => Ok(()),
-            Err(_) => Err(AddressError::new(input, format!("invalid IPv4 address {host:?}"))),
+            Err(_) => Err(AddressSpecError::new(input, format!("invalid IPv4 address {host:?}"))),
         };
     }
     let ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok || host.starts_with('.') || host.contains("..") {
-        return Err(AddressError::new(input, format!("invalid host name {host:?}")));
+        return Err(AddressSpecError::new(input, format!("invalid host name {host:?}")));
     }
     Ok(())
 }
 
-impl Address {
+impl AddressSpec {
     /// Resolves to the first socket address (names through the system resolver; Node's
     /// `lookup` then `listen`/`connect`).
     pub fn resolve_one(&self) -> io::Result<SocketAddress> {
         match self {
-            Address::Unix(p) => Ok(SocketAddress::Unix(p.clone())),
-            Address::Tcp { .. } => self
+            AddressSpec::Unix(p) => Ok(SocketAddress::Unix(p.clone())),
+            AddressSpec::Tcp { .. } => self
                 .resolve()?
                 .into_iter()
                 .next()
@@ -214,7 +217,8 @@ impl Address {
         }
     }
 }
-/// A resolved endpoint or a socket's own/peer address.
+/// A resolved address: what a socket is bound or connected to, and a socket's own or peer
+/// address (never a host name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SocketAddress {
     /// An IPv4 or IPv6 address and port.
@@ -280,11 +284,11 @@ impl fmt::Display for SocketAddress {
 mod tests {
     use super::*;
 
-    fn tcp(host: &str, port: u16) -> Address {
-        Address::Tcp { host: host.to_string(), port }
+    fn tcp(host: &str, port: u16) -> AddressSpec {
+        AddressSpec::Tcp { host: host.to_string(), port }
     }
 
-    fn parse(s: &str) -> Address {
+    fn parse(s: &str) -> AddressSpec {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
@@ -299,8 +303,8 @@ mod tests {
         assert_eq!(parse("[::1]:8080"), tcp("::1", 8080));
         assert_eq!(parse("[::]:0"), tcp("::", 0));
         assert_eq!(parse("[::ffff:1.2.3.4]:9"), tcp("::ffff:1.2.3.4", 9));
-        assert_eq!(parse("unix:/tmp/x.sock"), Address::Unix("/tmp/x.sock".into()));
-        assert_eq!(parse("unix:rel/x"), Address::Unix("rel/x".into()));
+        assert_eq!(parse("unix:/tmp/x.sock"), AddressSpec::Unix("/tmp/x.sock".into()));
+        assert_eq!(parse("unix:rel/x"), AddressSpec::Unix("rel/x".into()));
     }
 
     #[test]
@@ -332,7 +336,7 @@ mod tests {
             ("-1", "missing port"),
         ];
         for (input, needle) in cases {
-            let err = input.parse::<Address>().expect_err(&format!("{input:?} should be rejected"));
+            let err = input.parse::<AddressSpec>().expect_err(&format!("{input:?} should be rejected"));
             let text = err.to_string();
             assert!(text.contains(needle), "{input:?}: {text}");
             assert!(text.contains(&format!("{input:?}")), "{input:?}: {text}");
@@ -345,7 +349,7 @@ mod tests {
         assert_eq!(tcp("127.0.0.1", 8080).to_string(), "127.0.0.1:8080");
         assert_eq!(tcp("::1", 8080).to_string(), "[::1]:8080");
         assert_eq!(tcp("localhost", 1).to_string(), "localhost:1");
-        assert_eq!(Address::Unix("/p".into()).to_string(), "unix:/p");
+        assert_eq!(AddressSpec::Unix("/p".into()).to_string(), "unix:/p");
         for s in ["127.0.0.1:8080", "[::1]:8080", "unix:/p", "localhost:0"] {
             assert_eq!(parse(s).to_string(), s);
         }

@@ -27,7 +27,7 @@ use std::io::{self, IsTerminal, Write};
 
 use serde_json::Value;
 
-use crate::addr::{Address, SocketAddress};
+use crate::addr::{AddressSpec, SocketAddress};
 use crate::context::Context;
 use crate::error;
 use crate::event_loop::EventLoop;
@@ -48,7 +48,7 @@ const NO_LINE_LIMIT: usize = usize::MAX - 1;
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
     /// The server: `HOST:PORT`, `PORT`, `[V6]:PORT` or `unix:PATH`.
-    pub target: Address,
+    pub target: AddressSpec,
     /// Speak the hub protocol under this client name (`--hub-name`).
     pub hub_name: Option<String>,
 }

@@ -80,7 +80,7 @@ pub mod workers;
 mod wrap;
 pub mod write_queue;
 
-pub use addr::{Address, SocketAddress};
+pub use addr::{AddressSpec, SocketAddress};
 pub use context::Context;
 pub use event_loop::EventLoop;
 pub use handler::{Handler, ServerId, SocketId};

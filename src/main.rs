@@ -14,7 +14,7 @@ use netloop::services::chat::ChatConfig;
 use netloop::services::hub::HubConfig;
 use netloop::units::{parse_duration, parse_size};
 use netloop::workers::{SupervisorConfig, WorkerSetup};
-use netloop::{Address, EventLoop, ServerOptions, SocketOptions};
+use netloop::{AddressSpec, EventLoop, ServerOptions, SocketOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "netloop", version, about = "Node.js's net socket-server model on one mio poll loop")]
@@ -38,7 +38,7 @@ enum Command {
 struct ConnectArgs {
     /// Server address: HOST:PORT, PORT (127.0.0.1), [V6]:PORT or unix:PATH.
     #[arg(value_name = "ADDR", value_parser = parse_addr)]
-    addr: Address,
+    addr: AddressSpec,
 
     /// Speak the JSON hub: sync as NAME first, send typed lines as broadcasts (or /join ROOM,
     /// /leave ROOM, /list, /to NAME TEXT, /name NAME, raw {JSON}), print messages readably.
@@ -81,7 +81,7 @@ enum LoadMode {
     Idle {
         /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
         #[arg(value_name = "ADDR", value_parser = parse_addr)]
-        addr: Address,
+        addr: AddressSpec,
         /// Connections to open and hold.
         #[arg(short = 'c', long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
         connections: usize,
@@ -92,7 +92,7 @@ enum LoadMode {
     Echo {
         /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
         #[arg(value_name = "ADDR", value_parser = parse_addr)]
-        addr: Address,
+        addr: AddressSpec,
         /// Connections.
         #[arg(short = 'c', long, value_name = "N", default_value_t = 100, value_parser = at_least_one)]
         connections: usize,
@@ -118,7 +118,7 @@ enum LoadMode {
     Fanout {
         /// Server address: HOST:PORT, PORT, [V6]:PORT or unix:PATH.
         #[arg(value_name = "ADDR", value_parser = parse_addr)]
-        addr: Address,
+        addr: AddressSpec,
         /// The server's protocol.
         #[arg(long, value_enum)]
         protocol: ProtocolArg,
@@ -142,11 +142,11 @@ enum LoadMode {
         /// Connect the senders here instead of ADDR: another node of the same --cluster, so
         /// every delivery crosses nodes.
         #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-        senders_at: Option<Address>,
+        senders_at: Option<AddressSpec>,
         /// Connect every other connection (receivers and senders alike) here: another node of
         /// the same --cluster, so both nodes have members and half the deliveries cross.
         #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "senders_at")]
-        half_at: Option<Address>,
+        half_at: Option<AddressSpec>,
         /// After -T, how long to wait for deliveries still in flight.
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
@@ -255,21 +255,21 @@ fn parse_pipeline(s: &str) -> Result<usize, String> {
 struct ServeArgs {
     /// Echo service address: HOST:PORT, PORT (127.0.0.1), [V6]:PORT or unix:PATH. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    echo: Vec<Address>,
+    echo: Vec<AddressSpec>,
 
     /// Chat service address (line protocol, nc-friendly); same forms as --echo. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    chat: Vec<Address>,
+    chat: Vec<AddressSpec>,
 
     /// JSON hub service address; same forms as --echo. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    hub: Vec<Address>,
+    hub: Vec<AddressSpec>,
 
     /// Web listener for browsers (HTTP: the chat page at /, WebSocket at /ws, socket.io at
     /// /socket.io/), all hub members. Repeatable.
     #[cfg(feature = "web")]
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    web: Vec<Address>,
+    web: Vec<AddressSpec>,
 
     /// An Origin allowed to use /ws and /socket.io/ (CORS for polling); `*` allows any.
     /// Repeatable. Without it any Origin may open a WebSocket and polling is same-origin only.
@@ -444,8 +444,8 @@ fn cluster_config(args: &ClusterArgs) -> std::io::Result<Option<netloop::cluster
     Ok(Some(config))
 }
 
-fn parse_addr(s: &str) -> Result<Address, String> {
-    s.parse::<Address>().map_err(|e| e.to_string())
+fn parse_addr(s: &str) -> Result<AddressSpec, String> {
+    s.parse::<AddressSpec>().map_err(|e| e.to_string())
 }
 
 /// Longest line or frame that may be asked for: each connection may buffer this much.
@@ -539,7 +539,7 @@ fn worker_args(argv: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// Runs the services until every connection closed after a signal (`Ok(None)`), or a second
 /// signal asked to exit at once (`Ok(Some(128 + signal))`).
 fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
-    let mut listeners: Vec<(ServiceKind, Address)> = Vec::new();
+    let mut listeners: Vec<(ServiceKind, AddressSpec)> = Vec::new();
     listeners.extend(args.echo.iter().map(|a| (ServiceKind::Echo, a.clone())));
     listeners.extend(args.chat.iter().map(|a| (ServiceKind::Chat, a.clone())));
     listeners.extend(args.hub.iter().map(|a| (ServiceKind::Hub, a.clone())));
@@ -551,7 +551,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
         add_activated(&mut listeners, &activated)?;
     }
     if listeners.is_empty() {
-        let local = |port| Address::Tcp { host: "127.0.0.1".into(), port };
+        let local = |port| AddressSpec::Tcp { host: "127.0.0.1".into(), port };
         listeners.push((ServiceKind::Echo, local(8080)));
         listeners.push((ServiceKind::Chat, local(3000)));
         listeners.push((ServiceKind::Hub, local(9000)));
@@ -618,7 +618,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
     };
     if let (Some(index), Some(report_fd)) = (args.worker, args.worker_report_fd) {
         let setup = WorkerSetup { index, report_fd, listener_fds: args.worker_listeners.clone() };
-        let addresses: Vec<Address> = config.listeners.iter().map(|(_, a)| a.clone()).collect();
+        let addresses: Vec<AddressSpec> = config.listeners.iter().map(|(_, a)| a.clone()).collect();
         // SAFETY: the supervisor opened these descriptors for us and nothing else uses them.
         unsafe { netloop::workers::become_worker(&setup, &addresses)? };
     }
@@ -637,7 +637,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Option<u8>> {
 /// Sockets handed over by systemd: each serves the listener given for its address, or, if
 /// none is, the service it is named after (`FileDescriptorName=echo|chat|hub`).
 fn add_activated(
-    listeners: &mut Vec<(ServiceKind, Address)>,
+    listeners: &mut Vec<(ServiceKind, AddressSpec)>,
     activated: &[netloop::systemd::ActivatedSocket],
 ) -> std::io::Result<()> {
     for socket in activated {
@@ -664,8 +664,8 @@ fn add_activated(
             }
         };
         let address = match &socket.address {
-            netloop::SocketAddress::Inet(a) => Address::Tcp { host: a.ip().to_string(), port: a.port() },
-            netloop::SocketAddress::Unix(p) => Address::Unix(p.clone()),
+            netloop::SocketAddress::Inet(a) => AddressSpec::Tcp { host: a.ip().to_string(), port: a.port() },
+            netloop::SocketAddress::Unix(p) => AddressSpec::Unix(p.clone()),
             netloop::SocketAddress::UnnamedUnix => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -681,7 +681,7 @@ fn add_activated(
 /// `--workers N` with N > 1: this process supervises N workers. Chat and hub keep their
 /// members in one process, so they would split into N rooms that cannot see each other,
 /// unless `--cluster` makes every worker a node of one cluster.
-fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, Address)]) -> std::io::Result<Option<u8>> {
+fn supervise(args: &ServeArgs, listeners: &[(ServiceKind, AddressSpec)]) -> std::io::Result<Option<u8>> {
     #[cfg(feature = "cluster")]
     let clustered = cluster_config(&args.cluster)?.is_some();
     #[cfg(not(feature = "cluster"))]
@@ -765,7 +765,7 @@ fn total_rate(total: u64, per_conn: Option<u64>, connections: usize) -> u64 {
     per_conn.map_or(total, |r| r.saturating_mul(connections as u64))
 }
 
-fn run_load(addr: Address, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {
+fn run_load(addr: AddressSpec, common: LoadCommon, mode: Mode, drain_timeout: Duration) -> ExitCode {
     if common.workers > 1 && common.worker_part.is_none() {
         let report = match mode {
             Mode::Fanout(_) => Err(netloop::load::split::refuse_fanout(common.workers)),

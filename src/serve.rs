@@ -13,7 +13,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::addr::{Address, SocketAddress};
+use crate::addr::{AddressSpec, SocketAddress};
 use crate::context::Context;
 use crate::handler::{Handler, ServerId, SocketId};
 use crate::input_budget::{InputCut, InputLimits};
@@ -45,7 +45,7 @@ pub enum ServiceKind {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Listeners and the service each runs.
-    pub listeners: Vec<(ServiceKind, Address)>,
+    pub listeners: Vec<(ServiceKind, AddressSpec)>,
     /// Options shared by every listener (its `max_connections`, if set, is Node's: per
     /// listener).
     pub server: ServerOptions,
@@ -240,7 +240,7 @@ impl Serve {
         &mut self,
         cx: &mut Context,
         service: ServiceId,
-        addr: &Address,
+        addr: &AddressSpec,
         mut options: ServerOptions,
     ) -> io::Result<ServerId> {
         let target = addr.resolve_one().map_err(|e| crate::error::context(e, &format!("listen {addr}")))?;

@@ -1,7 +1,7 @@
 //! Property tests for the line splitter, the hub frame decoder, the UTF-8 decoder and the
 //! units / address helpers.
 
-use netloop::addr::Address;
+use netloop::addr::AddressSpec;
 use netloop::frame::{Frame, FrameDecoder, FrameTooLarge};
 use netloop::line::{LineSplitter, LineTooLong};
 use netloop::text::Utf8Decoder;
@@ -252,14 +252,14 @@ proptest! {
         ],
         port in any::<u16>(),
     ) {
-        let addr = Address::Tcp { host: a, port };
+        let addr = AddressSpec::Tcp { host: a, port };
         let text = addr.to_string();
-        prop_assert_eq!(text.parse::<Address>(), Ok(addr));
+        prop_assert_eq!(text.parse::<AddressSpec>(), Ok(addr));
     }
 
     #[test]
     fn address_parse_never_panics(s in "\\PC{0,24}") {
-        let _ = s.parse::<Address>();
+        let _ = s.parse::<AddressSpec>();
     }
 
     // Node's setEncoding('utf8'): however the stream is cut, the text is that of the whole.

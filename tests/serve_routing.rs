@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use netloop::addr::Address;
+use netloop::addr::AddressSpec;
 use netloop::context::Context;
 use netloop::input_budget::InputCut;
 use netloop::serve::{Serve, ServeConfig};
@@ -125,7 +125,7 @@ fn events_reach_the_service_that_owns_each_socket_accepted_or_outbound() {
     let mut serve = Serve::new(cx, &ServeConfig::default()).unwrap();
     let first = serve.add(Recorder::boxed("first", &journal));
     let second = serve.add(Recorder::boxed("second", &journal));
-    let local = Address::Tcp { host: "127.0.0.1".into(), port: 0 };
+    let local = AddressSpec::Tcp { host: "127.0.0.1".into(), port: 0 };
     let server = serve.listen(cx, first, &local, ServerOptions::default()).unwrap();
     let Some(SocketAddress::Inet(listening)) = cx.server_address(server).cloned() else {
         panic!("no TCP address")
@@ -182,7 +182,7 @@ fn a_socket_a_service_opens_inside_its_own_event_is_that_services() {
     // A bystander first, so routing by position alone would pick the wrong one.
     serve.add(Recorder::boxed("bystander", &journal));
     let dialer = serve.add(Recorder::dialing("dialer", &journal, Some(store_addr)));
-    let local = Address::Tcp { host: "127.0.0.1".into(), port: 0 };
+    let local = AddressSpec::Tcp { host: "127.0.0.1".into(), port: 0 };
     let server = serve.listen(cx, dialer, &local, ServerOptions::default()).unwrap();
     let Some(SocketAddress::Inet(listening)) = cx.server_address(server).cloned() else {
         panic!("no TCP address")
@@ -219,7 +219,7 @@ fn a_connection_over_the_cap_gets_the_refusal_of_its_listeners_service() {
     let mut serve = Serve::new(cx, &config).unwrap();
     let first = serve.add(Recorder::boxed("first", &journal));
     let second = serve.add(Recorder::boxed("second", &journal));
-    let local = Address::Tcp { host: "127.0.0.1".into(), port: 0 };
+    let local = AddressSpec::Tcp { host: "127.0.0.1".into(), port: 0 };
     serve.listen(cx, first, &local, ServerOptions::default()).unwrap();
     let server = serve.listen(cx, second, &local, ServerOptions::default()).unwrap();
     let Some(SocketAddress::Inet(to_second)) = cx.server_address(server).cloned() else {

@@ -219,7 +219,7 @@ fn the_api_offers_rooms_to_everyone_acks_and_disconnect() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut event_loop = EventLoop::new().unwrap();
-        let addr = "127.0.0.1:0".parse::<netloop::Address>().unwrap().resolve_one().unwrap();
+        let addr = "127.0.0.1:0".parse::<netloop::AddressSpec>().unwrap().resolve_one().unwrap();
         let server = event_loop.context().listen(&addr, ServerOptions::default()).unwrap();
         tx.send(event_loop.context().server_address(server).unwrap().to_string()).unwrap();
         event_loop.run(&mut Server::new(RoomsHandler, Default::default())).unwrap();

@@ -41,8 +41,8 @@ impl Endpoint {
     /// Parses `redis://[:PASSWORD@]HOST:PORT` (port 6379 when left out) or `unix:PATH`.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
         if url.starts_with("unix:") {
-            let addr: crate::addr::Address =
-                url.parse().map_err(|e: crate::addr::AddressError| e.to_string())?;
+            let addr: crate::addr::AddressSpec =
+                url.parse().map_err(|e: crate::addr::AddressSpecError| e.to_string())?;
             let addr = addr.resolve_one().map_err(|e| e.to_string())?;
             return Ok(Endpoint { addr, password: None });
         }
@@ -65,8 +65,8 @@ impl Endpoint {
         } else {
             hostport.to_string()
         };
-        let addr: crate::addr::Address =
-            hostport.parse().map_err(|e: crate::addr::AddressError| format!("invalid --cluster: {e}"))?;
+        let addr: crate::addr::AddressSpec =
+            hostport.parse().map_err(|e: crate::addr::AddressSpecError| format!("invalid --cluster: {e}"))?;
         let addr = addr.resolve_one().map_err(|e| format!("--cluster {hostport}: {e}"))?;
         Ok(Endpoint { addr, password })
     }

@@ -81,11 +81,11 @@ pub struct FanoutConfig {
     pub size: usize,
     /// Where the senders connect when not to the receivers' server (`--senders-at`): another
     /// node of the same cluster, so every delivery crosses nodes.
-    pub senders_at: Option<crate::addr::Address>,
+    pub senders_at: Option<crate::addr::AddressSpec>,
     /// Where every other connection (receivers and senders alike) connects (`--half-at`):
     /// another node of the same cluster, so there are members on both and half of the
     /// deliveries cross nodes.
-    pub half_at: Option<crate::addr::Address>,
+    pub half_at: Option<crate::addr::AddressSpec>,
 }
 
 #[derive(Debug)]

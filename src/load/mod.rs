@@ -30,7 +30,7 @@ pub use echo::EchoConfig;
 pub use fanout::{FanoutConfig, FanoutProtocol};
 pub use report::Report;
 
-use crate::addr::Address;
+use crate::addr::AddressSpec;
 use crate::event_loop::EventLoop;
 use crate::limits;
 use crate::options::SocketOptions;
@@ -41,7 +41,7 @@ use sources::SourcePlan;
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
     /// The server to load.
-    pub target: Address,
+    pub target: AddressSpec,
     /// Length of the measured phase (`-T`): the hold for idle, the traffic window otherwise.
     pub duration: Duration,
     /// New connections per second (`--connect-rate`); 0 = as fast as `max_connecting` allows.

@@ -23,7 +23,7 @@
 //! }
 //!
 //! let mut event_loop = EventLoop::new()?;
-//! let addr = "127.0.0.1:8081".parse::<netloop::Address>()?.resolve_one()?;
+//! let addr = "127.0.0.1:8081".parse::<netloop::AddressSpec>()?.resolve_one()?;
 //! event_loop.context().listen(&addr, ServerOptions::default())?;
 //! event_loop.run(&mut Server::new(Chat, Default::default()))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::addr::{Address, SocketAddress};
+use crate::addr::{AddressSpec, SocketAddress};
 use crate::listener::ListenerGroup;
 use crate::workers::counters::Counters;
 
@@ -27,7 +27,7 @@ pub struct SupervisorConfig {
     /// Worker processes.
     pub workers: usize,
     /// `(service name, address)` of every listener, in the order workers configure them.
-    pub listeners: Vec<(&'static str, Address)>,
+    pub listeners: Vec<(&'static str, AddressSpec)>,
     /// `listen()` backlog of every socket.
     pub backlog: u32,
     /// The `serve` arguments each worker runs with, without `--workers`, `--stats-interval`

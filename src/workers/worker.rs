@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use crate::addr::Address;
+use crate::addr::AddressSpec;
 use crate::listener;
 use crate::workers::counters::Counters;
 
@@ -33,7 +33,7 @@ pub struct WorkerSetup {
 ///
 /// # Safety
 /// The descriptors in `setup` must be open, owned by this process and used by nothing else.
-pub unsafe fn become_worker(setup: &WorkerSetup, listeners: &[Address]) -> io::Result<()> {
+pub unsafe fn become_worker(setup: &WorkerSetup, listeners: &[AddressSpec]) -> io::Result<()> {
     if setup.listener_fds.len() != listeners.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

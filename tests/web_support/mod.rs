@@ -70,7 +70,7 @@ pub fn echo_endpoint(config: WebConfig) -> SocketAddr {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut event_loop = EventLoop::new().expect("loop");
-        let addr = "127.0.0.1:0".parse::<netloop::Address>().unwrap().resolve_one().unwrap();
+        let addr = "127.0.0.1:0".parse::<netloop::AddressSpec>().unwrap().resolve_one().unwrap();
         let server = event_loop.context().listen(&addr, ServerOptions::default()).expect("listen");
         let bound = event_loop.context().server_address(server).cloned().expect("address");
         tx.send(bound.to_string()).unwrap();
