@@ -56,6 +56,7 @@ pub mod line;
 mod listener;
 pub mod load;
 pub mod log_limit;
+pub mod member_id;
 pub mod options;
 mod outbound;
 pub mod printable;

@@ -67,3 +67,8 @@ impl Default for ServerOptions {
         }
     }
 }
+
+/// How long a peer the server hung up on (a broken limit, a missed registration deadline,
+/// an idle timeout) has to read the last words and close, before its socket is destroyed
+/// ([`crate::Context::end_within`]). Long enough for any live client to read one line.
+pub const HANG_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::{Bus, Claim, Holder, Published};
 use crate::context::Context;
-use crate::services::member::MemberId;
+use crate::member_id::MemberId;
 
 /// Names held by this process's members; nobody elsewhere to tell.
 #[derive(Debug, Default)]
@@ -58,14 +58,13 @@ impl Bus for LocalBus {
 mod tests {
     use super::*;
     use crate::event_loop::EventLoop;
-    use crate::services::Roster;
 
     #[test]
     fn a_name_has_one_holder_until_released() {
         let mut el = EventLoop::new().unwrap();
         let cx = el.context();
-        let mut roster = Roster::new();
-        let (a, b) = (roster.insert(()), roster.insert(()));
+        let a = MemberId { index: 0, generation: 1 };
+        let b = MemberId { index: 1, generation: 2 };
         let mut bus = LocalBus::new();
         assert_eq!(bus.claim(cx, a, "ada"), Claim::Granted);
         assert_eq!(bus.claim(cx, a, "ada"), Claim::Granted, "claiming one's own name again");

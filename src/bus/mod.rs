@@ -14,7 +14,7 @@ pub use local::LocalBus;
 
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::services::member::MemberId;
+use crate::member_id::MemberId;
 use crate::timers::TimerId;
 
 /// The answer to [`Bus::claim`].

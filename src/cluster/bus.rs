@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::bus::{Audience, Bus, BusEvent, Claim, Holder, MemberView, Published};
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::services::member::MemberId;
+use crate::member_id::MemberId;
 use crate::timers::TimerId;
 
 use super::conn::{Conn, ConnEvent, Endpoint, Timing};

@@ -13,27 +13,7 @@ use crate::context::Context;
 use crate::handler::SocketId;
 use crate::write_queue::SharedBytes;
 
-/// One member of a service, whatever transport carries it. Minted by the service's
-/// [`crate::services::Roster`]; the generation keeps an id held after the member left from
-/// ever reaching a newer member in the same slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MemberId {
-    pub(crate) index: u32,
-    pub(crate) generation: u32,
-}
-
-impl MemberId {
-    /// The slot this member occupies in its roster: dense, reused once it leaves.
-    pub fn index(self) -> usize {
-        self.index as usize
-    }
-}
-
-impl std::fmt::Display for MemberId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "member {}.{}", self.index, self.generation)
-    }
-}
+pub use crate::member_id::MemberId;
 
 /// How one message is framed for a kind of transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,10 +95,7 @@ pub trait Service {
     }
 }
 
-/// How long a peer the server hung up on (a broken limit, a missed registration deadline,
-/// an idle timeout) has to read the last words and close, before its socket is destroyed
-/// ([`Context::end_within`]). Long enough for any live client to read one line.
-pub const HANG_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub use crate::options::HANG_UP_GRACE;
 
 /// A reply to one member. Skipped once the member was ended or destroyed: it stays listed until
 /// its close event, and writing after `end()` would destroy it with an error (Node's

@@ -11,7 +11,7 @@ use super::socketio;
 use super::websocket::{self, close_code, Opcode};
 use crate::context::Context;
 use crate::handler::SocketId;
-use crate::services::HANG_UP_GRACE;
+use crate::options::HANG_UP_GRACE;
 use crate::write_queue::SharedBytes;
 
 /// One client of the application: a `/ws` WebSocket or a socket.io socket. Carries a

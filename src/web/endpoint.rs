@@ -21,7 +21,7 @@ use super::websocket::{self, close_code, Decoder, FrameLimits, Incoming, Opcode}
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::input_budget::InputCut;
-use crate::services::HANG_UP_GRACE;
+use crate::options::HANG_UP_GRACE;
 use crate::timers::TimerId;
 
 use super::clients::{
