@@ -26,7 +26,7 @@ pub(crate) enum TimerKind {
     /// Re-arm a listener that stopped accepting because no fd was free.
     AcceptRetry(usize),
     /// `Context::end_within`: destroy the socket if it is still open.
-    EndDeadline(crate::handler::SocketId),
+    EndDeadline(crate::ids::SocketId),
     /// Cut sockets whose unfinished input is older than the input timeout.
     InputSweep,
     /// Log what the warning budgets dropped.

@@ -2,7 +2,7 @@
 //! [`crate::input_budget`], cut when over its limits.
 
 use super::Context;
-use crate::handler::SocketId;
+use crate::ids::SocketId;
 use crate::input_budget::{InputCut, InputLimits};
 use crate::timers::TimerKind;
 

@@ -16,10 +16,10 @@ use std::time::Duration;
 use mio::{Registry, Token};
 use slab::Slab;
 
+use self::flow::Flow;
 use crate::clock::LoopClock;
-use crate::flow::Flow;
-use crate::handler::{ServerId, SocketId};
 use crate::idle::IdleTimers;
+use crate::ids::{ServerId, SocketId};
 use crate::input_budget::{InputBudget, InputCut};
 use crate::listener::Server;
 use crate::options::SocketOptions;
@@ -31,6 +31,7 @@ use crate::timers::{TimerKind, Timers};
 use crate::warnings::{Warning, Warnings, SUMMARY_DELAY};
 use crate::write_queue::WriteQueue;
 
+pub mod flow;
 mod input;
 mod output;
 mod servers;

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::Context;
-use crate::handler::SocketId;
+use crate::ids::SocketId;
 use crate::socket::WriteAdmission;
 use crate::socket_error::SocketError;
 use crate::timers::TimerKind;

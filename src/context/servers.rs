@@ -5,7 +5,7 @@ use std::io;
 use super::{listener_token, Context};
 use crate::addr::SocketAddress;
 use crate::error;
-use crate::handler::{ServerId, SocketId};
+use crate::ids::{ServerId, SocketId};
 use crate::listener::{Listener, Server};
 use crate::options::{ServerOptions, SocketOptions};
 use crate::outbound;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{clamp_ms, Context};
 use crate::addr::SocketAddress;
-use crate::handler::{ServerId, SocketId};
+use crate::ids::{ServerId, SocketId};
 use crate::socket::NO_SERVER;
 
 impl Context {

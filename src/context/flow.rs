@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::context::Context;
-use crate::handler::SocketId;
+use crate::ids::SocketId;
 use crate::write_queue::SharedBytes;
 
 /// Longest a sender goes unread because recipients of its broadcasts are behind, and how long a
