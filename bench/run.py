@@ -1316,9 +1316,10 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
             L.extend(notes)
         L.append("")
     text = "\n".join(L).rstrip() + "\n"
-    # Sections written by their own runners (bench/workers.py, bench/cluster.py): kept as they were.
+    # Sections written by their own runners (bench/workers.py, bench/cluster.py, bench/web/run.py,
+    # bench/compare_builds.py): kept as they were.
     old = path.read_text() if path.exists() else ""
-    for name in ("workers", "cluster"):
+    for name in ("workers", "cluster", "web", "architecture"):
         begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
         if begin in old and end in old:
             text += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"

@@ -3,7 +3,7 @@
 
     python3 bench/web/run.py [--netloop PATH] [--idle N] [--fanout N] [--rate R] [--seconds S]
 
-Figures (written to docs/benchmarks-web.md):
+Figures (written to the web section of docs/benchmarks.md):
 - memory per idle WebSocket (/ws) and per idle socket.io connection (WebSocket transport):
   the server's RSS growth over N connections, divided by N (kernel socket buffers are not in
   RSS, for either server);
@@ -134,13 +134,11 @@ def main() -> None:
     idle = idle_memory(args.netloop, args.idle)
     fan = fanout(args.netloop, args.fanout, args.rate, args.seconds)
     out = [
-        "# Web endpoint: netloop vs Node's ws and socket.io",
-        "",
         f"One run of `python3 bench/web/run.py --idle {args.idle} --fanout {args.fanout} --rate {args.rate} "
         f"--seconds {args.seconds}` on this 2-core machine, {time.strftime('%Y-%m-%d')}; server and clients "
         "share the cores, so the absolute numbers are pessimistic for both.",
         "",
-        f"## Memory per idle connection ({args.idle} connections, server RSS growth / N)",
+        f"### Memory per idle connection ({args.idle} connections, server RSS growth / N)",
         "",
         "| server | transport | bytes per connection |",
         "|---|---|---:|",
@@ -149,7 +147,7 @@ def main() -> None:
         out.append(f"| {label} | {'WebSocket (/ws)' if kind == 'ws' else 'socket.io (WebSocket)'} | {per:,.0f} |")
     out += [
         "",
-        f"## socket.io fan-out: {args.fanout} receivers, {args.rate} broadcasts/s for {args.seconds} s",
+        f"### socket.io fan-out: {args.fanout} receivers, {args.rate} broadcasts/s for {args.seconds} s",
         "",
         "| server | delivered / expected | server CPU per delivery (µs) | latency p50 (ms) | p99 (ms) | server RSS (MiB) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -159,8 +157,29 @@ def main() -> None:
             f"| {label} | {r['deliveries']:,} / {r['expected']:,} | {r['cpu_us_per_delivery']:.2f} | "
             f"{r['p50']:.1f} | {r['p99']:.1f} | {r['server_rss_mib']:.1f} |")
     text = "\n".join(out) + "\n"
-    (REPO / "docs" / "benchmarks-web.md").write_text(text)
+    write_section(text)
     print(text)
+
+
+BEGIN, END = "<!-- web:begin -->", "<!-- web:end -->"
+# The hand-written reading of the figures, kept when the tables are measured again.
+NOTES = "### Reading the figures"
+
+
+def write_section(tables: str) -> None:
+    """Replaces the web section of docs/benchmarks.md with `tables`, keeping its notes."""
+    path = REPO / "docs" / "benchmarks.md"
+    doc = path.read_text()
+    notes = ""
+    if BEGIN in doc and END in doc:
+        old = doc[doc.index(BEGIN):doc.index(END)]
+        if NOTES in old:
+            notes = "\n" + old[old.index(NOTES):].rstrip() + "\n"
+        before, after = doc[:doc.index(BEGIN)], doc[doc.index(END) + len(END):]
+    else:
+        before, after = doc.rstrip("\n") + "\n\n", "\n"
+    section = f"{BEGIN}\n\n## Web endpoint: netloop vs Node's ws and socket.io\n\n{tables}{notes}\n{END}"
+    path.write_text(before + section + after)
 
 
 if __name__ == "__main__":
