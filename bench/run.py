@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""netloop against Node.js, side by side: every scenario of issue 4, one command.
+"""netloop against Node.js, side by side: every scenario, one command.
 
     python3 bench/run.py [--quick] [--reps N] [--only SCENARIO,...] [--netloop PATH] [--load PATH]
 
@@ -926,7 +926,7 @@ METRICS["idle-max"] = METRICS["idle-10k"]
 METRICS["fanout-hub"] = METRICS["fanout-chat"]
 METRICS["neverread-hub"] = METRICS["neverread"]
 
-# Issue 4's targets (and issue 2's figures). check(node_median, netloop_median, netloop_values)
+# The targets of the comparison with Node. check(node_median, netloop_median, netloop_values)
 # -> (met: bool | None, words). Judged on medians, except where the target is an absolute
 # "0" or "flat", which must hold in every repetition.
 
@@ -1218,7 +1218,7 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
     L.append("")
 
     if not cfg.quick and cfg.reps < 3:
-        L.append(f"> **Only {cfg.reps} repetition(s)**: issue 4 asks for at least 3.")
+        L.append(f"> **Only {cfg.reps} repetition(s)**: the targets ask for at least 3.")
         L.append("")
     runs = [r for sc in order for impl in IMPLS for r in results.get(sc, {}).get(impl, [])]
     noisy = [r for r in runs if any("machine not quiet" in n for n in r.get("_notes", []))]
@@ -1230,7 +1230,7 @@ def write_markdown(cfg: Config, results: dict, order: list[str], info: dict, pat
         L.append("")
 
     # Summary of the targets.
-    L.append("## Targets (issue 4)")
+    L.append("## Targets")
     L.append("")
     L.append("| scenario | figure | Node | netloop | Node/netloop | netloop target | |")
     L.append("|---|---|---:|---:|---:|---|---|")
@@ -1449,7 +1449,7 @@ def write_svg(cfg: Config, results: dict, path: Path) -> None:
          f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
          f'Node / netloop (log scale; right of 1x = netloop uses less)'
          f'{" — QUICK SMOKE TEST" if cfg.quick else ""}</text>',
-         f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">colour: issue 4 target in brackets '
+         f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">colour: target in brackets '
          f'(a ratio, or an absolute bound on netloop) green = met, red = not met, grey = none</text>']
     # grid
     d = lo

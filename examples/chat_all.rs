@@ -1,4 +1,4 @@
-//! Seed 004: the chat server where every message goes to *all* clients, the sender included.
+//! The chat server where every message goes to *all* clients, the sender included.
 //!
 //! The Node program this mirrors:
 //!
@@ -20,17 +20,17 @@
 //! server.listen(800);
 //! ```
 //!
-//! Try it (port 8000: the seed's port 800 needs root on most systems):
+//! Try it (port 8000: the Node original's port 800 needs root on most systems):
 //!
 //! ```sh
 //! cargo run --example chat_all                              # listening on 127.0.0.1:8000
 //! nc 127.0.0.1 8000                                         # in two terminals; type lines
-//! cargo run --example online_counter -- client --port 8000  # the seed's readline client
+//! cargo run --example online_counter -- client --port 8000  # the Node original's readline client
 //! ```
 //!
 //! `--port N` picks another port (0: any free one).
 //!
-//! A chunk is relayed as it arrived, not cut into lines, as in the seed. The seed's handlers
+//! A chunk is relayed as it arrived, not cut into lines, as in the Node original. The Node original's handlers
 //! also show a bug this avoids: `clientArr[p1.id]` reads `id` from the `close`/`error`
 //! argument (a boolean or an Error), not from the socket, so nobody was ever removed.
 
@@ -45,14 +45,14 @@ use netloop::{
 };
 
 #[derive(Parser)]
-#[command(about = "Seed 004's chat server: every chunk goes to every client")]
+#[command(about = "A chat server: every chunk goes to every client")]
 struct Args {
     /// Port to listen on (0 = any free port).
     #[arg(long, default_value_t = 8000)]
     port: u16,
 }
 
-/// The server: the seed's `clientArr`, without the `null` holes (removal is O(n), as a
+/// The server: the Node original's `clientArr`, without the `null` holes (removal is O(n), as a
 /// `splice` would be; fine for a chat room).
 #[derive(Default)]
 struct ChatAll {

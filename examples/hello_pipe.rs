@@ -1,4 +1,4 @@
-//! Seed 001: the `net` reference's example. The server greets each connection with
+//! The `net` reference's example. The server greets each connection with
 //! `Hello World!\r\n`, then pipes the socket into itself (an echo with backpressure); the
 //! client prints the first data it gets and ends.
 //!
@@ -37,7 +37,7 @@ use clap::{Parser, Subcommand};
 use netloop::{AddressSpec, Context, EventLoop, Handler, ServerId, ServerOptions, SocketError, SocketId};
 
 #[derive(Parser)]
-#[command(about = "Seed 001's Hello World! + pipe server (default) or its client")]
+#[command(about = "The Hello World! + pipe server (default) or its client")]
 struct Args {
     /// Port to listen on (0 = any free port), or to connect to in client mode.
     #[arg(long, global = true, default_value_t = 8080)]

@@ -1,4 +1,4 @@
-//! Seed 002: a TCP server that knows its clients by name, with group and directed messages,
+//! A TCP server that knows its clients by name, with group and directed messages,
 //! and the two clients of the article.
 //!
 //! The Node program this mirrors (abridged):
@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Each client connects, writes `{"type":"sync","clientName":"Client-1",...}`, and 3 s later
-//! `{"type":"info",...}`, with no separator between the two (as the seed's `sock.write`s), and
+//! `{"type":"info",...}`, with no separator between the two (as the Node original's `sock.write`s), and
 //! prints everything the server sends.
 //!
 //! Try it (three terminals; the broadcasts come 10 s after the last connection):
@@ -45,9 +45,9 @@
 //! connection, default 10000; client: delay before the `info`, default 3000) make it quick to
 //! run in a test.
 //!
-//! Differences from the seed, on purpose: the server writes each message as one line (the seed
+//! Differences from the Node original, on purpose: the server writes each message as one line (the Node original
 //! wrote `"\n\r" + message`), and a read holding two JSON values, or half of one, still parses:
-//! the seed's `JSON.parse(data)` assumes one whole value per `data` event, which TCP does not
+//! the Node original's `JSON.parse(data)` assumes one whole value per `data` event, which TCP does not
 //! promise. `netloop serve --hub` is the full protocol built from this idea.
 
 use std::error::Error;
@@ -67,7 +67,7 @@ use serde_json::{json, Value};
 const MAX_FRAME: usize = 64 * 1024;
 
 #[derive(Parser)]
-#[command(about = "Seed 002's named-client server (default) or one of its clients")]
+#[command(about = "The named-client server (default) or one of its clients")]
 struct Args {
     /// Port to listen on (0 = any free port), or to connect to in client mode.
     #[arg(long, global = true, default_value_t = 9000)]
@@ -89,11 +89,11 @@ enum Mode {
     },
 }
 
-/// One entry of the seed's `clients` array.
+/// One entry of the Node original's `clients` array.
 struct Client {
     /// Empty until the client sends `sync`.
     name: String,
-    /// `remoteAddress:remotePort`, the seed's unique id.
+    /// `remoteAddress:remotePort`, the Node original's unique id.
     session_id: String,
     socket: SocketId,
     /// Cuts the byte stream into JSON values, however TCP split or joined them.
@@ -113,7 +113,7 @@ impl Hub {
         println!("[all clients] {ids:?}");
     }
 
-    /// The seed's `broadcast({clientName, message})`: to the client with that name, or to
+    /// The Node original's `broadcast({clientName, message})`: to the client with that name, or to
     /// everyone. The line is encoded once and shared by every recipient's queue.
     fn broadcast(&self, cx: &mut Context, client_name: Option<&str>, message: &str) {
         let line: SharedBytes = Rc::from(format!("{message}\n").into_bytes());
@@ -139,7 +139,7 @@ impl Hub {
                 println!("[sync] {} is {}: {text}", client.session_id, client.name);
             }
             Some("info") => println!("[info] {} ({}): {text}", client.name, client.session_id),
-            // The seed logs the message of any other type too, and ignores what does not parse.
+            // The Node original logs the message of any other type too, and ignores what does not parse.
             _ => println!("[message] {}: {text}", client.session_id),
         }
     }
@@ -175,7 +175,7 @@ impl Handler for Hub {
         let mut messages = Vec::new();
         let fed = self.clients[index].frames.feed(data, |frame| {
             if let Frame::Json(bytes) = frame {
-                // Not JSON after all: ignored, as the seed's empty `catch` does.
+                // Not JSON after all: ignored, as the Node original's empty `catch` does.
                 if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
                     messages.push(value);
                 }
@@ -211,7 +211,7 @@ impl Handler for Hub {
     }
 }
 
-/// One of the seed's clients.
+/// One of the Node original's clients.
 struct HubClient {
     name: String,
     delay: Duration,
@@ -231,7 +231,7 @@ impl Handler for HubClient {
         self.info_timer = Some(cx.set_timer(self.delay));
     }
 
-    /// The delayed `info`, written straight after the `sync` with no separator, as the seed's
+    /// The delayed `info`, written straight after the `sync` with no separator, as the Node original's
     /// clients do: the server must cut the stream into values itself.
     fn on_timer(&mut self, cx: &mut Context, _timer: TimerId) {
         self.info_timer = None;

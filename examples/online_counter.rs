@@ -1,4 +1,4 @@
-//! Seed 003: the online counter and the multi-user chat on 127.0.0.1:3000, with the chat's
+//! The online counter and the multi-user chat on 127.0.0.1:3000, with the chat's
 //! stdin client.
 //!
 //! The Node programs this mirrors (the chapter's counter and chat servers, in one):
@@ -34,8 +34,8 @@
 //!
 //! `--port N` picks another port (0: any free one), for both modes.
 //!
-//! Differences from the seed, on purpose: the count goes down when someone leaves (the seed
-//! only counted up); a relayed message is prefixed with the *sender's* port (the seed wrote
+//! Differences from the Node original, on purpose: the count goes down when someone leaves (the Node original
+//! only counted up); a relayed message is prefixed with the *sender's* port (the Node original wrote
 //! each receiver's own port, which tells nobody who spoke); and a message is a line, so two
 //! messages that TCP delivers in one read stay two messages.
 
@@ -54,7 +54,7 @@ use netloop::{
 const MAX_LINE: usize = 64 * 1024;
 
 #[derive(Parser)]
-#[command(about = "Seed 003's online counter and chat server (default) or its stdin client")]
+#[command(about = "The online counter and chat server (default) or its stdin client")]
 struct Args {
     /// Port to listen on (0 = any free port), or to connect to in client mode.
     #[arg(long, global = true, default_value_t = 3000)]
@@ -69,7 +69,7 @@ enum Mode {
     Client,
 }
 
-/// One entry of the seed's `users` array.
+/// One entry of the Node original's `users` array.
 struct User {
     socket: SocketId,
     port: u16,
@@ -142,7 +142,7 @@ struct ChatClient {
 
 impl ChatClient {
     /// `client.write(data.toString().trim())`, one message per typed line. The newline the
-    /// seed trimmed off is put back, since the server reads lines.
+    /// Node original trimmed off is put back, since the server reads lines.
     fn send_lines(&mut self, cx: &mut Context, data: &[u8]) {
         let mut out = Vec::new();
         let fed = self.lines.feed(data, |line| {

@@ -1,4 +1,4 @@
-//! The socket.io chat server from the seeds, on netloop's socket.io API.
+//! The classic socket.io chat server, on netloop's socket.io API.
 //!
 //! The Node program this mirrors (socket.io on an HTTP server at 127.0.0.1:8081):
 //!
@@ -12,7 +12,7 @@
 //! });
 //! ```
 //!
-//! The texts are the seed's: "you are online" to the newcomer, "your friend is online" to
+//! The texts are the Node original's: "you are online" to the newcomer, "your friend is online" to
 //! everyone else when a client sends `clientmessage`. Any socket.io client connects, with
 //! polling, WebSocket, or polling then upgrade:
 //!
@@ -32,7 +32,9 @@ use netloop::{AddressSpec, EventLoop, ServerOptions, SocketAddress};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(about = "The seeds' socket.io chat server: greets each client, tells the others on clientmessage")]
+#[command(
+    about = "The classic Node programs' socket.io chat server: greets each client, tells the others on clientmessage"
+)]
 struct Args {
     /// Port to listen on (0 = any free port).
     #[arg(long, default_value_t = 8081)]
@@ -58,7 +60,7 @@ impl SocketHandler for SeedChat {
     }
 
     fn on_disconnect(&mut self, socket: &mut Socket<'_>, reason: &str) {
-        // The seed's '已断开链接': "disconnected".
+        // The Node original's '已断开链接': "disconnected".
         println!("已断开链接: {} ({reason})", socket.id());
     }
 }

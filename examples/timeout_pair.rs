@@ -1,4 +1,4 @@
-//! Seed 000, example 2: a server and two clients in one process, with `setTimeout(500)` on
+//! A server and two clients in one process, with `setTimeout(500)` on
 //! both sides and a `writeData()` helper that respects `write()`'s backpressure signal.
 //!
 //! The Node program this mirrors (abridged):
@@ -27,7 +27,7 @@
 //! server.listen(8017);
 //! ```
 //!
-//! The seed runs forever; here each client sends three messages, one per idle timeout (so the
+//! The Node original runs forever; here each client sends three messages, one per idle timeout (so the
 //! `timeout` events carry the conversation and show they only notify, never close), then ends.
 //! The server closes once its connections reach 0, and the process exits by itself.
 //!
@@ -47,16 +47,16 @@ const IDLE: Duration = Duration::from_millis(500);
 const MESSAGES: usize = 3;
 
 #[derive(Parser)]
-#[command(about = "Seed 000's example 2: one server, two clients, setTimeout(500), write/drain")]
+#[command(about = "One server, two clients, setTimeout(500), write/drain")]
 struct Args {
     /// Port to listen on and connect to (0 = any free port).
     #[arg(long, default_value_t = 8017)]
     port: u16,
 }
 
-/// Seed 000's `writeData()`, corrected. `write()` returning false does not mean the data was
+/// The tutorial's `writeData()`, corrected. `write()` returning false does not mean the data was
 /// refused: it was queued, and the queue is past the high-water mark. Writing the same data
-/// again on `drain`, as the seed does, would send it twice (in Node too). The idiom is to hold
+/// again on `drain`, as the Node original does, would send it twice (in Node too). The idiom is to hold
 /// further writes until `drain`, which is what this does, per socket.
 #[derive(Default)]
 struct Writer {
@@ -97,7 +97,7 @@ struct Client {
 }
 
 /// The whole program: both clients and the server share one handler, as they share one
-/// process (and one event loop) in the seed.
+/// process (and one event loop) in the Node original.
 struct Pair {
     server: ServerId,
     clients: Vec<Client>,
@@ -236,7 +236,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for name in ["example1", "example2"] {
         let socket = cx.connect(&target);
         pair.clients.push(Client { name, socket, sent: 0 });
-        // As in the seed, the first write happens before the connection is up: it is queued
+        // As in the Node original, the first write happens before the connection is up: it is queued
         // and goes out on `connect`.
         pair.send_next(cx, socket);
     }

@@ -1,4 +1,4 @@
-//! Seed 000, server 1: the "You said" server, and the client that talks to it.
+//! The classic Node tutorial's "You said" server, and the client that talks to it.
 //!
 //! The Node program this mirrors:
 //!
@@ -20,7 +20,7 @@
 //! ```sh
 //! cargo run --example you_said                        # listening on 127.0.0.1:6969
 //! printf 'I am Chuck Norris!' | nc -q1 127.0.0.1 6969 # You said "I am Chuck Norris!"
-//! cargo run --example you_said -- client              # the seed's client
+//! cargo run --example you_said -- client              # the Node original's client
 //! node -e "const s = require('net').connect(6969, '127.0.0.1', () => s.write('hi'));
 //!          s.on('data', (d) => { console.log('' + d); s.destroy(); })"
 //! ```
@@ -37,7 +37,7 @@ use netloop::{
 };
 
 #[derive(Parser)]
-#[command(about = "Seed 000's \"You said\" server (default) or its client")]
+#[command(about = "The classic Node tutorial's \"You said\" server (default) or its client")]
 struct Args {
     /// Port to listen on (0 = any free port), or to connect to in client mode.
     #[arg(long, global = true, default_value_t = 6969)]
@@ -89,7 +89,7 @@ impl Handler for YouSaid {
     }
 }
 
-/// The seed's client: `client.connect(PORT, HOST, ...)`, one write, `destroy()` on the reply.
+/// The Node original's client: `client.connect(PORT, HOST, ...)`, one write, `destroy()` on the reply.
 struct Client {
     target: SocketAddress,
     failed: bool,
@@ -103,7 +103,7 @@ impl Handler for Client {
 
     fn on_data(&mut self, cx: &mut Context, socket: SocketId, data: &[u8]) {
         println!("DATA: {}", String::from_utf8_lossy(data));
-        // Close completely, as the seed does: no FIN handshake, `close` follows at once.
+        // Close completely, as the Node original does: no FIN handshake, `close` follows at once.
         cx.destroy(socket);
     }
 

@@ -556,7 +556,7 @@ fn joined_label(line: &str) -> String {
     rest.map(|(label, _)| label.to_string()).unwrap_or_else(|| panic!("not a join notice: {line:?}"))
 }
 
-/// The seeds' own chat clients send no newline: the stdin client writes each chunk trimmed, the
+/// The classic Node programs' own chat clients send no newline: the stdin client writes each chunk trimmed, the
 /// readline client each line without its end. Each message must reach the others on its own,
 /// promptly, neither held back nor merged with the next, and the others' lines reach them.
 #[test]

@@ -1,4 +1,4 @@
-//! Runs every program in `examples/` (the seeds' Node programs rebuilt on netloop) as a real
+//! Runs every program in `examples/` (the classic Node programs' Node programs rebuilt on netloop) as a real
 //! process, drives it with real clients over loopback, and checks what a Node user would see:
 //! the exact lines printed and the exact bytes on the wire. Every wait is bounded and every
 //! process is killed, pass or fail.
@@ -240,7 +240,7 @@ fn you_said_answers_each_chunk_and_logs_connect_and_close() {
     drop(s);
     server.wait_line(&format!("CLOSED: 127.0.0.1 {port}"));
 
-    // The seed's client against the same server: one exchange, destroy(), close.
+    // The Node original's client against the same server: one exchange, destroy(), close.
     let mut client = Example::spawn("you_said", &["client", "--port", &addr.port().to_string()]);
     let (status, lines) = client.finish();
     assert!(status.success(), "client failed: {lines:?}");
@@ -346,7 +346,7 @@ fn hub_demo_broadcasts_to_all_then_each_named_client_gets_only_its_own_message()
     let port = addr.port().to_string();
     let client = |name| Example::spawn("hub_demo", &["client", name, "--port", &port, "--delay-ms", "100"]);
     let (mut c1, mut c2) = (client("Client-1"), client("Client-2"));
-    // A third client by hand: sync and info in one write, with no separator, as the seed's
+    // A third client by hand: sync and info in one write, with no separator, as the Node original's
     // clients write them.
     let (raw, mut raw_lines) = connect_lines(addr);
     let raw_sid = format!("127.0.0.1:{}", raw.local_addr().unwrap().port());
@@ -380,7 +380,7 @@ fn hub_demo_broadcasts_to_all_then_each_named_client_gets_only_its_own_message()
     let rest = String::from_utf8(read_to_end(&mut raw_lines.into_inner())).unwrap();
     assert!(rest.lines().all(|l| l == ALL), "Client-3 got a directed message: {rest:?}");
 
-    // The seed's server runs forever; stop it, and the clients see `end`, `close` and exit 0.
+    // The Node original's server runs forever; stop it, and the clients see `end`, `close` and exit 0.
     server.kill();
     for (mut c, name, own, other) in [(c1, "Client-1", TO_1, TO_2), (c2, "Client-2", TO_2, TO_1)] {
         let (status, lines) = c.finish();

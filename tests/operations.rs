@@ -18,7 +18,7 @@ fn with_no_address_nothing_listens_beyond_loopback() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Either it starts (the seeds' ports are free) and every listener is on 127.0.0.1, or a
+    // Either it starts (the classic Node programs' ports are free) and every listener is on 127.0.0.1, or a
     // port is taken and the error names the loopback address it tried.
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();

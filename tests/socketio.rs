@@ -1,4 +1,4 @@
-//! The socket.io-style server API, through the seeds' socket.io server (`examples/socketio_seed`)
+//! The socket.io-style server API, through the classic Node programs' socket.io server (`examples/socketio_seed`)
 //! driven by the official `socket.io-client` from npm: default transports (polling, then the
 //! upgrade to WebSocket), WebSocket only, polling only, and a client that reconnects by itself
 //! after the server restarts.
@@ -116,7 +116,7 @@ fn node_client(args: &[&str]) -> Proc {
     Proc::spawn(Command::new("node").arg(script).args(args))
 }
 
-/// Runs the seed's clients with `mode` transports; returns the transport they ended on.
+/// Runs the Node original's clients with `mode` transports; returns the transport they ended on.
 fn seed_exchange(mode: &str) -> String {
     let (mut server, addr) = seed_server(0);
     let (ok, lines) = node_client(&[&format!("http://{addr}"), mode]).finish();

@@ -1,7 +1,7 @@
 'use strict';
 // Node's reference servers for bench/web/run.py, written the way their docs show:
 //   node servers.js ws PORT        -- `ws`: a WebSocketServer that relays each message to the others
-//   node servers.js socketio PORT  -- socket.io: the seed's server, plus `broadcast` relayed to the others
+//   node servers.js socketio PORT  -- socket.io: the Node original's server, plus `broadcast` relayed to the others
 // Prints "listening on 127.0.0.1:PORT".
 const http = require('http');
 const [kind, port] = process.argv.slice(2);
