@@ -103,3 +103,31 @@ fn joins_and_leaves_are_told_on_every_node() {
     let left = ann.skip_until(100, |l| l.starts_with("* ") && l.contains("left"));
     assert_eq!(left, "* bob left, online now: 1");
 }
+
+#[test]
+fn a_node_that_dies_or_stalls_is_told_as_left_and_back_on_the_others() {
+    let redis = Redis::start();
+    let (a, a_addr) = node(&redis);
+    let (_b, b) = node(&redis);
+    let (mut ann, _) = join(a_addr);
+    let (mut bob, _) = join(b);
+    ann.send("/nick ann\n");
+    ann.skip_until(100, |l| l == "* you are now ann");
+    who_until(&mut bob, "ann's nick", |l| l.contains("ann"));
+    // Stalled past the heartbeat: the other node's room hears ann left, and that she is back
+    // once her node resumes.
+    a.signal(libc::SIGSTOP);
+    let left = bob.skip_until(100, |l| l.starts_with("* ann left"));
+    assert_eq!(left, "* ann left, online now: 1");
+    who_until(&mut bob, "ann gone", |l| !l.contains("ann"));
+    a.signal(libc::SIGCONT);
+    let back = bob.skip_until(100, |l| l.starts_with("* ann joined"));
+    assert_eq!(back, "* ann joined, online now: 2");
+    // Killed: the same, within the dead time.
+    let killed = Instant::now();
+    a.signal(libc::SIGKILL);
+    let left = bob.skip_until(100, |l| l.starts_with("* ann left"));
+    assert_eq!(left, "* ann left, online now: 1");
+    assert!(killed.elapsed() < Duration::from_secs(5), "told after {:?}", killed.elapsed());
+    who_until(&mut bob, "ann gone", |l| !l.contains("ann"));
+}

@@ -9,6 +9,7 @@ use crate::bus::{Audience, BusEvent, MemberView, Published};
 use crate::context::Context;
 use crate::handler::SocketId;
 use crate::services::member::{self, MemberId, Outgoing};
+use crate::services::presence::{self, Change};
 use crate::wire::chat as wire;
 
 /// How the other nodes tell this node's members apart: the member id, unique here.
@@ -94,6 +95,28 @@ impl Chat {
         names
     }
 
+    /// Members of another node are gone without a word (it died, stalled or was cut off):
+    /// the room here hears they left, which their node can no longer say. Told to this node's
+    /// members only: every node hears of it from its own bus. Many at once make one summary.
+    fn tell_vanished(&mut self, cx: &mut Context, members: Vec<(Option<String>, String)>) {
+        let names: Vec<String> = members.into_iter().map(|(name, session)| name.unwrap_or(session)).collect();
+        if names.is_empty() {
+            return;
+        }
+        let online = self.in_room + self.bus.members_elsewhere();
+        let mut notice = Vec::new();
+        if names.len() <= presence::BURST {
+            for name in &names {
+                presence::write_single(&mut notice, Change::Left, name, online);
+            }
+        } else {
+            let none = wire::Names { shown: &[], count: 0 };
+            let shown = &names[..names.len().min(presence::SHOWN)];
+            wire::write_summary(&mut notice, none, wire::Names { shown, count: names.len() }, online);
+        }
+        send_to_room(&self.members.roster, cx, &notice, None);
+    }
+
     /// Acts on what the bus has for the members here.
     pub(super) fn bus_events(&mut self, cx: &mut Context) {
         while let Some(event) = self.bus.poll_event() {
@@ -102,7 +125,15 @@ impl Chat {
                 BusEvent::Deliver { room: None, to: None, line, .. } => {
                     send_to_room(&self.members.roster, cx, &line, None);
                 }
-                BusEvent::Deliver { .. } | BusEvent::Vanished(_) | BusEvent::Returned(..) => {}
+                BusEvent::Vanished(members) => self.tell_vanished(cx, members),
+                BusEvent::Returned(name, _) => {
+                    // Its node is heard from again: the room here hears it is back.
+                    let mut notice = Vec::new();
+                    let online = self.in_room + self.bus.members_elsewhere();
+                    presence::write_single(&mut notice, Change::Joined, &name, online);
+                    send_to_room(&self.members.roster, cx, &notice, None);
+                }
+                BusEvent::Deliver { .. } => {}
                 BusEvent::Announce => {
                     let ids: Vec<MemberId> = self.members.roster.iter().map(|(id, _)| id).collect();
                     for id in ids {
