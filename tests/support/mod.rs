@@ -113,16 +113,7 @@ impl Netloop {
 
     /// Waits (bounded) for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, limit)
     }
 
     /// Everything the process wrote to stderr (call after it exited or was killed).
@@ -335,4 +326,18 @@ pub fn logged_events(log: &str, each: &str, summary: &str) -> u64 {
         }
     }
     total
+}
+
+/// Waits up to `limit` for `child` to exit; its status, or `None` if it is still running.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
