@@ -231,6 +231,14 @@ fn a_never_reader_is_cut_and_the_others_keep_going(protocol: &str) {
     let (out, report) = fanout(&addr.to_string(), protocol, 2, "0", "4s");
     // Let one more stats line come out after the run.
     std::thread::sleep(Duration::from_millis(300));
+    // The hub's `stats` reply carries the stall counters too.
+    let replied = (protocol == "hub").then(|| {
+        let mut admin = support::LineClient::connect(addr);
+        admin.send(r#"{"type":"stats"}"#);
+        let line = admin.skip_until(100, |l| l.contains(r#""type":"stats""#));
+        let stats: Value = serde_json::from_str(&line).expect("stats reply is JSON");
+        (int(&stats["senderStalls"]), int(&stats["senderStallMs"]))
+    });
     server.kill();
     let log = server.stderr();
     let context = format!("{report:#}\nserver log:\n{log}");
@@ -253,6 +261,10 @@ fn a_never_reader_is_cut_and_the_others_keep_going(protocol: &str) {
     // Each stall ends within the bound; the loop may notice up to a turn late.
     let bound = MAX_SENDER_STALL.as_millis() as u64 + 100;
     assert!(stalled_ms <= stalls * bound, "a stall outlasted the bound: {last}");
+    if let Some((stalls, stalled_ms)) = replied {
+        assert!(stalls >= 1, "the stats reply counts no stall: {stalls}");
+        assert!(stalled_ms <= stalls * bound, "the stats reply: {stalled_ms} ms in {stalls} stalls");
+    }
 }
 
 /// `name=N` from a stats log line.

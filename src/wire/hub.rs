@@ -521,11 +521,15 @@ pub struct Counters {
     pub auth_failures: u64,
     /// Connections refused because their source failed too often.
     pub auth_throttled: u64,
+    /// Times a broadcast sender stopped being read because recipients were behind.
+    pub sender_stalls: u64,
+    /// Milliseconds senders spent stalled, in all.
+    pub sender_stall_ms: u64,
 }
 
 impl Counters {
     /// The counters with their wire keys, in the reply's order.
-    pub fn pairs(&self) -> [(&'static str, u64); 14] {
+    pub fn pairs(&self) -> [(&'static str, u64); 16] {
         [
             ("connections", self.connections),
             ("hubClients", self.hub_clients),
@@ -541,6 +545,8 @@ impl Counters {
             ("bytesOut", self.bytes_out),
             ("authFailures", self.auth_failures),
             ("authThrottled", self.auth_throttled),
+            ("senderStalls", self.sender_stalls),
+            ("senderStallMs", self.sender_stall_ms),
         ]
     }
 
@@ -560,6 +566,8 @@ impl Counters {
             "bytesOut" => &mut self.bytes_out,
             "authFailures" => &mut self.auth_failures,
             "authThrottled" => &mut self.auth_throttled,
+            "senderStalls" => &mut self.sender_stalls,
+            "senderStallMs" => &mut self.sender_stall_ms,
             _ => return None,
         })
     }
@@ -1053,7 +1061,7 @@ mod tests {
                     auth_throttled: 2,
                     ..Counters::default()
                 }),
-                r#"{"type":"stats","connections":1,"hubClients":0,"accepted":0,"rejected":0,"rejectedNoFd":0,"outputLimitDisconnects":0,"inputLimitDisconnects":0,"timeoutDisconnects":0,"inputTotalDisconnects":0,"inputTimeoutDisconnects":0,"bytesIn":0,"bytesOut":9,"authFailures":0,"authThrottled":2}"#,
+                r#"{"type":"stats","connections":1,"hubClients":0,"accepted":0,"rejected":0,"rejectedNoFd":0,"outputLimitDisconnects":0,"inputLimitDisconnects":0,"timeoutDisconnects":0,"inputTotalDisconnects":0,"inputTimeoutDisconnects":0,"bytesIn":0,"bytesOut":9,"authFailures":0,"authThrottled":2,"senderStalls":0,"senderStallMs":0}"#,
             ),
         ];
         for (reply, bytes) in &cases {

@@ -581,6 +581,8 @@ impl HubCore {
             bytes_out: st.bytes_out,
             auth_failures: st.auth_failures,
             auth_throttled: st.auth_throttled,
+            sender_stalls: st.sender_stalls,
+            sender_stall_ms: st.sender_stall_ms,
         };
         self.reply(cx, id, &Reply::Stats(counters));
     }
