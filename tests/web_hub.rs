@@ -10,7 +10,6 @@ mod web_support;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{assert_node_ok, node, Netloop, WAIT};
@@ -73,26 +72,11 @@ fn the_web_listener_is_announced_and_serves_the_chat_page() {
     assert!(head.ends_with("\r\n\r\n"), "HEAD sent a body: {head}");
 }
 
-/// Runs `python3 tests/python/SCRIPT ARGS`, failing loudly when `websockets` is missing.
+/// Runs `python3 tests/python/SCRIPT ARGS` (the script fails loudly when `websockets` is
+/// missing).
 fn python(script: &str, args: &[&str]) -> std::process::Output {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
-    let mut child = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is required for these tests");
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    support::run_script("python3", path, args)
 }
 
 #[test]

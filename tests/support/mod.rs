@@ -155,14 +155,19 @@ pub fn rss_of(pid: i32) -> u64 {
 /// Runs `node tests/node/SCRIPT ARGS`, bounded by `WAIT`; returns its output.
 pub fn node(script: &str, args: &[&str]) -> Output {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node").join(script);
-    let mut child = Command::new("node")
+    run_script("node", path, args)
+}
+
+/// Runs `INTERPRETER PATH ARGS` with piped output, killed if still running after `WAIT`.
+pub fn run_script(interpreter: &str, path: PathBuf, args: &[&str]) -> Output {
+    let mut child = Command::new(interpreter)
         .arg(path)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("node is required for these tests");
+        .unwrap_or_else(|e| panic!("{interpreter} is required for these tests: {e}"));
     let deadline = Instant::now() + WAIT;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
