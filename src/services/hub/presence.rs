@@ -119,7 +119,15 @@ impl Presence {
         self.timer = None;
         let held = self.online as usize + self.offline as usize;
         if held > 0 {
-            let mut common: Option<SharedBytes> = None;
+            // Each notice, and the summary most recipients get, is framed once per kind of
+            // link for all of them, not once per recipient.
+            let notices: Vec<(MemberId, Outgoing<'_>)> = self
+                .recent
+                .iter()
+                .map(|(subject, kind, line)| (*subject, Outgoing::new(kind, line).with_line(line)))
+                .collect();
+            let common_line = (held > MAX_NOTICES).then(|| summary(&mut self.out, self.online, self.offline));
+            let common = common_line.as_ref().map(|line| Outgoing::new("presence", line).with_line(line));
             for (id, link, mark) in recipients {
                 let (on_before, off_before, own) = if mark.window == self.window {
                     (mark.online_before, mark.offline_before, mark.own_online)
@@ -131,10 +139,9 @@ impl Presence {
                     continue;
                 }
                 if after <= MAX_NOTICES {
-                    let skip = self.recent.len() - after;
-                    for (subject, kind, line) in self.recent.iter().skip(skip) {
+                    for (subject, notice) in &notices[notices.len() - after..] {
                         if *subject != id {
-                            member::deliver(cx, link, &Outgoing::new(kind, line).with_line(line));
+                            member::deliver(cx, link, notice);
                         }
                     }
                     continue;
@@ -143,12 +150,14 @@ impl Presence {
                 if online == 0 && offline == 0 {
                     continue;
                 }
-                if (on_before, off_before, own) == (0, 0, 0) {
-                    let line = common.get_or_insert_with(|| summary(&mut self.out, online, offline));
-                    member::deliver(cx, link, &Outgoing::new("presence", line).with_line(line));
-                } else {
-                    let line = summary(&mut self.out, online, offline);
-                    member::deliver(cx, link, &Outgoing::new("presence", &line).with_line(&line));
+                match &common {
+                    Some(common) if (on_before, off_before, own) == (0, 0, 0) => {
+                        member::deliver(cx, link, common)
+                    }
+                    _ => {
+                        let line = summary(&mut self.out, online, offline);
+                        member::deliver(cx, link, &Outgoing::new("presence", &line).with_line(&line));
+                    }
                 }
             }
             self.timer = Some(window_timer(cx));
