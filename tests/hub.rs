@@ -1320,3 +1320,24 @@ fn wire_messages_are_what_the_hub_speaks() {
     let taken = Reply::Error { code: ErrorCode::NameTaken, reason: "name ann is taken".into() };
     expect_reply(&mut bob, &taken);
 }
+
+#[test]
+fn a_member_cut_at_its_output_limit_in_the_middle_of_its_own_requests_leaves() {
+    let (_server, addr) = Netloop::serve_one("hub", &["--max-buffer", "16k", "--soft-limit", "0"]);
+    let mut watcher = Client::named(addr, "watcher");
+    // Requests whose replies it never reads: its queue passes the limit while the server is
+    // still handling one read of them, and the loop destroys it there.
+    let mut flood = support::connect(addr);
+    support::send(&mut flood, br#"{"type":"sync","clientName":"flood"}"#);
+    watcher.skip_until(10, |l| l.contains(r#""type":"online""#));
+    let writer = std::thread::spawn(move || {
+        let requests = r#"{"type":"list"}"#.repeat(200_000);
+        // Fails once the server has closed it: that is the point.
+        let _ = flood.write_all(requests.as_bytes());
+    });
+    let offline = watcher.skip_until(100, |l| l.contains(r#""type":"offline""#));
+    assert!(offline.contains(r#""clientName":"flood""#), "{offline}");
+    // Its name is free again.
+    drop(Client::named(addr, "flood"));
+    writer.join().unwrap();
+}

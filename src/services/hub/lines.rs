@@ -62,7 +62,12 @@ impl LineTransport {
             }
         });
         if !present {
-            self.peers.remove(socket);
+            // Hung up on by the hub: nothing of it is kept. Destroyed by the loop (its output
+            // limit) while its requests were handled: it stays until its close event, which
+            // is when it departs.
+            if !core.is_member(member) {
+                self.peers.remove(socket);
+            }
             return;
         }
         if let Err(too_large) = result {
