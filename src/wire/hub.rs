@@ -528,48 +528,36 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// The counters with their wire keys, in the reply's order.
-    pub fn pairs(&self) -> [(&'static str, u64); 16] {
+    /// Every counter with its wire key, in the reply's order: the one list the rest follows.
+    fn fields_mut(&mut self) -> [(&'static str, &mut u64); 16] {
         [
-            ("connections", self.connections),
-            ("hubClients", self.hub_clients),
-            ("accepted", self.accepted),
-            ("rejected", self.rejected),
-            ("rejectedNoFd", self.rejected_no_fd),
-            ("outputLimitDisconnects", self.output_limit_disconnects),
-            ("inputLimitDisconnects", self.input_limit_disconnects),
-            ("timeoutDisconnects", self.timeout_disconnects),
-            ("inputTotalDisconnects", self.input_total_disconnects),
-            ("inputTimeoutDisconnects", self.input_timeout_disconnects),
-            ("bytesIn", self.bytes_in),
-            ("bytesOut", self.bytes_out),
-            ("authFailures", self.auth_failures),
-            ("authThrottled", self.auth_throttled),
-            ("senderStalls", self.sender_stalls),
-            ("senderStallMs", self.sender_stall_ms),
+            ("connections", &mut self.connections),
+            ("hubClients", &mut self.hub_clients),
+            ("accepted", &mut self.accepted),
+            ("rejected", &mut self.rejected),
+            ("rejectedNoFd", &mut self.rejected_no_fd),
+            ("outputLimitDisconnects", &mut self.output_limit_disconnects),
+            ("inputLimitDisconnects", &mut self.input_limit_disconnects),
+            ("timeoutDisconnects", &mut self.timeout_disconnects),
+            ("inputTotalDisconnects", &mut self.input_total_disconnects),
+            ("inputTimeoutDisconnects", &mut self.input_timeout_disconnects),
+            ("bytesIn", &mut self.bytes_in),
+            ("bytesOut", &mut self.bytes_out),
+            ("authFailures", &mut self.auth_failures),
+            ("authThrottled", &mut self.auth_throttled),
+            ("senderStalls", &mut self.sender_stalls),
+            ("senderStallMs", &mut self.sender_stall_ms),
         ]
     }
 
+    /// The counters with their wire keys, in the reply's order.
+    pub fn pairs(&self) -> [(&'static str, u64); 16] {
+        let mut copy = *self;
+        copy.fields_mut().map(|(key, value)| (key, *value))
+    }
+
     fn slot(&mut self, key: &str) -> Option<&mut u64> {
-        Some(match key {
-            "connections" => &mut self.connections,
-            "hubClients" => &mut self.hub_clients,
-            "accepted" => &mut self.accepted,
-            "rejected" => &mut self.rejected,
-            "rejectedNoFd" => &mut self.rejected_no_fd,
-            "outputLimitDisconnects" => &mut self.output_limit_disconnects,
-            "inputLimitDisconnects" => &mut self.input_limit_disconnects,
-            "timeoutDisconnects" => &mut self.timeout_disconnects,
-            "inputTotalDisconnects" => &mut self.input_total_disconnects,
-            "inputTimeoutDisconnects" => &mut self.input_timeout_disconnects,
-            "bytesIn" => &mut self.bytes_in,
-            "bytesOut" => &mut self.bytes_out,
-            "authFailures" => &mut self.auth_failures,
-            "authThrottled" => &mut self.auth_throttled,
-            "senderStalls" => &mut self.sender_stalls,
-            "senderStallMs" => &mut self.sender_stall_ms,
-            _ => return None,
-        })
+        self.fields_mut().into_iter().find(|(k, _)| *k == key).map(|(_, value)| value)
     }
 }
 
@@ -1073,6 +1061,18 @@ mod tests {
         let mut out = Vec::new();
         write_server_full(&mut out, 7);
         assert_eq!(out, b"{\"type\":\"error\",\"code\":\"server_full\",\"reason\":\"max connections 7\"}\n");
+    }
+
+    #[test]
+    fn every_counter_has_its_own_key_and_survives_the_trip() {
+        let mut counters = Counters::default();
+        for (i, (_, value)) in counters.fields_mut().into_iter().enumerate() {
+            *value = i as u64 + 1;
+        }
+        let values: Vec<u64> = counters.pairs().iter().map(|(_, v)| *v).collect();
+        assert_eq!(values, (1..=16).collect::<Vec<u64>>());
+        let line = encoded(&Reply::Stats(counters));
+        assert_eq!(Reply::decode(line.trim_end().as_bytes()), Some(Reply::Stats(counters)));
     }
 
     #[test]

@@ -42,26 +42,6 @@ pub struct Counters {
     pub bytes_out: u64,
 }
 
-/// Field names in wire order; `fields`/`fields_mut` follow it.
-const NAMES: [&str; 16] = [
-    "connections",
-    "accepted",
-    "rejected",
-    "rejected_no_fd",
-    "output_limit",
-    "input_limit",
-    "input_total",
-    "input_timeout",
-    "timeout",
-    "sender_stalls",
-    "sender_stall_ms",
-    "auth_failures",
-    "auth_throttled",
-    "input_held",
-    "bytes_in",
-    "bytes_out",
-];
-
 impl Counters {
     /// The counters of the loop behind `cx`.
     pub fn of(cx: &Context) -> Counters {
@@ -86,52 +66,41 @@ impl Counters {
         }
     }
 
-    fn fields(&self) -> [u64; 16] {
+    /// Every counter with its name, in wire and log order: the one list the rest follows.
+    fn fields_mut(&mut self) -> [(&'static str, &mut u64); 16] {
         [
-            self.connections,
-            self.accepted,
-            self.rejected,
-            self.rejected_no_fd,
-            self.output_limit,
-            self.input_limit,
-            self.input_total,
-            self.input_timeout,
-            self.timeout,
-            self.sender_stalls,
-            self.sender_stall_ms,
-            self.auth_failures,
-            self.auth_throttled,
-            self.input_held,
-            self.bytes_in,
-            self.bytes_out,
+            ("connections", &mut self.connections),
+            ("accepted", &mut self.accepted),
+            ("rejected", &mut self.rejected),
+            ("rejected_no_fd", &mut self.rejected_no_fd),
+            ("output_limit", &mut self.output_limit),
+            ("input_limit", &mut self.input_limit),
+            ("input_total", &mut self.input_total),
+            ("input_timeout", &mut self.input_timeout),
+            ("timeout", &mut self.timeout),
+            ("sender_stalls", &mut self.sender_stalls),
+            ("sender_stall_ms", &mut self.sender_stall_ms),
+            ("auth_failures", &mut self.auth_failures),
+            ("auth_throttled", &mut self.auth_throttled),
+            ("input_held", &mut self.input_held),
+            ("bytes_in", &mut self.bytes_in),
+            ("bytes_out", &mut self.bytes_out),
         ]
     }
 
-    fn from_fields(f: [u64; 16]) -> Counters {
-        Counters {
-            connections: f[0],
-            accepted: f[1],
-            rejected: f[2],
-            rejected_no_fd: f[3],
-            output_limit: f[4],
-            input_limit: f[5],
-            input_total: f[6],
-            input_timeout: f[7],
-            timeout: f[8],
-            sender_stalls: f[9],
-            sender_stall_ms: f[10],
-            auth_failures: f[11],
-            auth_throttled: f[12],
-            input_held: f[13],
-            bytes_in: f[14],
-            bytes_out: f[15],
-        }
+    /// The counters with their names, in wire and log order.
+    fn pairs(&self) -> [(&'static str, u64); 16] {
+        let mut copy = *self;
+        copy.fields_mut().map(|(name, value)| (name, *value))
     }
 
     /// Field by field sum.
     pub fn add(&self, other: &Counters) -> Counters {
-        let (a, b) = (self.fields(), other.fields());
-        Counters::from_fields(std::array::from_fn(|i| a[i].saturating_add(b[i])))
+        let mut sum = *self;
+        for ((_, a), (_, b)) in sum.fields_mut().into_iter().zip(other.pairs()) {
+            *a = a.saturating_add(b);
+        }
+        sum
     }
 
     /// The counters that only grow (everything but the connections and input held now): what
@@ -143,7 +112,7 @@ impl Counters {
     /// One line, `name=value` separated by spaces, for the worker-to-supervisor channel.
     pub fn to_wire(&self) -> String {
         let mut out = String::with_capacity(256);
-        for (name, value) in NAMES.iter().zip(self.fields()) {
+        for (name, value) in self.pairs() {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -157,43 +126,27 @@ impl Counters {
     /// Parses [`Counters::to_wire`]; unknown names are skipped (a newer worker), absent ones
     /// stay 0.
     pub fn from_wire(line: &str) -> Option<Counters> {
-        let mut f = [0u64; 16];
+        let mut counters = Counters::default();
         for pair in line.split_ascii_whitespace() {
             let (name, value) = pair.split_once('=')?;
-            if let Some(i) = NAMES.iter().position(|n| *n == name) {
-                f[i] = value.parse().ok()?;
+            if let Some((_, slot)) = counters.fields_mut().into_iter().find(|(n, _)| *n == name) {
+                *slot = value.parse().ok()?;
             }
         }
-        Some(Counters::from_fields(f))
+        Some(counters)
     }
 }
 
 impl fmt::Display for Counters {
-    /// The `stats:` log line's body.
+    /// The `stats:` log line's body: the wire pairs, the five disconnect causes grouped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "connections={} accepted={} rejected={} rejected_no_fd={} \
-             disconnects(output_limit={} input_limit={} input_total={} input_timeout={} timeout={}) \
-             sender_stalls={} sender_stall_ms={} auth_failures={} auth_throttled={} input_held={} \
-             bytes_in={} bytes_out={}",
-            self.connections,
-            self.accepted,
-            self.rejected,
-            self.rejected_no_fd,
-            self.output_limit,
-            self.input_limit,
-            self.input_total,
-            self.input_timeout,
-            self.timeout,
-            self.sender_stalls,
-            self.sender_stall_ms,
-            self.auth_failures,
-            self.auth_throttled,
-            self.input_held,
-            self.bytes_in,
-            self.bytes_out
-        )
+        for (i, (name, value)) in self.pairs().into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            let open = if name == "output_limit" { "disconnects(" } else { "" };
+            let close = if name == "timeout" { ")" } else { "" };
+            write!(f, "{sep}{open}{name}={value}{close}")?;
+        }
+        Ok(())
     }
 }
 
@@ -211,5 +164,34 @@ mod tests {
         assert_eq!(a.cumulative().connections, 0);
         assert_eq!(Counters::from_wire("accepted=x"), None);
         assert_eq!(Counters::from_wire("future=1 accepted=2").map(|c| c.accepted), Some(2));
+    }
+
+    #[test]
+    fn log_line_groups_the_disconnects() {
+        let c = Counters {
+            connections: 1,
+            accepted: 2,
+            rejected: 3,
+            rejected_no_fd: 4,
+            output_limit: 5,
+            input_limit: 6,
+            input_total: 7,
+            input_timeout: 8,
+            timeout: 9,
+            sender_stalls: 10,
+            sender_stall_ms: 11,
+            auth_failures: 12,
+            auth_throttled: 13,
+            input_held: 14,
+            bytes_in: 15,
+            bytes_out: 16,
+        };
+        assert_eq!(
+            c.to_string(),
+            "connections=1 accepted=2 rejected=3 rejected_no_fd=4 \
+             disconnects(output_limit=5 input_limit=6 input_total=7 input_timeout=8 timeout=9) \
+             sender_stalls=10 sender_stall_ms=11 auth_failures=12 auth_throttled=13 input_held=14 \
+             bytes_in=15 bytes_out=16"
+        );
     }
 }
