@@ -110,11 +110,17 @@ impl WebTransport {
             return;
         };
         let (complete, rest) = data.split_at(last + 1);
-        let mut packets = std::mem::take(&mut pair.partial);
-        packets.extend_from_slice(complete);
+        // Most reads end on a separator with nothing held before: no copy then.
+        let held = std::mem::take(&mut pair.partial);
         pair.partial.extend_from_slice(rest);
         let mut app = HubApp { core, members: &mut self.members, pairs: &mut self.pairs };
-        self.endpoint.push_packets(cx, &mut app, client, &packets);
+        if held.is_empty() {
+            self.endpoint.push_packets(cx, &mut app, client, complete);
+        } else {
+            let mut packets = held;
+            packets.extend_from_slice(complete);
+            self.endpoint.push_packets(cx, &mut app, client, &packets);
+        }
     }
 
     /// The peer sent FIN.
