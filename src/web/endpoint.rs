@@ -686,26 +686,19 @@ impl WebEndpoint {
                             self.clients.close(cx, client, "parse error", true);
                             return;
                         };
-                        let packets: Vec<String> = match engineio::decode_payload(text) {
-                            Ok(p) => p.iter().map(|p| format!("{}{}", p.kind.digit(), p.data)).collect(),
-                            Err(_) => {
-                                self.eio_error(
-                                    cx,
-                                    socket,
-                                    Status::BadRequest,
-                                    RequestError::BadRequest,
-                                    origin,
-                                );
-                                self.clients.close(cx, client, "parse error", true);
-                                return;
-                            }
-                        };
+                        // Every packet is checked before any is handled; each is then handed
+                        // on as the slice of the body it is (no copy).
+                        if engineio::decode_payload(text).is_err() {
+                            self.eio_error(cx, socket, Status::BadRequest, RequestError::BadRequest, origin);
+                            self.clients.close(cx, client, "parse error", true);
+                            return;
+                        }
                         cx.write(socket, &poll_response(Status::Ok, "ok".to_string(), origin));
-                        for packet in packets {
+                        for packet in text.split(engineio::SEPARATOR) {
                             if !self.clients.is_open(client) {
                                 break;
                             }
-                            self.engineio_packet(cx, app, client, &packet, None);
+                            self.engineio_packet(cx, app, client, packet, None);
                         }
                     }
                     _ => {
