@@ -295,11 +295,12 @@ impl WebApp for HubApp<'_> {
                 // the reply: over polling it follows the reply through the pair.
                 match self.members.get(&client).and_then(|m| m.pair.as_ref()).filter(|p| !p.retired) {
                     Some(pair) => {
-                        let mut packet = crate::web::socketio::ack(id, "").into_bytes();
-                        packet.insert(0, crate::web::engineio::PacketType::Message.digit() as u8);
-                        packet.push(crate::web::engineio::SEPARATOR as u8);
+                        use crate::web::engineio::{self, PacketType};
+                        let mut packet =
+                            engineio::encode(PacketType::Message, &crate::web::socketio::ack(id, ""));
+                        packet.push(engineio::SEPARATOR);
                         if cx.is_writable(pair.writer) {
-                            cx.write(pair.writer, &packet);
+                            cx.write(pair.writer, packet.as_bytes());
                         }
                     }
                     None => web.ack(cx, client, id, ""),
