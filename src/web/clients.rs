@@ -172,7 +172,7 @@ impl WebClients {
                 session.outbox.push_str(text);
                 if let Some(socket) = waiting.take() {
                     let body = std::mem::take(&mut session.outbox);
-                    cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
+                    cx.write(socket, &poll_response(Status::Ok, body, session.cors.as_deref()));
                 } else if session.outbox.len() > limit {
                     cx.stats_mut().output_limit_disconnects += 1;
                     self.close(cx, client, "transport error", true);
@@ -320,7 +320,7 @@ impl WebClients {
                     SessionTransport::Polling { waiting: Some(socket) } => {
                         let mut body = session.outbox;
                         engineio::push_payload(&mut body, PacketType::Close, "");
-                        cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
+                        cx.write(socket, &poll_response(Status::Ok, body, session.cors.as_deref()));
                     }
                     SessionTransport::Polling { waiting: None } => {}
                 }
@@ -356,7 +356,7 @@ pub(super) fn send_engineio(
             engineio::push_payload(&mut session.outbox, kind, data);
             if let Some(socket) = waiting.take() {
                 let body = std::mem::take(&mut session.outbox);
-                cx.write(socket, &poll_response(Status::Ok, &body, session.cors.as_deref()));
+                cx.write(socket, &poll_response(Status::Ok, body, session.cors.as_deref()));
                 return true;
             }
             session.outbox.len() <= limit
@@ -379,14 +379,14 @@ pub(super) fn hang_up_ws(cx: &mut Context, socket: SocketId, code: u16, reason: 
 }
 
 /// A polling answer (CORS headers are added by the caller through `origin`).
-pub(super) fn poll_response(status: Status, body: &str, origin: Option<&str>) -> Vec<u8> {
+pub(super) fn poll_response(status: Status, body: String, origin: Option<&str>) -> Vec<u8> {
     let mut r = Response::new(status).header("Content-Type", "text/plain; charset=UTF-8");
     if let Some(origin) = origin {
         r = r
             .header("Access-Control-Allow-Origin", origin)
             .header("Access-Control-Allow-Credentials", "true");
     }
-    r.body(body.as_bytes().to_vec()).into_bytes()
+    r.body(body.into_bytes()).into_bytes()
 }
 
 /// A fresh session id: 16 random bytes, base64url (22 characters), as unguessable as

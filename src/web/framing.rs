@@ -2,13 +2,11 @@
 //! once per message and framing, then shared by every recipient of that kind.
 
 use super::engineio::{PacketType, SEPARATOR};
-use super::websocket::{encode_into, Opcode};
+use super::websocket::{encode, Opcode};
 
 /// A WebSocket text frame holding `text`.
 pub fn websocket_text(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 10);
-    encode_into(&mut out, Opcode::Text, text);
-    out
+    encode(Opcode::Text, text)
 }
 
 /// `42["<kind>",<text>]`: the Engine.IO message packet carrying the socket.io event named

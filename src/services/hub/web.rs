@@ -110,11 +110,17 @@ impl WebTransport {
             return;
         };
         let (complete, rest) = data.split_at(last + 1);
-        let mut packets = std::mem::take(&mut pair.partial);
-        packets.extend_from_slice(complete);
+        // Most reads end on a separator with nothing held before: no copy then.
+        let held = std::mem::take(&mut pair.partial);
         pair.partial.extend_from_slice(rest);
         let mut app = HubApp { core, members: &mut self.members, pairs: &mut self.pairs };
-        self.endpoint.push_packets(cx, &mut app, client, &packets);
+        if held.is_empty() {
+            self.endpoint.push_packets(cx, &mut app, client, complete);
+        } else {
+            let mut packets = held;
+            packets.extend_from_slice(complete);
+            self.endpoint.push_packets(cx, &mut app, client, &packets);
+        }
     }
 
     /// The peer sent FIN.
@@ -289,11 +295,12 @@ impl WebApp for HubApp<'_> {
                 // the reply: over polling it follows the reply through the pair.
                 match self.members.get(&client).and_then(|m| m.pair.as_ref()).filter(|p| !p.retired) {
                     Some(pair) => {
-                        let mut packet = crate::web::socketio::ack(id, "").into_bytes();
-                        packet.insert(0, crate::web::engineio::PacketType::Message.digit() as u8);
-                        packet.push(crate::web::engineio::SEPARATOR as u8);
+                        use crate::web::engineio::{self, PacketType};
+                        let mut packet =
+                            engineio::encode(PacketType::Message, &crate::web::socketio::ack(id, ""));
+                        packet.push(engineio::SEPARATOR);
                         if cx.is_writable(pair.writer) {
-                            cx.write(pair.writer, &packet);
+                            cx.write(pair.writer, packet.as_bytes());
                         }
                     }
                     None => web.ack(cx, client, id, ""),
