@@ -25,7 +25,7 @@ use crate::member_id::MemberId;
 use crate::timers::TimerId;
 
 use super::conn::{Conn, ConnEvent, Endpoint, Timing};
-use super::envelope::{Body, Envelope, MemberInfo, NodeId};
+use super::envelope::{self, Body, Envelope, MemberInfo, NodeId};
 use super::peers::{BusCounters, Peers, Verdict};
 use super::resp::Value;
 
@@ -202,16 +202,19 @@ impl RedisBus {
     /// Publishes `body` to the other nodes. While Redis is unreachable it is counted as lost
     /// (its sequence number is spent, so the others see the gap).
     fn send_body(&mut self, cx: &mut Context, body: Body) {
+        self.send_with(cx, |out, origin, seq| Envelope { origin, seq, body }.encode(out));
+    }
+
+    /// Publishes the message `encode` writes (given this node's id and the next sequence
+    /// number) into the bus's reused buffer.
+    fn send_with(&mut self, cx: &mut Context, encode: impl FnOnce(&mut Vec<u8>, NodeId, u64)) {
         if self.left {
             return;
         }
         self.seq += 1;
-        let envelope = Envelope { origin: self.me, seq: self.seq, body };
         self.out.clear();
-        envelope.encode(&mut self.out);
-        let payload = std::mem::take(&mut self.out);
-        let sent = self.commands.send(cx, Purpose::Publish, &[b"PUBLISH", &self.channel, &payload]);
-        self.out = payload;
+        encode(&mut self.out, self.me, self.seq);
+        let sent = self.commands.send(cx, Purpose::Publish, &[b"PUBLISH", &self.channel, &self.out]);
         if sent {
             self.peers.counters.published += 1;
         } else {
@@ -424,14 +427,13 @@ impl Bus for RedisBus {
     }
 
     fn publish(&mut self, cx: &mut Context, message: &Published<'_>) {
-        let kind = message.kind.to_string();
-        let line = message.line.to_vec();
-        let body = match message.audience {
-            Audience::Everyone => Body::Broadcast { room: None, kind, line },
-            Audience::Room(room) => Body::Broadcast { room: Some(room.to_string()), kind, line },
-            Audience::Name(to) => Body::Direct { to: to.to_string(), kind, line },
-        };
-        self.send_body(cx, body);
+        // Encoded from the borrowed parts: no owned copy of the line per message.
+        let Published { audience, kind, line, .. } = *message;
+        self.send_with(cx, |out, origin, seq| match audience {
+            Audience::Everyone => envelope::encode_broadcast(out, origin, seq, None, kind, line),
+            Audience::Room(room) => envelope::encode_broadcast(out, origin, seq, Some(room), kind, line),
+            Audience::Name(to) => envelope::encode_direct(out, origin, seq, to, kind, line),
+        });
     }
 
     fn members_elsewhere(&self) -> usize {
