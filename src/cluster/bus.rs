@@ -114,7 +114,6 @@ pub struct RedisBus {
     outage: Option<(Duration, BusCounters)>,
     /// Session ids of this node's members (for the heartbeat's count).
     members_here: std::collections::HashSet<String>,
-    members: u64,
     /// Claims sent to Redis, awaiting its answer.
     claims: std::collections::HashSet<(MemberId, String)>,
     /// An announcement is open: `Announcing` was sent, `Announced` follows.
@@ -153,7 +152,6 @@ impl RedisBus {
             rejoin_owed: true,
             outage: None,
             members_here: std::collections::HashSet::new(),
-            members: 0,
             claims: std::collections::HashSet::new(),
             announcing: false,
             out: Vec::new(),
@@ -175,7 +173,7 @@ impl RedisBus {
         if self.left {
             return;
         }
-        self.send_body(cx, Body::Heartbeat { members: self.members });
+        self.send_body(cx, Body::Heartbeat { members: self.members_here.len() as u64 });
         let names: Vec<String> = self.names.keys().cloned().collect();
         self.assert_names(cx, names);
         self.subscriber.ping(cx);
@@ -556,14 +554,14 @@ impl Bus for RedisBus {
             name: view.name.map(String::from),
             rooms: view.rooms.iter().map(|r| r.to_string()).collect(),
         };
-        self.members_here.insert(info.session.clone());
-        self.members = self.members_here.len() as u64;
+        if !self.members_here.contains(view.session) {
+            self.members_here.insert(info.session.clone());
+        }
         self.send_body(cx, Body::Member { info, notice: None });
     }
 
     fn member_gone(&mut self, cx: &mut Context, session: &str) {
         self.members_here.remove(session);
-        self.members = self.members_here.len() as u64;
         self.send_body(cx, Body::Gone { session: session.to_string(), notice: None });
     }
 
