@@ -549,20 +549,17 @@ impl Bus for RedisBus {
     }
 
     fn member_changed(&mut self, cx: &mut Context, view: &MemberView<'_>) {
-        let info = MemberInfo {
-            session: view.session.to_string(),
-            name: view.name.map(String::from),
-            rooms: view.rooms.iter().map(|r| r.to_string()).collect(),
-        };
         if !self.members_here.contains(view.session) {
-            self.members_here.insert(info.session.clone());
+            self.members_here.insert(view.session.to_string());
         }
-        self.send_body(cx, Body::Member { info, notice: None });
+        self.send_with(cx, |out, origin, seq| {
+            envelope::encode_member(out, origin, seq, view.session, view.name, &view.rooms, None)
+        });
     }
 
     fn member_gone(&mut self, cx: &mut Context, session: &str) {
         self.members_here.remove(session);
-        self.send_body(cx, Body::Gone { session: session.to_string(), notice: None });
+        self.send_with(cx, |out, origin, seq| envelope::encode_gone(out, origin, seq, session, None));
     }
 
     fn members_elsewhere_from(&self, from: usize, each: &mut dyn FnMut(&MemberView<'_>) -> bool) {

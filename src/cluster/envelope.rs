@@ -157,6 +157,36 @@ pub fn encode_direct(out: &mut Vec<u8>, origin: NodeId, seq: u64, to: &str, kind
     netstring(out, line);
 }
 
+/// Appends a [`Body::Member`] message from borrowed parts (see [`encode_broadcast`]).
+pub fn encode_member<R: AsRef<str>>(
+    out: &mut Vec<u8>,
+    origin: NodeId,
+    seq: u64,
+    session: &str,
+    name: Option<&str>,
+    rooms: &[R],
+    notice: Option<&[u8]>,
+) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"M\n");
+    netstring(out, session.as_bytes());
+    optional(out, name.map(str::as_bytes));
+    let mut digits = [0u8; 20];
+    netstring(out, decimal(rooms.len() as u64, &mut digits));
+    for room in rooms {
+        netstring(out, room.as_ref().as_bytes());
+    }
+    optional(out, notice);
+}
+
+/// Appends a [`Body::Gone`] message from borrowed parts (see [`encode_broadcast`]).
+pub fn encode_gone(out: &mut Vec<u8>, origin: NodeId, seq: u64, session: &str, notice: Option<&[u8]>) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"G\n");
+    netstring(out, session.as_bytes());
+    optional(out, notice);
+}
+
 impl Envelope {
     /// Appends the encoded message to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -169,8 +199,13 @@ impl Envelope {
             Body::Hello => b"H\n",
             Body::Want(_) => b"W\n",
             Body::Heartbeat { .. } => b"B\n",
-            Body::Member { .. } => b"M\n",
-            Body::Gone { .. } => b"G\n",
+            Body::Member { info, notice } => {
+                let MemberInfo { session, name, rooms } = info;
+                return encode_member(out, origin, seq, session, name.as_deref(), rooms, notice.as_deref());
+            }
+            Body::Gone { session, notice } => {
+                return encode_gone(out, origin, seq, session, notice.as_deref())
+            }
             Body::Announcing => b"A\n",
             Body::Announced => b"Z\n",
             Body::Bye => b"Q\n",
@@ -181,19 +216,6 @@ impl Envelope {
         match &self.body {
             Body::Want(node) => netstring(out, node.to_string().as_bytes()),
             Body::Heartbeat { members } => netstring(out, decimal(*members, &mut digits)),
-            Body::Member { info, notice } => {
-                netstring(out, info.session.as_bytes());
-                optional(out, info.name.as_deref().map(str::as_bytes));
-                netstring(out, decimal(info.rooms.len() as u64, &mut digits));
-                for room in &info.rooms {
-                    netstring(out, room.as_bytes());
-                }
-                optional(out, notice.as_deref());
-            }
-            Body::Gone { session, notice } => {
-                netstring(out, session.as_bytes());
-                optional(out, notice.as_deref());
-            }
             _ => {}
         }
     }
