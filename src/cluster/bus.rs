@@ -25,7 +25,7 @@ use crate::member_id::MemberId;
 use crate::timers::TimerId;
 
 use super::conn::{Conn, ConnEvent, Endpoint, Timing};
-use super::envelope::{Body, Envelope, MemberInfo, NodeId};
+use super::envelope::{self, Body, Envelope, MemberInfo, NodeId};
 use super::peers::{BusCounters, Peers, Verdict};
 use super::resp::Value;
 
@@ -114,7 +114,6 @@ pub struct RedisBus {
     outage: Option<(Duration, BusCounters)>,
     /// Session ids of this node's members (for the heartbeat's count).
     members_here: std::collections::HashSet<String>,
-    members: u64,
     /// Claims sent to Redis, awaiting its answer.
     claims: std::collections::HashSet<(MemberId, String)>,
     /// An announcement is open: `Announcing` was sent, `Announced` follows.
@@ -153,7 +152,6 @@ impl RedisBus {
             rejoin_owed: true,
             outage: None,
             members_here: std::collections::HashSet::new(),
-            members: 0,
             claims: std::collections::HashSet::new(),
             announcing: false,
             out: Vec::new(),
@@ -175,7 +173,7 @@ impl RedisBus {
         if self.left {
             return;
         }
-        self.send_body(cx, Body::Heartbeat { members: self.members });
+        self.send_body(cx, Body::Heartbeat { members: self.members_here.len() as u64 });
         let names: Vec<String> = self.names.keys().cloned().collect();
         self.assert_names(cx, names);
         self.subscriber.ping(cx);
@@ -202,16 +200,19 @@ impl RedisBus {
     /// Publishes `body` to the other nodes. While Redis is unreachable it is counted as lost
     /// (its sequence number is spent, so the others see the gap).
     fn send_body(&mut self, cx: &mut Context, body: Body) {
+        self.send_with(cx, |out, origin, seq| Envelope { origin, seq, body }.encode(out));
+    }
+
+    /// Publishes the message `encode` writes (given this node's id and the next sequence
+    /// number) into the bus's reused buffer.
+    fn send_with(&mut self, cx: &mut Context, encode: impl FnOnce(&mut Vec<u8>, NodeId, u64)) {
         if self.left {
             return;
         }
         self.seq += 1;
-        let envelope = Envelope { origin: self.me, seq: self.seq, body };
         self.out.clear();
-        envelope.encode(&mut self.out);
-        let payload = std::mem::take(&mut self.out);
-        let sent = self.commands.send(cx, Purpose::Publish, &[b"PUBLISH", &self.channel, &payload]);
-        self.out = payload;
+        encode(&mut self.out, self.me, self.seq);
+        let sent = self.commands.send(cx, Purpose::Publish, &[b"PUBLISH", &self.channel, &self.out]);
         if sent {
             self.peers.counters.published += 1;
         } else {
@@ -424,14 +425,13 @@ impl Bus for RedisBus {
     }
 
     fn publish(&mut self, cx: &mut Context, message: &Published<'_>) {
-        let kind = message.kind.to_string();
-        let line = message.line.to_vec();
-        let body = match message.audience {
-            Audience::Everyone => Body::Broadcast { room: None, kind, line },
-            Audience::Room(room) => Body::Broadcast { room: Some(room.to_string()), kind, line },
-            Audience::Name(to) => Body::Direct { to: to.to_string(), kind, line },
-        };
-        self.send_body(cx, body);
+        // Encoded from the borrowed parts: no owned copy of the line per message.
+        let Published { audience, kind, line, .. } = *message;
+        self.send_with(cx, |out, origin, seq| match audience {
+            Audience::Everyone => envelope::encode_broadcast(out, origin, seq, None, kind, line),
+            Audience::Room(room) => envelope::encode_broadcast(out, origin, seq, Some(room), kind, line),
+            Audience::Name(to) => envelope::encode_direct(out, origin, seq, to, kind, line),
+        });
     }
 
     fn members_elsewhere(&self) -> usize {
@@ -549,20 +549,17 @@ impl Bus for RedisBus {
     }
 
     fn member_changed(&mut self, cx: &mut Context, view: &MemberView<'_>) {
-        let info = MemberInfo {
-            session: view.session.to_string(),
-            name: view.name.map(String::from),
-            rooms: view.rooms.iter().map(|r| r.to_string()).collect(),
-        };
-        self.members_here.insert(info.session.clone());
-        self.members = self.members_here.len() as u64;
-        self.send_body(cx, Body::Member { info, notice: None });
+        if !self.members_here.contains(view.session) {
+            self.members_here.insert(view.session.to_string());
+        }
+        self.send_with(cx, |out, origin, seq| {
+            envelope::encode_member(out, origin, seq, view.session, view.name, &view.rooms, None)
+        });
     }
 
     fn member_gone(&mut self, cx: &mut Context, session: &str) {
         self.members_here.remove(session);
-        self.members = self.members_here.len() as u64;
-        self.send_body(cx, Body::Gone { session: session.to_string(), notice: None });
+        self.send_with(cx, |out, origin, seq| envelope::encode_gone(out, origin, seq, session, None));
     }
 
     fn members_elsewhere_from(&self, from: usize, each: &mut dyn FnMut(&MemberView<'_>) -> bool) {

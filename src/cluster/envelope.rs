@@ -7,6 +7,9 @@
 //! itself: a malformed message is dropped and counted, never a panic.
 
 use std::fmt;
+use std::io::Write;
+
+use super::resp::decimal;
 
 /// A node's identity for one process lifetime: random, so a restarted process is a new node
 /// whose sequence numbers start again.
@@ -106,7 +109,8 @@ pub struct Envelope {
 }
 
 fn netstring(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(bytes.len() as u64, &mut digits));
     out.push(b':');
     out.extend_from_slice(bytes);
     out.push(b',');
@@ -120,50 +124,99 @@ fn optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// Appends the `nl1 NODE SEQ ` that starts every message.
+fn header(out: &mut Vec<u8>, origin: NodeId, seq: u64) {
+    out.extend_from_slice(b"nl1 ");
+    // Into a Vec, `write!` formats in place: no allocation per message.
+    let _ = write!(out, "{origin} {seq} ");
+}
+
+/// Appends a [`Body::Broadcast`] message from borrowed parts (what
+/// [`Envelope::encode`] writes for one), so publishing copies nothing into an owned `Body`.
+pub fn encode_broadcast(
+    out: &mut Vec<u8>,
+    origin: NodeId,
+    seq: u64,
+    room: Option<&str>,
+    kind: &str,
+    line: &[u8],
+) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"C\n");
+    optional(out, room.map(str::as_bytes));
+    netstring(out, kind.as_bytes());
+    netstring(out, line);
+}
+
+/// Appends a [`Body::Direct`] message from borrowed parts (see [`encode_broadcast`]).
+pub fn encode_direct(out: &mut Vec<u8>, origin: NodeId, seq: u64, to: &str, kind: &str, line: &[u8]) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"D\n");
+    netstring(out, to.as_bytes());
+    netstring(out, kind.as_bytes());
+    netstring(out, line);
+}
+
+/// Appends a [`Body::Member`] message from borrowed parts (see [`encode_broadcast`]).
+pub fn encode_member<R: AsRef<str>>(
+    out: &mut Vec<u8>,
+    origin: NodeId,
+    seq: u64,
+    session: &str,
+    name: Option<&str>,
+    rooms: &[R],
+    notice: Option<&[u8]>,
+) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"M\n");
+    netstring(out, session.as_bytes());
+    optional(out, name.map(str::as_bytes));
+    let mut digits = [0u8; 20];
+    netstring(out, decimal(rooms.len() as u64, &mut digits));
+    for room in rooms {
+        netstring(out, room.as_ref().as_bytes());
+    }
+    optional(out, notice);
+}
+
+/// Appends a [`Body::Gone`] message from borrowed parts (see [`encode_broadcast`]).
+pub fn encode_gone(out: &mut Vec<u8>, origin: NodeId, seq: u64, session: &str, notice: Option<&[u8]>) {
+    header(out, origin, seq);
+    out.extend_from_slice(b"G\n");
+    netstring(out, session.as_bytes());
+    optional(out, notice);
+}
+
 impl Envelope {
     /// Appends the encoded message to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(format!("nl1 {} {} ", self.origin, self.seq).as_bytes());
-        match &self.body {
-            Body::Hello => out.extend_from_slice(b"H\n"),
-            Body::Want(node) => {
-                out.extend_from_slice(b"W\n");
-                netstring(out, node.to_string().as_bytes());
+        let (origin, seq) = (self.origin, self.seq);
+        let tag: &[u8] = match &self.body {
+            Body::Broadcast { room, kind, line } => {
+                return encode_broadcast(out, origin, seq, room.as_deref(), kind, line)
             }
-            Body::Heartbeat { members } => {
-                out.extend_from_slice(b"B\n");
-                netstring(out, members.to_string().as_bytes());
-            }
+            Body::Direct { to, kind, line } => return encode_direct(out, origin, seq, to, kind, line),
+            Body::Hello => b"H\n",
+            Body::Want(_) => b"W\n",
+            Body::Heartbeat { .. } => b"B\n",
             Body::Member { info, notice } => {
-                out.extend_from_slice(b"M\n");
-                netstring(out, info.session.as_bytes());
-                optional(out, info.name.as_deref().map(str::as_bytes));
-                netstring(out, info.rooms.len().to_string().as_bytes());
-                for room in &info.rooms {
-                    netstring(out, room.as_bytes());
-                }
-                optional(out, notice.as_deref());
+                let MemberInfo { session, name, rooms } = info;
+                return encode_member(out, origin, seq, session, name.as_deref(), rooms, notice.as_deref());
             }
             Body::Gone { session, notice } => {
-                out.extend_from_slice(b"G\n");
-                netstring(out, session.as_bytes());
-                optional(out, notice.as_deref());
+                return encode_gone(out, origin, seq, session, notice.as_deref())
             }
-            Body::Broadcast { room, kind, line } => {
-                out.extend_from_slice(b"C\n");
-                optional(out, room.as_deref().map(str::as_bytes));
-                netstring(out, kind.as_bytes());
-                netstring(out, line);
-            }
-            Body::Direct { to, kind, line } => {
-                out.extend_from_slice(b"D\n");
-                netstring(out, to.as_bytes());
-                netstring(out, kind.as_bytes());
-                netstring(out, line);
-            }
-            Body::Announcing => out.extend_from_slice(b"A\n"),
-            Body::Announced => out.extend_from_slice(b"Z\n"),
-            Body::Bye => out.extend_from_slice(b"Q\n"),
+            Body::Announcing => b"A\n",
+            Body::Announced => b"Z\n",
+            Body::Bye => b"Q\n",
+        };
+        header(out, origin, seq);
+        out.extend_from_slice(tag);
+        let mut digits = [0u8; 20];
+        match &self.body {
+            Body::Want(node) => netstring(out, node.to_string().as_bytes()),
+            Body::Heartbeat { members } => netstring(out, decimal(*members, &mut digits)),
+            _ => {}
         }
     }
 

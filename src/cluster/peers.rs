@@ -5,7 +5,7 @@
 //!
 //! Sans-IO: it judges messages and time, the bus acts on the verdicts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::envelope::{Body, Envelope, MemberInfo, NodeId, Order, SeqTracker};
@@ -27,14 +27,22 @@ struct Peer {
     seq: SeqTracker,
     last_heard: Duration,
     /// Its members by session id.
-    members: HashMap<String, MemberInfo>,
-    /// Counts member arrivals and refreshes; `joined` orders `list`, `touched` finds the
-    /// members an announcement did not repeat.
+    members: HashMap<String, Known>,
+    /// Counts member arrivals and refreshes (each member's marks below).
     order: u64,
-    joined: HashMap<String, u64>,
-    touched: HashMap<String, u64>,
     /// `order` when its current announcement began.
     announcing: Option<u64>,
+}
+
+/// One member of another node, with where it stands in its node's count of arrivals and
+/// refreshes.
+#[derive(Debug)]
+struct Known {
+    info: MemberInfo,
+    /// When it arrived: orders `list`.
+    joined: u64,
+    /// When it was last announced: finds the members an announcement did not repeat.
+    touched: u64,
 }
 
 /// Counters the bus reports (stats, logs).
@@ -83,7 +91,7 @@ pub struct Peers {
     /// Registered names of remote members: name -> (node, session).
     names: HashMap<String, (NodeId, String)>,
     /// Members dropped because their node (or this one) went silent, until they come back.
-    vanished: HashMap<(NodeId, String), ()>,
+    vanished: HashSet<(NodeId, String)>,
     /// Counters.
     pub counters: BusCounters,
 }
@@ -95,7 +103,7 @@ impl Peers {
             me,
             nodes: HashMap::new(),
             names: HashMap::new(),
-            vanished: HashMap::new(),
+            vanished: HashSet::new(),
             counters: BusCounters::default(),
         }
     }
@@ -138,7 +146,7 @@ impl Peers {
             Body::Member { info, notice } => {
                 // A member dropped when its node (or this one) was away is back: the members
                 // here, told it went offline, hear it is online again.
-                let returning = self.vanished.remove(&(origin, info.session.clone())).is_some();
+                let returning = self.vanished.remove(&(origin, info.session.clone()));
                 self.upsert(origin, info.clone());
                 if returning && info.name.is_some() {
                     Verdict::Returned(info)
@@ -159,7 +167,7 @@ impl Peers {
             Body::Announced => {
                 let Some(mark) = peer.announcing.take() else { return Verdict::Nothing };
                 let stale: Vec<String> =
-                    peer.touched.iter().filter(|(_, &t)| t <= mark).map(|(s, _)| s.clone()).collect();
+                    peer.members.iter().filter(|(_, k)| k.touched <= mark).map(|(s, _)| s.clone()).collect();
                 let gone: Vec<MemberInfo> =
                     stale.iter().filter_map(|s| self.remove_member(origin, s)).collect();
                 if gone.is_empty() {
@@ -178,30 +186,32 @@ impl Peers {
         if !peer.members.contains_key(&info.session) && peer.members.len() >= MAX_MEMBERS_PER_NODE {
             return;
         }
-        if let Some(old) = peer.members.get(&info.session) {
-            if let Some(old_name) = &old.name {
-                if info.name.as_ref() != Some(old_name)
-                    && self.names.get(old_name).is_some_and(|(n, _)| *n == node)
-                {
-                    self.names.remove(old_name);
-                }
-            }
-        } else {
-            peer.joined.insert(info.session.clone(), peer.order + 1);
-        }
         peer.order += 1;
-        peer.touched.insert(info.session.clone(), peer.order);
+        let order = peer.order;
         if let Some(name) = &info.name {
             self.names.insert(name.clone(), (node, info.session.clone()));
         }
-        peer.members.insert(info.session.clone(), info);
+        match peer.members.get_mut(&info.session) {
+            Some(known) => {
+                if let Some(old_name) = &known.info.name {
+                    if info.name.as_ref() != Some(old_name)
+                        && self.names.get(old_name).is_some_and(|(n, _)| *n == node)
+                    {
+                        self.names.remove(old_name);
+                    }
+                }
+                known.touched = order;
+                known.info = info;
+            }
+            None => {
+                peer.members.insert(info.session.clone(), Known { info, joined: order, touched: order });
+            }
+        }
     }
 
     fn remove_member(&mut self, node: NodeId, session: &str) -> Option<MemberInfo> {
         let peer = self.nodes.get_mut(&node)?;
-        let gone = peer.members.remove(session)?;
-        peer.joined.remove(session);
-        peer.touched.remove(session);
+        let gone = peer.members.remove(session)?.info;
         if let Some(name) = &gone.name {
             if self.names.get(name).is_some_and(|(n, s)| *n == node && s == session) {
                 self.names.remove(name);
@@ -213,13 +223,9 @@ impl Peers {
     /// Drops a node and returns its members.
     fn forget(&mut self, node: NodeId) -> Vec<MemberInfo> {
         let Some(peer) = self.nodes.remove(&node) else { return Vec::new() };
-        let mut members: Vec<(u64, MemberInfo)> = peer
-            .members
-            .into_values()
-            .map(|m| (peer.joined.get(&m.session).copied().unwrap_or(0), m))
-            .collect();
-        members.sort_by_key(|(order, _)| *order);
-        let members: Vec<MemberInfo> = members.into_iter().map(|(_, m)| m).collect();
+        let mut members: Vec<Known> = peer.members.into_values().collect();
+        members.sort_by_key(|k| k.joined);
+        let members: Vec<MemberInfo> = members.into_iter().map(|k| k.info).collect();
         for m in &members {
             if let Some(name) = &m.name {
                 if self.names.get(name).is_some_and(|(n, _)| *n == node) {
@@ -279,7 +285,7 @@ impl Peers {
             self.vanished.clear();
         }
         for m in members.iter().take(MAX_VANISHED) {
-            self.vanished.insert((node, m.session.clone()), ());
+            self.vanished.insert((node, m.session.clone()));
         }
     }
 
@@ -304,9 +310,9 @@ impl Peers {
         nodes.sort_by_key(|(id, _)| **id);
         let mut out = Vec::with_capacity(self.member_count());
         for (id, peer) in nodes {
-            let mut ms: Vec<_> = peer.members.values().collect();
-            ms.sort_by_key(|m| peer.joined.get(&m.session).copied().unwrap_or(0));
-            out.extend(ms.into_iter().map(|m| (*id, m)));
+            let mut ms: Vec<&Known> = peer.members.values().collect();
+            ms.sort_by_key(|k| k.joined);
+            out.extend(ms.into_iter().map(|k| (*id, &k.info)));
         }
         out
     }
@@ -316,7 +322,7 @@ impl Peers {
         self.nodes
             .values()
             .flat_map(|p| p.members.values())
-            .filter(|m| m.rooms.iter().any(|r| r == room))
+            .filter(|k| k.info.rooms.iter().any(|r| r == room))
             .count()
     }
 }

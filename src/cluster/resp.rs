@@ -89,6 +89,11 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
     let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(n as u64, &mut digits));
+}
+
+/// `n` in decimal, written into the end of `digits` (no allocation): the digits written.
+pub(crate) fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
     let mut n = n;
     loop {
@@ -99,7 +104,7 @@ fn push_decimal(out: &mut Vec<u8>, n: usize) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 /// Incremental reply decoder: feed bytes as they arrive, take whole values out.

@@ -230,9 +230,8 @@ impl Drop for Redis {
     }
 }
 
+/// One command, encoded by the codec the bus itself uses.
 fn encode(out: &mut Vec<u8>, args: &[&str]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    netloop::cluster::resp::encode_command(out, &args);
 }
