@@ -54,8 +54,6 @@ pub enum Audience<'a> {
 pub struct Published<'a> {
     /// Who it is for.
     pub audience: Audience<'a>,
-    /// The name of the member it is from, so a node never sends it back to its sender.
-    pub from: Option<&'a str>,
     /// Its type (`"broadcast"`, `"online"`, ...).
     pub kind: &'a str,
     /// The message and its `\n`.

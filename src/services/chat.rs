@@ -490,8 +490,7 @@ impl Chat {
     /// The other nodes' members hear it too, through the bus.
     fn broadcast(&mut self, cx: &mut Context, except: Option<MemberId>) -> SharedBytes {
         self.flush_presence(cx);
-        let from = except.and_then(|id| self.members.roster.get(id)).map(|m| m.name.as_str());
-        let published = Published { audience: Audience::Everyone, from, kind: MESSAGE, line: &self.out };
+        let published = Published { audience: Audience::Everyone, kind: MESSAGE, line: &self.out };
         self.bus.publish(cx, &published);
         send_to_room(&self.members.roster, cx, &self.out, except)
     }

@@ -80,8 +80,7 @@ impl Chat {
     /// The other nodes' rooms hear the join or leave notice in `notice` too (already coalesced
     /// here, so a storm costs them what it costs this node's members).
     pub(super) fn publish_notice(&mut self, cx: &mut Context) {
-        let published =
-            Published { audience: Audience::Everyone, from: None, kind: MESSAGE, line: &self.notice };
+        let published = Published { audience: Audience::Everyone, kind: MESSAGE, line: &self.notice };
         self.bus.publish(cx, &published);
     }
 

@@ -452,7 +452,7 @@ impl HubCore {
         if now {
             self.router.broadcast(cx, Some(id), &message);
         }
-        self.publish(cx, Audience::Everyone, Some(name), &message);
+        self.publish(cx, Audience::Everyone, &message);
     }
 
     /// The bus refused `name` to `id` (another node's member holds it).
@@ -496,9 +496,8 @@ impl HubCore {
                 }
             }
             Holder::Remote => {
-                let from = me.name.as_deref();
                 let published =
-                    Published { audience: Audience::Name(to), from, kind: message.kind, line: message.line };
+                    Published { audience: Audience::Name(to), kind: message.kind, line: message.line };
                 self.bus.publish(cx, &published);
             }
         }
@@ -521,20 +520,13 @@ impl HubCore {
                 Audience::Everyone
             }
         };
-        let published =
-            Published { audience, from: me.name.as_deref(), kind: message.kind, line: message.line };
+        let published = Published { audience, kind: message.kind, line: message.line };
         self.bus.publish(cx, &published);
     }
 
-    /// Tells the other nodes' members `message`, from the member named `from`.
-    fn publish(
-        &mut self,
-        cx: &mut Context,
-        audience: Audience<'_>,
-        from: Option<&str>,
-        message: &Outgoing<'_>,
-    ) {
-        self.bus.publish(cx, &Published { audience, from, kind: message.kind, line: message.line });
+    /// Tells the other nodes' members `message`.
+    fn publish(&mut self, cx: &mut Context, audience: Audience<'_>, message: &Outgoing<'_>) {
+        self.bus.publish(cx, &Published { audience, kind: message.kind, line: message.line });
     }
 
     /// Ends the presence window early when it holds this member's own `online`: the others
@@ -692,7 +684,7 @@ impl HubCore {
         if now {
             self.router.broadcast(cx, Some(id), &message);
         }
-        self.publish(cx, Audience::Everyone, Some(name), &message);
+        self.publish(cx, Audience::Everyone, &message);
     }
 
     /// A timer fired; if it is the registration deadline, hang up on members that missed it;
