@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use support::WAIT;
+use support::{free_port, WAIT};
 
 /// Fails loudly, with the install command, when a tool the test drives is missing.
 fn require(tool: &str, package: &str) {
@@ -20,10 +20,6 @@ fn require(tool: &str, package: &str) {
         found.is_ok_and(|o| o.status.success()),
         "{tool} is required for this test: apt-get install -y {package} (scripts/test installs it)"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `netloop serve ARGS` under `systemd-socket-activate -l LISTEN`, notifying `notify`.

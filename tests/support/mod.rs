@@ -346,3 +346,9 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for programs that must be told a port).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}

@@ -53,12 +53,6 @@ fn fresh_dir() -> PathBuf {
     dir
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
-}
-
 impl Redis {
     /// A Redis on a Unix socket in a fresh temp dir.
     pub fn start() -> Redis {
@@ -80,7 +74,7 @@ impl Redis {
     /// A Redis on a free loopback TCP port.
     pub fn start_tcp(extra: &[&str]) -> Redis {
         let dir = fresh_dir();
-        Self::launch(dir, Listen::Tcp(free_port()), extra.iter().map(|s| s.to_string()).collect())
+        Self::launch(dir, Listen::Tcp(super::free_port()), extra.iter().map(|s| s.to_string()).collect())
     }
 
     fn launch(dir: PathBuf, listen: Listen, extra: Vec<String>) -> Redis {
